@@ -1,0 +1,1 @@
+"""numpy-only core: never imports qgis, osgeo or torch."""
