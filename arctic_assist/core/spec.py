@@ -38,7 +38,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .errors import ModelError
 
@@ -302,7 +303,8 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
             f"model metadata: field 'tile.overlap' must be in [0, tile.size); got {overlap}")
     threshold = _num(doc, "threshold", 0.5)
     if task == "segmentation" and not 0.0 < threshold < 1.0:
-        raise ModelSpecError(f"model metadata: field 'threshold' must be in (0, 1); got {threshold}")
+        raise ModelSpecError(
+            f"model metadata: field 'threshold' must be in (0, 1); got {threshold}")
     provenance = _get(doc, "provenance", {})
     if not isinstance(provenance, Mapping):
         raise ModelSpecError("model metadata: field 'provenance' must be an object")

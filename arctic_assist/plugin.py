@@ -1,0 +1,99 @@
+"""The QGIS plugin object: provider registration, dependency check, toolbar."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from qgis.core import Qgis, QgsApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from . import about
+from .deps import dependency_message
+from .logsetup import install_qgis_handler, remove_handler
+
+LOG = logging.getLogger(__name__)
+TOOLBAR_NAME = "ArcticAssistToolbar"
+
+
+@dataclass(frozen=True)
+class ToolbarEntry:
+    object_name: str
+    text: str
+    icon: str
+    algorithm: str  # Processing algorithm opened by the action
+
+
+TOOLBAR_ENTRIES = (
+    ToolbarEntry("ArcticAssistDetect", "Detect thaw slumps", "detect_thaw_slumps.svg",
+                 "arctic_assist:detect_thaw_slumps"),
+)
+
+
+class ArcticAssistPlugin:
+    """Headless first: :meth:`initProcessing` is all ``qgis_process`` needs."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.provider = None
+        self.toolbar = None
+        self.actions: list[QAction] = []
+        self._log_handler = None
+
+    # Processing -------------------------------------------------------------------------
+    def initProcessing(self) -> None:  # noqa: N802 - QGIS API
+        if self.provider is not None:
+            return
+        if self._log_handler is None:
+            self._log_handler = install_qgis_handler()
+        from .processing.provider import ArcticAssistProvider
+
+        provider = ArcticAssistProvider()
+        # the registry deletes a duplicate provider: keep ours only if it was added
+        if QgsApplication.processingRegistry().addProvider(provider):
+            self.provider = provider
+        else:
+            LOG.warning("a provider with id 'arctic_assist' is already registered")
+
+    # GUI ---------------------------------------------------------------------------------
+    def initGui(self) -> None:  # noqa: N802 - QGIS API
+        self.initProcessing()
+        self.toolbar = self.iface.addToolBar("Arctic Assist")
+        self.toolbar.setObjectName(TOOLBAR_NAME)
+        for entry in TOOLBAR_ENTRIES:
+            action = QAction(QIcon(about.icon_path(entry.icon)), entry.text,
+                             self.iface.mainWindow())
+            action.setObjectName(entry.object_name)
+            action.setToolTip(f"Arctic Assist: {entry.text}")
+            action.triggered.connect(lambda _=False, alg=entry.algorithm: self.open_algorithm(alg))
+            self.toolbar.addAction(action)
+            self.iface.addPluginToRasterMenu("Arctic Assist", action)
+            self.actions.append(action)
+        message = dependency_message()
+        if message:
+            self.iface.messageBar().pushMessage(
+                "Arctic Assist", message, level=Qgis.MessageLevel.Warning, duration=0)
+            LOG.warning(message)
+
+    def open_algorithm(self, algorithm_id: str) -> None:
+        import processing
+
+        processing.execAlgorithmDialog(algorithm_id, {})
+
+    def unload(self) -> None:
+        for action in self.actions:
+            self.iface.removePluginRasterMenu("Arctic Assist", action)
+            if self.toolbar is not None:
+                self.toolbar.removeAction(action)
+            action.deleteLater()
+        self.actions = []
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        remove_handler(self._log_handler)
+        self._log_handler = None

@@ -1,0 +1,110 @@
+"""A small base class for the provider's algorithms.
+
+It turns the plugin's user-facing errors into one :class:`QgsProcessingException` (so
+``qgis_process`` exits non-zero with that one message and no traceback), checks the
+dependencies first, and forwards progress and Cancel between Processing and the core.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from .. import about
+from ..core.errors import ArcticAssistError
+from ..deps import dependency_message
+
+LOG = logging.getLogger(__name__)
+
+
+class StyleLoader(QgsProcessingLayerPostProcessorInterface):
+    """Applies a QML style from ``resources/styles`` when the output is added to a project."""
+
+    _instances: list[StyleLoader] = []  # Processing keeps only a raw pointer: keep them alive
+
+    def __init__(self, qml: str) -> None:
+        super().__init__()
+        self.qml = qml
+
+    @classmethod
+    def create(cls, qml_name: str) -> StyleLoader:
+        obj = cls(about.style_path(qml_name))
+        cls._instances.append(obj)
+        return obj
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        if layer is not None and layer.isValid():
+            layer.loadNamedStyle(self.qml)
+            layer.triggerRepaint()
+
+
+class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
+    """Base algorithm: subclasses implement :meth:`execute` and the metadata methods."""
+
+    NAME = ""
+    DISPLAY = ""
+    GROUP = ""
+    GROUP_ID = ""
+    ICON = "arctic_assist.svg"
+    HELP = ""
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return about.metadata().get("homepage", "")
+
+    def icon(self) -> QIcon:
+        return QIcon(about.icon_path(self.ICON))
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        message = dependency_message()
+        if message:
+            raise QgsProcessingException(message)
+        try:
+            return self.execute(parameters, context, feedback)
+        except ArcticAssistError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext,
+            feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # helpers shared by the algorithms -------------------------------------------------
+    @staticmethod
+    def callbacks(feedback: QgsProcessingFeedback):
+        """(progress, is_canceled, log) callables for the QGIS-free core."""
+
+        def progress(pct: float) -> None:
+            feedback.setProgress(pct)
+
+        def log(msg: str) -> None:
+            feedback.pushInfo(msg)
+            LOG.info(msg)
+
+        return progress, feedback.isCanceled, log

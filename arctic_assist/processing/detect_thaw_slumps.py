@@ -1,0 +1,167 @@
+"""``arctic_assist:detect_thaw_slumps``: PixelDINO thaw-slump polygons from a raster."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .. import about
+from ..core.errors import InputError
+from .base import ArcticAssistAlgorithm, StyleLoader
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def require_gpkg(path: str, parameter: str) -> str:
+    """Outputs are GeoPackages on disk, never memory layers or other formats."""
+    if not path or path.startswith("memory:") or not path.lower().endswith(".gpkg"):
+        raise InputError(
+            f"{parameter} must be a GeoPackage file (.gpkg); got '{path}'. Outputs are saved "
+            "to disk so that reviews are never lost.")
+    return path
+
+
+class DetectThawSlumps(ArcticAssistAlgorithm):
+    NAME = "detect_thaw_slumps"
+    DISPLAY = "Detect thaw slumps (PixelDINO)"
+    GROUP = "Thaw slumps"
+    GROUP_ID = "thaw_slumps"
+    ICON = "detect_thaw_slumps.svg"
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    BANDS = "BANDS"
+    EXTENT = "EXTENT"
+    MASK = "MASK"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    SIMPLIFY = "SIMPLIFY"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+    OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
+
+    HELP = (
+        "<p>Proposes retrogressive thaw slump (RTS) polygons with a PixelDINO segmentation "
+        "model (Heidler et al. 2024) run through ONNX Runtime.</p>"
+        "<p>The raster is read in windows (any size), resampled to the model's pixel size "
+        "(a raster in a geographic CRS is processed in its UTM zone), normalised exactly as "
+        "the model's metadata says, and predicted tile by tile with overlapping, smoothly "
+        "blended windows. The probability is thresholded, vectorised, filtered and "
+        "simplified.</p>"
+        "<h3>Parameters</h3><ul>"
+        "<li><b>INPUT</b>: multispectral raster (e.g. Sentinel-2 B2, B3, B4, B8 as uint16 DN).</li>"
+        "<li><b>MODEL</b>: ONNX model exported by Arctic Assist (or a Deepness segmentation "
+        "model); default: the bundled RTS model.</li>"
+        "<li><b>BANDS</b>: optional raster bands in the model's band order; by default the "
+        "bands are matched by their descriptions (B02_blue, blue, B2...), else by count.</li>"
+        "<li><b>EXTENT</b>, <b>MASK</b>: optional limits of the area processed.</li>"
+        "<li><b>THRESHOLD</b>: probability threshold; empty = the model's.</li>"
+        "<li><b>MIN_AREA</b> (m2): smaller polygons are dropped. <b>SIMPLIFY</b> (m): "
+        "simplification tolerance.</li>"
+        "<li><b>DEVICE</b>: auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
+        "provider that actually ran is logged and stored on every feature.</li>"
+        "<li><b>OUTPUT</b>: GeoPackage of polygons with score, area_m2, model, "
+        "model_version, provider, source, run_id, created and status = 'proposed'.</li>"
+        "<li><b>OUTPUT_PROBABILITY</b>: optional probability GeoTIFF.</li></ul>"
+        "<p>Outputs are written under a temporary name and renamed at the end: a failed or "
+        "cancelled run leaves nothing behind.</p>"
+    )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        default_model = str(about.bundled_model("segmentation"))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "ONNX model", extension="onnx", defaultValue=default_model,
+            optional=True))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, "Bands in the model's order (empty: match by description)",
+            parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, "Limit to extent", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.MASK, "Limit to polygons (mask)", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Probability threshold (empty: the model's)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, "Minimum polygon area (m2)", QgsProcessingParameterNumber.Double,
+            defaultValue=500.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SIMPLIFY, "Simplification tolerance (m)", QgsProcessingParameterNumber.Double,
+            defaultValue=5.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_PROBABILITY, "RTS probability", optional=True, createByDefault=False))
+
+    def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise InputError("INPUT: the raster layer could not be opened.")
+        raster_path = layer.source()
+        model_path = self.parameterAsFile(parameters, self.MODEL, context) or str(
+            about.bundled_model("segmentation"))
+        if not os.path.isfile(model_path):
+            raise InputError(f"MODEL: file '{model_path}' does not exist.")
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        extent = None
+        if parameters.get(self.EXTENT):
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            if not rect.isNull() and not rect.isEmpty():
+                extent = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        mask_path = None
+        if parameters.get(self.MASK):
+            mask_path = self.parameterAsCompatibleSourceLayerPath(
+                parameters, self.MASK, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        output = require_gpkg(self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
+                              self.OUTPUT)
+        probability = None
+        if parameters.get(self.OUTPUT_PROBABILITY):
+            probability = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY,
+                                                      context) or None
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        from ..io.detect import DetectRequest, run_detection
+
+        progress, is_canceled, log = self.callbacks(feedback)
+        result = run_detection(
+            DetectRequest(
+                raster_path=raster_path, model_path=model_path, output_path=output,
+                probability_path=probability, bands=bands, extent=extent,
+                mask_path=mask_path, threshold=threshold,
+                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+                simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
+                device=device),
+            progress=progress, is_canceled=is_canceled, log=log)
+        feedback.pushInfo(
+            f"{result.n_features} proposal(s) written to {result.output_path} "
+            f"(provider {result.provider}, run {result.run_id}, {result.seconds:.1f} s)")
+        if context.willLoadLayerOnCompletion(output):
+            details = context.layerToLoadOnCompletionDetails(output)
+            details.name = "Thaw slump proposals"
+            details.setPostProcessor(StyleLoader.create("thaw_slumps.qml"))
+        outputs: dict[str, Any] = {self.OUTPUT: output, "N_FEATURES": result.n_features,
+                                   "PROVIDER": result.provider, "RUN_ID": result.run_id}
+        if probability:
+            outputs[self.OUTPUT_PROBABILITY] = probability
+        return outputs
+
+

@@ -1,0 +1,39 @@
+"""The ``arctic_assist`` Processing provider."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .. import about
+
+PROVIDER_ID = "arctic_assist"
+
+
+def algorithm_classes() -> list[type]:
+    """Every algorithm of the provider (imported lazily: nothing heavy at import time)."""
+    from .detect_thaw_slumps import DetectThawSlumps
+
+    classes: list[type] = [DetectThawSlumps]
+    return classes
+
+
+class ArcticAssistProvider(QgsProcessingProvider):
+    def id(self) -> str:  # noqa: A003 - QGIS API
+        return PROVIDER_ID
+
+    def name(self) -> str:
+        return "Arctic Assist"
+
+    def longName(self) -> str:  # noqa: N802
+        return f"Arctic Assist {about.version()}"
+
+    def icon(self) -> QIcon:
+        return QIcon(about.icon_path("arctic_assist.svg"))
+
+    def versionInfo(self) -> str:  # noqa: N802
+        return about.version()
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for cls in algorithm_classes():
+            self.addAlgorithm(cls())

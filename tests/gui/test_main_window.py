@@ -1,0 +1,43 @@
+"""The real QGIS main window under a virtual screen, with the plugin loaded."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from support import ARTIFACTS, QGIS_GUI, REPO, link_checkout_plugin, make_profile, qgis_env
+
+pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                                reason="xvfb-run is not installed (make setup installs it)")
+
+
+def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300):
+    plugins = tmp_path / "plugins"
+    link_checkout_plugin(plugins)
+    config = make_profile(tmp_path / "config")
+    env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir))
+    env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", QGIS_GUI, "--nologo",
+           "--noversioncheck", "--nocustomization",
+           "--code", str(REPO / "tests" / "gui" / "scripts" / script)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_toolbar_in_real_main_window(tmp_path):
+    out = ARTIFACTS / "gui"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    proc = run_qgis_script(tmp_path, "check_toolbar.py", out)
+    result_file = out / "result.json"
+    assert result_file.exists(), f"QGIS did not run the script:\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(result_file.read_text())
+    assert result.get("error") is None, result["error"]
+    assert result["plugin_loaded"], result
+    assert result["toolbar"], "Arctic Assist toolbar missing or hidden"
+    names = {a["name"] for a in result["actions"]}
+    assert "ArcticAssistDetect" in names
+    assert all(a["enabled"] and a["has_icon"] for a in result["actions"])
+    assert "arctic_assist:detect_thaw_slumps" in result["algorithms"]
+    assert (out / "main_window.png").stat().st_size > 10_000
+    assert proc.returncode == 0

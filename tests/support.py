@@ -1,0 +1,111 @@
+"""Helpers shared by the test tiers that start real QGIS processes (cli, gui, package).
+
+They build a throw-away QGIS profile (``QGIS_CUSTOM_CONFIG_PATH``) with the plugin
+enabled, a plugin folder that QGIS can load (the checkout linked into the installed
+layout, or an unzipped package), and the environment that puts the project's venv on
+``PYTHONPATH`` - never the user's profile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ARTIFACTS = Path(os.environ.get("ARCTIC_ASSIST_ARTIFACTS", REPO / "test-artifacts"))
+QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+QGIS_GUI = shutil.which("qgis") or "/usr/bin/qgis"
+
+
+def shared_data(*parts: str) -> Path:
+    return SHARED_DATA.joinpath(*parts)
+
+
+def link_checkout_plugin(plugins_dir: Path) -> Path:
+    """Lay the checkout out as an installed plugin folder, with symbolic links."""
+    target = plugins_dir / "arctic_assist"
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in (REPO / "arctic_assist").iterdir():
+        if entry.name != "__pycache__":
+            (target / entry.name).symlink_to(entry)
+    for name in ("metadata.txt", "models", "resources"):
+        (target / name).symlink_to(REPO / name)
+    return target
+
+
+def make_profile(config_dir: Path, *, enabled: bool = True) -> Path:
+    """A throw-away QGIS config folder whose default profile enables the plugin."""
+    ini = config_dir / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text(
+        "[PythonPlugins]\n"
+        f"arctic_assist={'true' if enabled else 'false'}\n"
+        "[qgis]\nshowTips=false\ncheckVersion=false\n"
+        "[core]\nNewsFeed\\httpsfeedqgisorg\\disabled=true\n",
+        encoding="utf-8")
+    return config_dir
+
+
+def venv_site_packages() -> str:
+    return sysconfig.get_paths()["purelib"]
+
+
+def qgis_env(config_dir: Path, plugins_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "QGIS_CUSTOM_CONFIG_PATH": str(config_dir),
+        "QGIS_PLUGINPATH": str(plugins_dir),
+        "PYTHONPATH": os.pathsep.join(p for p in (venv_site_packages(),
+                                                  env.get("PYTHONPATH", "")) if p),
+        "QT_QPA_PLATFORM": env.get("QT_QPA_PLATFORM", "offscreen"),
+        "XDG_RUNTIME_DIR": env.get("XDG_RUNTIME_DIR", str(config_dir / "runtime")),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    Path(env["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    env.update(extra)
+    return env
+
+
+def run_qgis_process(args: list[str], env: dict[str, str], timeout: float = 600
+                     ) -> subprocess.CompletedProcess:
+    return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.0, 7550020.0),
+                 pixel_size: float = 10.0, nodata: float | None = 0,
+                 descriptions: list[str] | None = None) -> Path:
+    """Write a (bands, rows, cols) array as a GeoTIFF with GDAL (for the tests' inputs)."""
+    import numpy as np
+    from osgeo import gdal, gdal_array, osr
+
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[None]
+    gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(arr.dtype)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[2], arr.shape[1],
+                                              arr.shape[0], gdal_type,
+                                              options=["COMPRESS=DEFLATE", "TILED=YES"])
+    ds.SetGeoTransform((origin[0], pixel_size, 0.0, origin[1], 0.0, -pixel_size))
+    if epsg is not None:
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        ds.SetProjection(srs.ExportToWkt())
+    for i in range(arr.shape[0]):
+        band = ds.GetRasterBand(i + 1)
+        band.WriteArray(arr[i])
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        if descriptions:
+            band.SetDescription(descriptions[i])
+    ds = None
+    return Path(path)
