@@ -22,12 +22,15 @@ class ToolbarEntry:
     object_name: str
     text: str
     icon: str
-    algorithm: str  # Processing algorithm opened by the action
+    algorithm: str = ""  # Processing algorithm whose dialog the action opens, or
+    method: str = ""  # the name of the plugin method the action calls
 
 
 TOOLBAR_ENTRIES = (
     ToolbarEntry("ArcticAssistDetect", "Detect thaw slumps", "detect_thaw_slumps.svg",
-                 "arctic_assist:detect_thaw_slumps"),
+                 algorithm="arctic_assist:detect_thaw_slumps"),
+    ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
+                 method="toggle_review_panel"),
 )
 
 
@@ -39,6 +42,7 @@ class ArcticAssistPlugin:
         self.provider = None
         self.toolbar = None
         self.actions: list[QAction] = []
+        self.review_panel = None
         self._log_handler = None
 
     # Processing -------------------------------------------------------------------------
@@ -66,7 +70,11 @@ class ArcticAssistPlugin:
                              self.iface.mainWindow())
             action.setObjectName(entry.object_name)
             action.setToolTip(f"Arctic Assist: {entry.text}")
-            action.triggered.connect(lambda _=False, alg=entry.algorithm: self.open_algorithm(alg))
+            if entry.algorithm:
+                action.triggered.connect(
+                    lambda _=False, alg=entry.algorithm: self.open_algorithm(alg))
+            else:
+                action.triggered.connect(getattr(self, entry.method))
             self.toolbar.addAction(action)
             self.iface.addPluginToRasterMenu("Arctic Assist", action)
             self.actions.append(action)
@@ -81,7 +89,27 @@ class ArcticAssistPlugin:
 
         processing.execAlgorithmDialog(algorithm_id, {})
 
+    def toggle_review_panel(self) -> None:
+        from qgis.PyQt.QtCore import Qt
+
+        from .gui.review_panel import ReviewPanel
+
+        if self.review_panel is None:
+            self.review_panel = ReviewPanel(self.iface)
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.review_panel)
+            self.review_panel.show()
+        else:
+            self.review_panel.setVisible(not self.review_panel.isVisible())
+        if self.review_panel.isVisible():
+            self.review_panel.set_layer(self.iface.activeLayer())
+            self.review_panel.raise_()
+
     def unload(self) -> None:
+        if self.review_panel is not None:
+            from .gui.review_panel import remove_dock
+
+            remove_dock(self.iface, self.review_panel)
+            self.review_panel = None
         for action in self.actions:
             self.iface.removePluginRasterMenu("Arctic Assist", action)
             if self.toolbar is not None:
