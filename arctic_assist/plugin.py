@@ -31,6 +31,7 @@ TOOLBAR_ENTRIES = (
                  algorithm="arctic_assist:detect_thaw_slumps"),
     ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
                  method="toggle_review_panel"),
+    ToolbarEntry("ArcticAssistModels", "Models", "models.svg", method="show_models"),
 )
 
 
@@ -43,6 +44,7 @@ class ArcticAssistPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.review_panel = None
+        self.dialogs: list = []  # open algorithm dialogs (kept alive while shown)
         self._log_handler = None
 
     # Processing -------------------------------------------------------------------------
@@ -84,10 +86,29 @@ class ArcticAssistPlugin:
                 "Arctic Assist", message, level=Qgis.MessageLevel.Warning, duration=0)
             LOG.warning(message)
 
-    def open_algorithm(self, algorithm_id: str) -> None:
-        import processing
+    def open_algorithm(self, algorithm_id: str, parameters: dict | None = None):
+        """Open the algorithm's Processing dialog (non-modal: progress, Cancel, log).
 
-        processing.execAlgorithmDialog(algorithm_id, {})
+        The dialog runs the algorithm as a background task, so QGIS stays responsive;
+        the active raster layer is pre-selected as INPUT.
+        """
+        import processing
+        from qgis.core import QgsRasterLayer
+
+        params = dict(parameters or {})
+        layer = self.iface.activeLayer()
+        if "INPUT" not in params and isinstance(layer, QgsRasterLayer):
+            params["INPUT"] = layer
+        dialog = processing.createAlgorithmDialog(algorithm_id, params)
+        if dialog is None:
+            self.iface.messageBar().pushMessage(
+                "Arctic Assist", f"Algorithm {algorithm_id} is not available",
+                level=Qgis.MessageLevel.Critical)
+            return None
+        self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
+        dialog.show()
+        dialog.raise_()
+        return dialog
 
     def toggle_review_panel(self) -> None:
         from qgis.PyQt.QtCore import Qt
@@ -104,7 +125,17 @@ class ArcticAssistPlugin:
             self.review_panel.set_layer(self.iface.activeLayer())
             self.review_panel.raise_()
 
+    def show_models(self) -> None:
+        from .gui.models_dialog import ModelsDialog
+
+        dialog = ModelsDialog(self.iface.mainWindow())
+        self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
+        dialog.show()
+
     def unload(self) -> None:
+        for dialog in self.dialogs:
+            dialog.close()
+        self.dialogs = []
         if self.review_panel is not None:
             from .gui.review_panel import remove_dock
 

@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from .. import about
+from .. import settings
 from ..core.errors import InputError
 from .base import ArcticAssistAlgorithm, StyleLoader
 
@@ -82,7 +82,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        default_model = str(about.bundled_model("segmentation"))
+        default_model = settings.default_model_path("segmentation")
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "ONNX model", extension="onnx", defaultValue=default_model,
             optional=True))
@@ -115,8 +115,8 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         if layer is None:
             raise InputError("INPUT: the raster layer could not be opened.")
         raster_path = layer.source()
-        model_path = self.parameterAsFile(parameters, self.MODEL, context) or str(
-            about.bundled_model("segmentation"))
+        model_path = (self.parameterAsFile(parameters, self.MODEL, context)
+                      or settings.default_model_path("segmentation"))
         if not os.path.isfile(model_path):
             raise InputError(f"MODEL: file '{model_path}' does not exist.")
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None

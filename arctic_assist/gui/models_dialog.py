@@ -1,0 +1,110 @@
+"""Models dialog: bundled and user models with their model card; the default per task."""
+
+from __future__ import annotations
+
+import json
+
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+)
+
+from .. import settings
+from ..io import models
+
+
+def card_html(entry: models.ModelEntry, is_default: bool) -> str:
+    if entry.spec is None:
+        return f"<h3>{entry.path.name}</h3><p><b>Cannot be used:</b> {entry.error}</p>"
+    rows = "".join(
+        f"<tr><th align='left'>{k}</th><td>"
+        f"{json.dumps(v) if isinstance(v, (dict, list)) else v}</td></tr>"
+        for k, v in entry.spec.card().items())
+    flag = " <i>(default for this task)</i>" if is_default else ""
+    return (f"<h3>{entry.spec.name} {entry.spec.version}{flag}</h3>"
+            f"<p>{entry.spec.description}</p><table>{rows}</table>"
+            f"<p><small>{entry.origin} model: {entry.path}</small></p>")
+
+
+class ModelsDialog(QDialog):
+    OBJECT_NAME = "ArcticAssistModelsDialog"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName(self.OBJECT_NAME)
+        self.setWindowTitle("Arctic Assist models")
+        self.resize(760, 420)
+        self.list = QListWidget(self)
+        self.list.setObjectName("ArcticAssistModelsList")
+        self.card = QTextBrowser(self)
+        self.card.setObjectName("ArcticAssistModelCard")
+        self.default_button = QPushButton("Use as default for its task", self)
+        self.add_button = QPushButton("Add model file…", self)
+        close = QPushButton("Close", self)
+        top = QHBoxLayout()
+        top.addWidget(self.list, 1)
+        top.addWidget(self.card, 2)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.default_button)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(buttons)
+        self.list.currentItemChanged.connect(lambda *_: self.show_card())
+        self.default_button.clicked.connect(self.make_default)
+        self.add_button.clicked.connect(self.add_model)
+        close.clicked.connect(self.accept)
+        self.entries: list[models.ModelEntry] = []
+        self.reload()
+
+    def reload(self) -> None:
+        self.entries = models.library(settings.user_models_dir())
+        defaults = {t: settings.default_model_path(t) for t in settings.TASKS}
+        self.list.clear()
+        for entry in self.entries:
+            mark = " ★" if entry.task and defaults.get(entry.task) == str(entry.path) else ""
+            item = QListWidgetItem(f"[{entry.task or '?'}] {entry.label}{mark}")
+            self.list.addItem(item)
+        if self.entries:
+            self.list.setCurrentRow(0)
+
+    def current(self) -> models.ModelEntry | None:
+        row = self.list.currentRow()
+        return self.entries[row] if 0 <= row < len(self.entries) else None
+
+    def show_card(self) -> None:
+        entry = self.current()
+        if entry is None:
+            self.card.clear()
+            return
+        is_default = bool(entry.task) and settings.default_model_path(entry.task) == str(entry.path)
+        self.card.setHtml(card_html(entry, is_default))
+        self.default_button.setEnabled(entry.spec is not None)
+
+    def make_default(self) -> None:
+        entry = self.current()
+        if entry is not None and entry.spec is not None:
+            settings.set_default_model(entry.spec.task, str(entry.path))
+            row = self.list.currentRow()
+            self.reload()
+            self.list.setCurrentRow(row)
+
+    def add_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add an ONNX model", "", "ONNX (*.onnx)")
+        if not path:
+            return
+        try:
+            models.register(path, settings.user_models_dir())
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            QMessageBox.warning(self, "Arctic Assist", f"This model cannot be used:\n{exc}")
+            return
+        self.reload()

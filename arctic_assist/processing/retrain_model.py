@@ -1,0 +1,261 @@
+"""``arctic_assist:retrain_model``: run the training CLI and register the new model.
+
+Training needs PyTorch, which QGIS's Python usually lacks: the algorithm runs
+``PYTHON -m arctic_assist.training ...`` in a subprocess, streams its JSON progress lines
+into the Processing log and progress bar, stops it on Cancel (checkpoints already written
+stay, so the run can be resumed), and registers the exported model in the user models
+folder, where the detection and tracing algorithms can use it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from .. import about, settings
+from ..core.errors import ArcticAssistError, CanceledError, InputError
+from .base import ArcticAssistAlgorithm
+
+TASKS = [("segmentation", "Thaw slumps (PixelDINO segmentation)"),
+         ("contour", "Calving fronts (COBRA contour)")]
+METHODS = ["pixeldino", "supervised", "supervised_aug", "fixmatchseg", "adversarial"]
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def default_python() -> str:
+    """The configured interpreter, else the checkout's .venv, else python3 on PATH."""
+    configured = settings.training_python()
+    if configured:
+        return configured
+    venv = about.plugin_root() / ".venv" / "bin" / "python"
+    if venv.is_file():
+        return str(venv)
+    return shutil.which("python3") or sys.executable
+
+
+def package_parent() -> str:
+    """The folder to put on PYTHONPATH so that ``import arctic_assist`` finds this plugin."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def build_command(python: str, task: str, method: str, data: str, output: str, steps: int,
+                  device: str, base_model: str | None, work_dir: str) -> list[str]:
+    command = "cobra" if task == "contour" else method
+    cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
+           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir]
+    if device != "auto":
+        cmd += ["--accelerator", "gpu" if device == "cuda" else "cpu"]
+    if base_model:
+        cmd += ["--base-model", base_model]
+    return cmd
+
+
+class RetrainModel(ArcticAssistAlgorithm):
+    NAME = "retrain_model"
+    DISPLAY = "Retrain model"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    ICON = "retrain.svg"
+
+    DATA = "DATA"
+    TASK = "TASK"
+    METHOD = "METHOD"
+    BASE_MODEL = "BASE_MODEL"
+    STEPS = "STEPS"
+    DEVICE = "DEVICE"
+    PYTHON = "PYTHON"
+    OUTPUT = "OUTPUT"
+
+    HELP = (
+        "<p>Retrains a model on a training-data folder written by <i>Export training data</i>"
+        " (manifest.json, image chips, masks or front polylines, unlabelled chips) and "
+        "exports a new self-describing ONNX model.</p>"
+        "<p>Training runs the bundled PyTorch code (<code>python -m arctic_assist.training"
+        "</code>) in a separate Python that has torch: <b>PYTHON</b> (default: the plugin "
+        "setting, else the project's .venv). It uses a CUDA GPU when one is present (DEVICE"
+        " auto), the CPU otherwise.</p><ul>"
+        "<li><b>TASK</b>: thaw slumps (PixelDINO segmentation) or calving fronts (COBRA).</li>"
+        "<li><b>METHOD</b>: pixeldino (default, semi-supervised) or a baseline "
+        "(supervised, supervised_aug, fixmatchseg, adversarial); ignored for COBRA.</li>"
+        "<li><b>BASE_MODEL</b>: optional ONNX model to start from.</li>"
+        "<li><b>STEPS</b>: optimisation steps.</li>"
+        "<li><b>OUTPUT</b>: the new ONNX model; it is validated, registered in the user "
+        "models folder and usable at once. Its metadata holds the validation metrics.</li>"
+        "</ul><p>Cancel stops the training; checkpoints written so far are kept in the "
+        "run folder beside OUTPUT so that the run can be resumed.</p>")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(
+            self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.TASK, "Task", options=[t[1] for t in TASKS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.METHOD, "Method", options=METHODS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            self.BASE_MODEL, "Start from model (optional)", extension="onnx", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.STEPS, "Training steps", QgsProcessingParameterNumber.Integer,
+            defaultValue=2000, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.PYTHON, "Python interpreter with torch (empty: default)", optional=True))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"))
+
+    def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
+        from ..io.models import read_spec, register
+
+        data = self.parameterAsFile(parameters, self.DATA, context)
+        if not data or not (Path(data) / "manifest.json").is_file():
+            raise InputError(f"DATA: '{data}' is not a training-data folder (no manifest.json);"
+                             " create one with 'Export training data'.")
+        task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)][0]
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        base_model = self.parameterAsFile(parameters, self.BASE_MODEL, context) or None
+        if base_model and not Path(base_model).is_file():
+            raise InputError(f"BASE_MODEL: file '{base_model}' does not exist.")
+        steps = self.parameterAsInt(parameters, self.STEPS, context)
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        python = self.parameterAsString(parameters, self.PYTHON, context) or default_python()
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if not output.lower().endswith(".onnx"):
+            raise InputError(f"OUTPUT must end with .onnx; got '{output}'.")
+        out_dir = Path(output).parent
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"OUTPUT: cannot create folder '{out_dir}': {exc}") from None
+        if not os.access(out_dir, os.W_OK):
+            raise InputError(f"OUTPUT: folder '{out_dir}' is not writable.")
+        self.check_python(python)
+
+        work_dir = str(Path(output).with_suffix("")) + "_run"
+        partial = output + ".part.onnx"
+        cmd = build_command(python, task, method, data, partial, steps, device, base_model,
+                            work_dir)
+        feedback.pushInfo("Running: " + " ".join(cmd))
+        try:
+            self.stream(cmd, feedback, work_dir)
+            spec = read_spec(partial)
+            if spec.task != task:
+                raise ArcticAssistError(
+                    f"the training exported a '{spec.task}' model, expected '{task}'")
+            os.replace(partial, output)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        registered = register(output, settings.user_models_dir())
+        metrics = dict(spec.provenance).get("metrics", {})
+        feedback.pushInfo(f"New model {spec.name} {spec.version}: {output}; registered as "
+                          f"{registered}; validation metrics: {json.dumps(metrics)}")
+        return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": metrics}
+
+    @staticmethod
+    def check_python(python: str) -> None:
+        probe = subprocess.run([python, "-c", "import torch, lightning"], capture_output=True,
+                               text=True, check=False) if shutil.which(python) or \
+            os.path.isfile(python) else None
+        if probe is None or probe.returncode != 0:
+            raise InputError(
+                f"PYTHON: '{python}' cannot import torch and lightning. Point PYTHON (or the "
+                "plugin setting) at the interpreter of an environment made by 'make setup' "
+                "(e.g. <checkout>/.venv/bin/python).")
+
+    @staticmethod
+    def stream(cmd: list[str], feedback, work_dir: str) -> None:
+        """Run the training, forward its JSON progress, honour Cancel (checked 5x a second)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent(), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        stderr_path = Path(work_dir) / "stderr.log"
+        lines: queue.Queue[str | None] = queue.Queue()
+        with stderr_path.open("w", encoding="utf-8") as stderr:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    env=env, start_new_session=True)
+
+            def pump() -> None:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    lines.put(raw)
+                lines.put(None)
+
+            threading.Thread(target=pump, daemon=True).start()
+            error_message = None
+            try:
+                while True:
+                    if feedback.isCanceled():
+                        raise CanceledError(
+                            "Training canceled; the checkpoints written so far are kept in "
+                            f"{work_dir} and the run can be resumed.")
+                    try:
+                        line = lines.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    if line is None:
+                        break
+                    error_message = _handle_line(line.strip(), feedback) or error_message
+                proc.wait()
+            except BaseException:
+                _stop(proc)
+                raise
+        if proc.returncode != 0:
+            tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
+            detail = error_message or "\n".join(tail.splitlines()[-15:]) or \
+                f"exit status {proc.returncode}"
+            raise ArcticAssistError(f"Training failed: {detail}")
+
+
+def _handle_line(line: str, feedback) -> str | None:
+    """Forward one line of the training's stdout; returns an error message if it is one."""
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        feedback.pushConsoleInfo(line)
+        return None
+    kind = event.get("event") if isinstance(event, dict) else None
+    if kind == "progress" and event.get("total"):
+        feedback.setProgress(100.0 * event["step"] / event["total"])
+        if event["step"] % 50 == 0 or event["step"] == event["total"]:
+            feedback.pushInfo(f"step {event['step']}/{event['total']} "
+                              f"loss {float(event.get('loss', float('nan'))):.4f}")
+    elif kind == "error":
+        return str(event.get("message"))
+    elif kind:
+        feedback.pushInfo(line)
+    return None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
