@@ -31,6 +31,8 @@ TOOLBAR_ENTRIES = (
                  algorithm="arctic_assist:detect_thaw_slumps"),
     ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
                  method="toggle_review_panel"),
+    ToolbarEntry("ArcticAssistRetrain", "Retrain model", "retrain.svg",
+                 algorithm="arctic_assist:retrain_model"),
     ToolbarEntry("ArcticAssistModels", "Models", "models.svg", method="show_models"),
 )
 

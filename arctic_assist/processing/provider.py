@@ -13,9 +13,9 @@ PROVIDER_ID = "arctic_assist"
 def algorithm_classes() -> list[type]:
     """Every algorithm of the provider (imported lazily: nothing heavy at import time)."""
     from .detect_thaw_slumps import DetectThawSlumps
+    from .retrain_model import RetrainModel
 
-    classes: list[type] = [DetectThawSlumps]
-    return classes
+    return [DetectThawSlumps, RetrainModel]
 
 
 class ArcticAssistProvider(QgsProcessingProvider):

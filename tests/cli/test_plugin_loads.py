@@ -4,7 +4,7 @@ import zipfile
 
 from support import REPO, make_profile, qgis_env, run_qgis_process
 
-ALGORITHMS = ["arctic_assist:detect_thaw_slumps"]
+ALGORITHMS = ["arctic_assist:detect_thaw_slumps", "arctic_assist:retrain_model"]
 
 
 def _loaded_plugins(stdout: str) -> set[str]:
