@@ -29,6 +29,8 @@ class ToolbarEntry:
 TOOLBAR_ENTRIES = (
     ToolbarEntry("ArcticAssistDetect", "Detect thaw slumps", "detect_thaw_slumps.svg",
                  algorithm="arctic_assist:detect_thaw_slumps"),
+    ToolbarEntry("ArcticAssistTrace", "Trace calving front", "trace_calving_front.svg",
+                 method="start_trace"),
     ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
                  method="toggle_review_panel"),
     ToolbarEntry("ArcticAssistRetrain", "Retrain model", "retrain.svg",
@@ -46,6 +48,7 @@ class ArcticAssistPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.review_panel = None
+        self.trace_tool = None
         self.dialogs: list = []  # open algorithm dialogs (kept alive while shown)
         self._log_handler = None
 
@@ -127,6 +130,11 @@ class ArcticAssistPlugin:
             self.review_panel.set_layer(self.iface.activeLayer())
             self.review_panel.raise_()
 
+    def start_trace(self) -> None:
+        from .gui.trace_tool import start_trace
+
+        start_trace(self)
+
     def show_models(self) -> None:
         from .gui.models_dialog import ModelsDialog
 
@@ -135,6 +143,9 @@ class ArcticAssistPlugin:
         dialog.show()
 
     def unload(self) -> None:
+        if self.trace_tool is not None:
+            self.iface.mapCanvas().unsetMapTool(self.trace_tool)
+            self.trace_tool = None
         for dialog in self.dialogs:
             dialog.close()
         self.dialogs = []

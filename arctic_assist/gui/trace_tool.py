@@ -67,7 +67,7 @@ def start_trace(plugin) -> None:
         plugin.open_algorithm(ALGORITHM, {
             "AOI": QgsProcessingFeatureSourceDefinition(layer.id(), True)})
         return
-    plugin.trace_tool = getattr(plugin, "trace_tool", None) or TraceBoxTool(plugin)
+    plugin.trace_tool = plugin.trace_tool or TraceBoxTool(plugin)
     plugin.iface.mapCanvas().setMapTool(plugin.trace_tool)
     plugin.iface.messageBar().pushInfo(
         "Arctic Assist", "Drag a box around the glacier terminus to trace its calving front.")

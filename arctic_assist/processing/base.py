@@ -20,10 +20,19 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import about
-from ..core.errors import ArcticAssistError
+from ..core.errors import ArcticAssistError, InputError
 from ..deps import dependency_message
 
 LOG = logging.getLogger(__name__)
+
+
+def require_gpkg(path: str, parameter: str) -> str:
+    """Outputs are GeoPackages on disk, never memory layers or other formats."""
+    if not path or path.startswith("memory:") or not path.lower().endswith(".gpkg"):
+        raise InputError(
+            f"{parameter} must be a GeoPackage file (.gpkg); got '{path}'. Outputs are saved "
+            "to disk so that reviews are never lost.")
+    return path
 
 
 class StyleLoader(QgsProcessingLayerPostProcessorInterface):

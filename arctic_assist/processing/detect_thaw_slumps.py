@@ -20,18 +20,9 @@ from qgis.core import (
 
 from .. import settings
 from ..core.errors import InputError
-from .base import ArcticAssistAlgorithm, StyleLoader
+from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
 
 DEVICES = ["auto", "cpu", "cuda"]
-
-
-def require_gpkg(path: str, parameter: str) -> str:
-    """Outputs are GeoPackages on disk, never memory layers or other formats."""
-    if not path or path.startswith("memory:") or not path.lower().endswith(".gpkg"):
-        raise InputError(
-            f"{parameter} must be a GeoPackage file (.gpkg); got '{path}'. Outputs are saved "
-            "to disk so that reviews are never lost.")
-    return path
 
 
 class DetectThawSlumps(ArcticAssistAlgorithm):

@@ -1,0 +1,110 @@
+"""``arctic_assist:trace_calving_front``: COBRA calving-front polylines inside AOI boxes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .. import settings
+from ..core.errors import InputError
+from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+class TraceCalvingFront(ArcticAssistAlgorithm):
+    NAME = "trace_calving_front"
+    DISPLAY = "Trace calving front (COBRA)"
+    GROUP = "Calving fronts"
+    GROUP_ID = "calving_fronts"
+    ICON = "trace_calving_front.svg"
+
+    INPUT = "INPUT"
+    AOI = "AOI"
+    MODEL = "MODEL"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+    OUTPUT_ITERATIONS = "OUTPUT_ITERATIONS"
+
+    HELP = (
+        "<p>Traces glacier calving fronts with a COBRA deep active contour model "
+        "(Heidler et al. 2023) run through ONNX Runtime, and returns them as editable "
+        "polylines in map coordinates.</p>"
+        "<p>For each AOI box (one box per glacier terminus, in any CRS; a rotated box is "
+        "read in its own frame) the raster window is read through GDAL, resampled to the "
+        "model's tile (at the model's pixel size when its metadata gives one), normalised as "
+        "the model's metadata says, and the snake's vertices are mapped back to map "
+        "coordinates exactly.</p><ul>"
+        "<li><b>INPUT</b>: the image (e.g. a Landsat panchromatic or red band).</li>"
+        "<li><b>AOI</b>: polygon layer, one box per terminus (the toolbar's map tool draws "
+        "one).</li>"
+        "<li><b>MODEL</b>: ONNX contour model; default: the bundled COBRA model.</li>"
+        "<li><b>DEVICE</b>: auto, cpu or cuda; the provider that ran is stored on each line."
+        "</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
+        "provider, source, run_id, created, length_m, convergence (displacement of the last "
+        "iteration, m) and status = 'proposed'.</li>"
+        "<li><b>OUTPUT_ITERATIONS</b>: optional GeoPackage with every iteration's line, to "
+        "see how the snake converged.</li></ul>"
+        "<p>Outputs are written under a temporary name and renamed at the end.</p>")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.AOI, "Terminus boxes (AOI)", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "ONNX model", extension="onnx", optional=True,
+            defaultValue=settings.default_model_path("contour")))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT_ITERATIONS, "Snake iterations", QgsProcessing.TypeVectorLine,
+            optional=True, createByDefault=False))
+
+    def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise InputError("INPUT: the raster layer could not be opened.")
+        model_path = (self.parameterAsFile(parameters, self.MODEL, context)
+                      or settings.default_model_path("contour"))
+        if not os.path.isfile(model_path):
+            raise InputError(f"MODEL: file '{model_path}' does not exist.")
+        aoi_path = self.parameterAsCompatibleSourceLayerPath(
+            parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        output = require_gpkg(self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
+                              self.OUTPUT)
+        iterations = None
+        if parameters.get(self.OUTPUT_ITERATIONS):
+            iterations = require_gpkg(self.parameterAsOutputLayer(
+                parameters, self.OUTPUT_ITERATIONS, context), self.OUTPUT_ITERATIONS)
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+
+        from ..io.trace import TraceRequest, run_tracing
+
+        progress, is_canceled, log = self.callbacks(feedback)
+        result = run_tracing(
+            TraceRequest(raster_path=layer.source(), model_path=model_path, aoi_path=aoi_path,
+                         output_path=output, iterations_path=iterations, device=device),
+            progress=progress, is_canceled=is_canceled, log=log)
+        feedback.pushInfo(f"{result.count} front(s) written to {output} "
+                          f"(provider {result.provider}, run {result.run_id})")
+        for path, name in ((output, "Calving fronts"), (iterations, "Snake iterations")):
+            if path and context.willLoadLayerOnCompletion(path):
+                details = context.layerToLoadOnCompletionDetails(path)
+                details.name = name
+                details.setPostProcessor(StyleLoader.create("calving_fronts.qml"))
+        outputs: dict[str, Any] = {self.OUTPUT: output, "N_FEATURES": result.count,
+                                   "PROVIDER": result.provider, "RUN_ID": result.run_id}
+        if iterations:
+            outputs[self.OUTPUT_ITERATIONS] = iterations
+        return outputs
