@@ -33,6 +33,8 @@ TOOLBAR_ENTRIES = (
                  method="start_trace"),
     ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
                  method="toggle_review_panel"),
+    ToolbarEntry("ArcticAssistExport", "Export training data", "export_training.svg",
+                 algorithm="arctic_assist:export_training_data"),
     ToolbarEntry("ArcticAssistRetrain", "Retrain model", "retrain.svg",
                  algorithm="arctic_assist:retrain_model"),
     ToolbarEntry("ArcticAssistModels", "Models", "models.svg", method="show_models"),

@@ -13,11 +13,13 @@ PROVIDER_ID = "arctic_assist"
 def algorithm_classes() -> list[type]:
     """Every algorithm of the provider (imported lazily: nothing heavy at import time)."""
     from .detect_thaw_slumps import DetectThawSlumps
+    from .export_training_data import ExportTrainingData
     from .front_distance import FrontDistanceAlgorithm
     from .retrain_model import RetrainModel
     from .trace_calving_front import TraceCalvingFront
 
-    return [DetectThawSlumps, TraceCalvingFront, FrontDistanceAlgorithm, RetrainModel]
+    return [DetectThawSlumps, TraceCalvingFront, FrontDistanceAlgorithm,
+            ExportTrainingData, RetrainModel]
 
 
 class ArcticAssistProvider(QgsProcessingProvider):

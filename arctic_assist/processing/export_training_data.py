@@ -1,0 +1,97 @@
+"""``arctic_assist:export_training_data``: reviewed geometries -> training-data folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+)
+
+from ..core.errors import InputError
+from .base import ArcticAssistAlgorithm
+
+
+class ExportTrainingData(ArcticAssistAlgorithm):
+    NAME = "export_training_data"
+    DISPLAY = "Export training data"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    ICON = "export_training.svg"
+
+    LABELS = "LABELS"
+    RASTERS = "RASTERS"
+    AOI = "AOI"
+    UNLABELLED = "UNLABELLED"
+    CHIP_SIZE = "CHIP_SIZE"
+    ONLY_REVIEWED = "ONLY_REVIEWED"
+    OUTPUT = "OUTPUT"
+
+    HELP = (
+        "<p>Turns reviewed proposals (or any polygons / lines) into a training-data folder "
+        "for <i>Retrain model</i>: manifest.json (CRS, pixel size, bands, normalisation, "
+        "provenance), image chips with masks (0 background, 1 thaw slump, 255 ignore) or "
+        "with calving-front polylines, and the unlabelled pool for semi-supervised "
+        "training.</p><ul>"
+        "<li><b>LABELS</b>: polygon layer (thaw slumps) or line layer (calving fronts). By "
+        "default only features whose status is 'accepted' or 'edited' are used.</li>"
+        "<li><b>RASTERS</b>: the source rasters the labels were drawn on.</li>"
+        "<li><b>AOI</b>: optional area that was reviewed; outside it pixels are 'ignore', "
+        "inside it everything not labelled is background.</li>"
+        "<li><b>UNLABELLED</b>: optional further rasters for the unlabelled pool.</li>"
+        "<li><b>CHIP_SIZE</b>: chip size in pixels.</li>"
+        "<li><b>OUTPUT</b>: the folder (replaced as a whole at the end).</li></ul>"
+        "<p>Invalid geometries are repaired (or reported), labels in another CRS are "
+        "reprojected and clipped to the rasters. The folder is written under a temporary name"
+        " and swapped in at the end, so an interrupted export leaves the previous one intact; "
+        "the same input gives the same folder.</p>")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.LABELS, "Labels (reviewed proposals)",
+            [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorLine]))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.RASTERS, "Source rasters", QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.AOI, "Reviewed area (optional)", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.UNLABELLED, "Unlabelled rasters (optional)", QgsProcessing.TypeRaster,
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CHIP_SIZE, "Chip size (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=128, minValue=16, maxValue=4096))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.ONLY_REVIEWED, "Only accepted and edited features", defaultValue=True))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.OUTPUT, "Training-data folder"))
+
+    def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
+        from ..io.training_export import export_training_data
+
+        labels = self.parameterAsCompatibleSourceLayerPath(
+            parameters, self.LABELS, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        rasters = [layer.source() for layer in
+                   self.parameterAsLayerList(parameters, self.RASTERS, context)]
+        if not rasters:
+            raise InputError("RASTERS: give at least one source raster.")
+        aoi = None
+        if parameters.get(self.AOI):
+            aoi = self.parameterAsCompatibleSourceLayerPath(
+                parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+        unlabelled = [layer.source() for layer in
+                      self.parameterAsLayerList(parameters, self.UNLABELLED, context)]
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        _, is_canceled, log = self.callbacks(feedback)
+        result = export_training_data(
+            labels, rasters, output, aoi_path=aoi, unlabelled=unlabelled,
+            chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
+            only_reviewed=self.parameterAsBool(parameters, self.ONLY_REVIEWED, context),
+            log=log, is_canceled=is_canceled)
+        return {self.OUTPUT: result.output_dir, "TASK": result.task,
+                "N_CHIPS": result.n_chips, "N_LABELS": result.n_labels}
