@@ -15,7 +15,7 @@ DATA ?= ../shared/data
 export DATA
 
 .PHONY: help setup apt venv test test-unit test-qgis test-cli test-gui lint package \
-        install-plugin bench styles clean
+        install-plugin bench styles demo clean
 
 help:
 	@echo "make setup           install QGIS 3.22, xvfb (Debian) and the pinned venv (.venv)"
@@ -82,3 +82,6 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 -include mk/*.mk
+
+demo:
+	$(PY) tools/demo.py demo

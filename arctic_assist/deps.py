@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-REQUIRED = ("numpy", "onnxruntime")
+REQUIRED = ("numpy", "onnxruntime", "onnx")
 
 
 def missing_dependencies() -> list[str]:

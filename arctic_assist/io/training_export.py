@@ -29,6 +29,11 @@ gdal.UseExceptions()
 ogr.UseExceptions()
 LOG = logging.getLogger(__name__)
 REVIEWED = ("accepted", "edited")
+VAL_EVERY = 5  # every 5th chip (on a diagonal pattern) is held out for validation metrics
+
+
+def _split(index: int) -> str:
+    return "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"
 
 
 @dataclass
@@ -161,7 +166,7 @@ def _line_chips(rasters: Sequence[str], lines_path: Path, out_dir: Path, chip_si
             polyline = [[round(float(c - x0), 3), round(float(r - y0), 3)]
                         for c, r in zip(cols, rows)]
             chips.append({"image": f"{name}.tif", "polyline": polyline,
-                          "region": Path(raster).stem, "split": "train"})
+                          "region": Path(raster).stem, "split": _split(len(chips))})
     return chips
 
 
@@ -218,6 +223,7 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
             all_rasters = rasters + [str(u) for u in unlabelled]
             data = D.build_dataset(
                 all_rasters, str(labels_tmp), dest, chip_size, aoi_path=aoi_path,
+                split_fn=lambda ri, x, y, w, h: _split(x // chip_size + y // chip_size),
                 labelled=[True] * len(rasters) + [False] * len(unlabelled),
                 provenance=provenance)
             n_chips, n_unl = len(data.chips), len(data.unlabelled)

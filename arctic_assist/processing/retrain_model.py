@@ -60,6 +60,8 @@ def build_command(python: str, task: str, method: str, data: str, output: str, s
     command = "cobra" if task == "contour" else method
     cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
            "--steps", str(steps), "--progress", "json", "--log-dir", work_dir]
+    if task == "segmentation":
+        cmd += ["--eval-split", "val"]  # export_training_data holds out 'val' chips
     if device != "auto":
         cmd += ["--accelerator", "gpu" if device == "cuda" else "cpu"]
     if base_model:

@@ -11,11 +11,13 @@ pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
                                 reason="xvfb-run is not installed (make setup installs it)")
 
 
-def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300):
+def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300,
+                    extra_env: dict[str, str] | None = None):
+    """Start the real QGIS under Xvfb with a throw-away profile; it runs ``script``."""
     plugins = tmp_path / "plugins"
     link_checkout_plugin(plugins)
     config = make_profile(tmp_path / "config")
-    env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir))
+    env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir), **(extra_env or {}))
     env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", QGIS_GUI, "--nologo",
            "--noversioncheck", "--nocustomization",
