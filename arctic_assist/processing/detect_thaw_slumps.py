@@ -25,6 +25,17 @@ from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
 DEVICES = ["auto", "cpu", "cuda"]
 
 
+def parse_bands(value) -> list[int] | None:
+    """BANDS given as text ("1,2,3,7", as qgis_process passes it), else ``None``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return [int(v) for v in value.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"BANDS: '{value}' is not a list of band numbers such as 1,2,3,7")\
+            from None
+
+
 class DetectThawSlumps(ArcticAssistAlgorithm):
     NAME = "detect_thaw_slumps"
     DISPLAY = "Detect thaw slumps (PixelDINO)"
@@ -110,7 +121,8 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                       or settings.default_model_path("segmentation"))
         if not os.path.isfile(model_path):
             raise InputError(f"MODEL: file '{model_path}' does not exist.")
-        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        bands = parse_bands(parameters.get(self.BANDS)) or \
+            self.parameterAsInts(parameters, self.BANDS, context) or None
         extent = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
