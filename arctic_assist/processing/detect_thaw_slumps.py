@@ -154,9 +154,6 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
                 device=device),
             progress=progress, is_canceled=is_canceled, log=log)
-        feedback.pushInfo(
-            f"{result.n_features} proposal(s) written to {result.output_path} "
-            f"(provider {result.provider}, run {result.run_id}, {result.seconds:.1f} s)")
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = "Thaw slump proposals"

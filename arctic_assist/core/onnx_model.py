@@ -1,0 +1,315 @@
+"""The ONNX model wrapper: validated metadata, the opset check, an onnxruntime session.
+
+No QGIS, no torch. ``OnnxModel.load(path, device)`` refuses, with one clear message naming
+the file: a missing or corrupt file, a model without Arctic Assist (or Deepness) metadata,
+a model whose default-domain opset is newer than the installed onnxruntime runs, and (when
+``task`` is given) a model made for another task. ``.provider`` is the execution provider
+that really runs (from ``session.get_providers()``, not from what was asked for).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .spec import ModelSpec, spec_from_metadata_props
+
+LOG = logging.getLogger(__name__)
+
+#: highest ai.onnx opset each onnxruntime release officially supports (fallback table when
+#: the runtime cannot be probed); the probe in :func:`max_supported_opset` is authoritative
+ORT_MAX_OPSET = {
+    (1, 14): 18, (1, 15): 19, (1, 16): 19, (1, 17): 20, (1, 18): 21, (1, 19): 21,
+    (1, 20): 21, (1, 21): 22, (1, 22): 22, (1, 23): 23, (1, 24): 23, (1, 25): 24,
+    (1, 26): 24, (1, 27): 25, (1, 28): 25, (1, 29): 26, (1, 30): 26, (1, 31): 26,
+}
+DEVICES = ("auto", "cpu", "cuda")
+TASK_WORDS = {"contour": "a calving-front (contour) model",
+              "segmentation": "a segmentation (thaw-slump) model"}
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - the dependency check catches this first
+        raise ModelError("onnxruntime is not installed in this Python; install "
+                         "'onnxruntime' (or 'onnxruntime-gpu' for CUDA)") from exc
+    return ort
+
+
+@lru_cache(maxsize=1)
+def max_supported_opset() -> int:
+    """The highest default-domain opset the installed onnxruntime officially runs.
+
+    Probed once: onnxruntime refuses a model stamped with opset 999 and names its limit
+    ("... official support for domain ai.onnx is till opset 26"). Falls back to the table
+    :data:`ORT_MAX_OPSET` (then to the newest entry) if the message cannot be parsed.
+    """
+    ort = _ort()
+    try:
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])], "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 999)])
+        model.ir_version = 8
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 4
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        m = re.search(r"ai\.onnx is till opset (\d+)", str(exc))
+        if m:
+            return int(m.group(1))
+        LOG.debug("opset probe: unexpected onnxruntime message: %s", exc)
+    major_minor = tuple(int(p) for p in re.findall(r"\d+", ort.__version__)[:2])
+    return ORT_MAX_OPSET.get(major_minor, max(ORT_MAX_OPSET.values()))  # type: ignore[arg-type]
+
+
+@dataclass
+class ModelInfo:
+    """What is read from the ONNX file without running it."""
+
+    spec: ModelSpec
+    opset: int | None
+    input_name: str
+    output_names: list[str]
+    props: dict[str, str] = field(default_factory=dict)
+
+
+def _read_onnx(path: str) -> Any:
+    import onnx
+
+    if not os.path.isfile(path):
+        raise ModelError(f"model file not found: {path}")
+    try:
+        # metadata only: external weights (if any) are not loaded
+        return onnx.load(path, load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+        raise ModelError(
+            f"{path} is not a valid ONNX model (the file is corrupt or not ONNX: {exc}). "
+            "Export it again or download it again.") from exc
+
+
+def _default_opset(model: Any) -> int | None:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return None
+
+
+def read_model_info(path: str) -> ModelInfo:
+    """Parse and validate the metadata of ``path`` (cheap: no session, no weights)."""
+    path = str(path)
+    model = _read_onnx(path)
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    if not inputs or not graph.output:
+        raise ModelError(f"{path} is not a usable ONNX model: it has no graph inputs/outputs")
+    n_inputs = None
+    try:
+        first = graph.input[[i.name for i in graph.input].index(inputs[0])]
+        dims = first.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            n_inputs = int(dims[1].dim_value)
+    except (ValueError, IndexError):
+        pass
+    props = {p.key: p.value for p in model.metadata_props}
+    spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=inputs[0],
+                                    output_names=[o.name for o in graph.output], path=path)
+    return ModelInfo(spec=spec, opset=_default_opset(model), input_name=inputs[0],
+                     output_names=[o.name for o in graph.output], props=props)
+
+
+def read_model_spec(path: str) -> ModelSpec:
+    """The validated :class:`ModelSpec` of an ONNX model, without creating a session."""
+    return read_model_info(path).spec
+
+
+def check_opset(path: str, opset: int | None) -> None:
+    """Refuse a model whose default-domain opset the installed onnxruntime cannot run."""
+    if opset is None:
+        return
+    limit = max_supported_opset()
+    if opset > limit:
+        ort = _ort()
+        raise ModelError(
+            f"{path} needs ONNX opset {opset}, but the installed onnxruntime "
+            f"{ort.__version__} runs models up to opset {limit}. Export the model with "
+            f"opset 17 (Arctic Assist's exporter does) or update onnxruntime.")
+
+
+def check_task(path: str, spec: ModelSpec, task: str, tool: str) -> None:
+    """Refuse a model made for another task, saying what it is and what is needed."""
+    if spec.task != task:
+        what = TASK_WORDS.get(spec.task, f"a '{spec.task}' model")
+        need = "a segmentation model" if task == "segmentation" else "a contour (COBRA) model"
+        raise ModelError(f"{os.path.basename(path)} is {what}; {tool} needs {need}.")
+
+
+def _softmax_last(x: np.ndarray) -> np.ndarray:
+    """Probability of the last class of softmax over axis 1 (N x K x H x W -> N x 1 x H x W)."""
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e[:, -1:] / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x, dtype=np.float32)
+    np.negative(x, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+    return out
+
+
+class OnnxModel:
+    """An ONNX model with its validated spec and an onnxruntime session.
+
+    Attributes: ``path``, ``spec``, ``session``, ``provider`` (the provider that really
+    runs), ``input_name``, ``output_names``, ``opset``, and ``inference_seconds`` (the time
+    spent inside ``session.run`` since the last :meth:`reset_timer`).
+    """
+
+    def __init__(self, path: str, spec: ModelSpec, session: Any, opset: int | None,
+                 input_name: str, output_names: list[str]) -> None:
+        self.path = path
+        self.spec = spec
+        self.session = session
+        self.opset = opset
+        self.input_name = input_name
+        self.output_names = output_names
+        self.provider: str = session.get_providers()[0]
+        self.inference_seconds = 0.0
+        self.calls = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, path: str, device: str = "auto", task: str | None = None,
+             tool: str = "this tool", threads: int | None = None) -> OnnxModel:
+        """Validate ``path`` and create the session on ``device`` (auto | cpu | cuda).
+
+        ``task``: refuse a model of another task (e.g. ``"segmentation"``, with ``tool`` the
+        algorithm named in the message). ``device="cuda"`` without a working CUDA provider
+        raises :class:`ModelError`; ``auto`` falls back to the CPU (and says so in the log).
+        """
+        path = str(path)
+        device = (device or "auto").lower()
+        if device == "gpu":
+            device = "cuda"
+        if device not in DEVICES:
+            raise ModelError(f"device must be one of {', '.join(DEVICES)}; got '{device}'")
+        info = read_model_info(path)
+        check_opset(path, info.opset)
+        if task is not None:
+            check_task(path, info.spec, task, tool)
+        spec = info.spec
+        if spec.input_name != info.input_name and spec.source_format != "deepness":
+            LOG.warning("%s: metadata input name '%s' differs from the graph's '%s'; using "
+                        "the graph's", path, spec.input_name, info.input_name)
+        missing = [o.name for o in spec.outputs if o.name not in info.output_names]
+        if missing and spec.source_format != "deepness":
+            raise ModelError(f"{path}: output(s) {', '.join(missing)} named in the metadata "
+                             f"are not outputs of the graph ({', '.join(info.output_names)})")
+
+        ort = _ort()
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device in ("auto", "cuda"):
+            if "CUDAExecutionProvider" in available:
+                providers.insert(0, "CUDAExecutionProvider")
+            elif device == "cuda":
+                raise ModelError(
+                    "device 'cuda' was requested but the installed onnxruntime has no CUDA "
+                    "provider (install 'onnxruntime-gpu' with CUDA 12/13 and cuDNN 9), or "
+                    "choose device 'auto' or 'cpu'.")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            if device == "auto" and len(providers) > 1:
+                # a CUDA provider that cannot start prints errors; we report it ourselves
+                ort.set_default_logger_severity(4)
+            session = ort.InferenceSession(path, opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            text = str(exc)
+            m = re.search(r"ai\.onnx is till opset (\d+)", text)
+            if m:
+                raise ModelError(
+                    f"{path} needs ONNX opset {info.opset}, but the installed onnxruntime "
+                    f"{ort.__version__} runs models up to opset {m.group(1)}. Export the "
+                    "model with opset 17 or update onnxruntime.") from exc
+            raise ModelError(f"{path}: onnxruntime cannot load the model ({text.strip()})"
+                             ) from exc
+        finally:
+            ort.set_default_logger_severity(2)
+        running = session.get_providers()
+        if device == "cuda" and running[0] != "CUDAExecutionProvider":
+            raise ModelError(
+                "device 'cuda' was requested but CUDA does not work in onnxruntime here "
+                "(missing CUDA/cuDNN libraries or no GPU); choose device 'auto' or 'cpu'. "
+                f"Providers that started: {', '.join(running)}.")
+        if device == "auto" and "CUDAExecutionProvider" in providers \
+                and running[0] != "CUDAExecutionProvider":
+            LOG.info("CUDA is listed by onnxruntime but did not start; running on %s",
+                     running[0])
+        model = cls(path, spec, session, info.opset, info.input_name,
+                    [o.name for o in session.get_outputs()])
+        LOG.info("loaded %s (%s %s, task %s, opset %s) on %s", path, spec.name, spec.version,
+                 spec.task, info.opset, model.provider)
+        return model
+
+    # ------------------------------------------------------------------ inference
+    def reset_timer(self) -> None:
+        self.inference_seconds = 0.0
+        self.calls = 0
+
+    def run(self, batch: np.ndarray, output_names: list[str] | None = None) -> list[np.ndarray]:
+        """Raw outputs of ``session.run`` (timed)."""
+        t0 = time.perf_counter()
+        outs = self.session.run(output_names, {self.input_name: batch})
+        self.inference_seconds += time.perf_counter() - t0
+        self.calls += 1
+        return outs
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Segmentation probabilities N x 1 x H x W (float32) for a float32 NCHW batch.
+
+        The first output named in the metadata is used; its ``activation`` (none, sigmoid,
+        softmax) is applied. A multi-class (softmax) output gives the last class's
+        probability, as Deepness models do for a foreground class.
+        """
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        out_spec = self.spec.outputs[0]
+        name = out_spec.name if out_spec.name in self.output_names else self.output_names[0]
+        (out,) = self.run(batch, [name])
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim == 3:
+            out = out[:, None]
+        if out.ndim != 4:
+            raise ModelError(f"{self.path}: output '{name}' has shape {out.shape}; a "
+                             "segmentation model must output N x C x H x W")
+        activation = out_spec.activation
+        if self.spec.source_format == "deepness" and out.shape[1] > 1:
+            activation = "none"  # Deepness models output class probabilities
+        if activation == "sigmoid":
+            out = _sigmoid(out)
+        elif activation == "softmax":
+            return _softmax_last(out) if out.shape[1] > 1 else np.ones_like(out)
+        if out.shape[1] > 1:
+            out = out[:, -1:]
+        return out
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.predict(batch)

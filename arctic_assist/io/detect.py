@@ -1,0 +1,296 @@
+"""Thaw-slump detection without QGIS: raster + ONNX model -> GeoPackage of polygons.
+
+:func:`run_detection` is what ``arctic_assist:detect_thaw_slumps`` (and any script) calls:
+
+1. load and check the model (:class:`~arctic_assist.core.onnx_model.OnnxModel`, task
+   ``segmentation``), open and check the raster, map the bands;
+2. build the processing grid (a VRT: the source pixels, or a warp to the model's pixel size
+   and, for a geographic CRS, to the UTM zone) limited to the extent and the mask;
+3. stream overlapping tiles through the model (:mod:`arctic_assist.core.tiling`), writing
+   the blended probability (Float32 GeoTIFF) and the thresholded mask (uint8 GeoTIFF) row
+   block by row block;
+4. polygonise, filter, score, simplify, reproject to the raster's CRS and write the
+   GeoPackage (:mod:`arctic_assist.io.vector`).
+
+Every output is written under a temporary name in its own folder and moved into place with
+``os.replace`` at the very end; on any error or cancel the temporaries are removed, so
+nothing is left at the output paths. Memory is bounded by one row of tiles (plus GDAL's
+block cache, limited to :data:`GDAL_CACHE_MB` during the run), whatever the raster size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from ..core.bands import resolve_bands
+from ..core.errors import CanceledError, InputError
+from ..core.onnx_model import OnnxModel
+from ..core.tiling import sliding_window_stream
+from .raster import (
+    GTIFF_TILED,
+    GridReader,
+    StripWriter,
+    _gdal,
+    build_grid,
+    check_has_valid_data,
+    gdal_cache_limit,
+    open_raster,
+)
+from .vector import build_features, write_gpkg
+
+LOG = logging.getLogger(__name__)
+
+GDAL_CACHE_MB = 128
+PROBABILITY_NODATA = -1.0
+#: the probability GeoTIFF: Float32, tiled, DEFLATE with the floating-point predictor (level 1
+#: with predictor 3 is both smaller and about 3x faster than plain level 6)
+PROBABILITY_OPTIONS = [*GTIFF_TILED, "PREDICTOR=3", "ZLEVEL=1"]
+TOOL = "detect_thaw_slumps"
+
+
+def _temp_options() -> list[str]:
+    """Creation options for our own temporaries: fast ZSTD when GDAL has it."""
+    gdal = _gdal()
+    opts = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
+    codec = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"] if "ZSTD" in opts else ["COMPRESS=DEFLATE",
+                                                                       "ZLEVEL=1"]
+    return ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", *codec]
+
+
+@dataclass
+class DetectRequest:
+    """Inputs of :func:`run_detection` (paths, options; see the module docstring)."""
+
+    raster_path: str
+    model_path: str
+    output_path: str                      # .gpkg, polygons
+    probability_path: str | None = None   # optional GeoTIFF
+    bands: list[int] | None = None        # 1-based raster band numbers, explicit mapping
+    extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax (raster CRS)
+    mask_path: str | None = None          # OGR polygon file (any CRS) limiting the area
+    threshold: float | None = None        # default: the model's
+    min_area_m2: float = 0.0
+    simplify_m: float = 0.0
+    device: str = "auto"                  # auto | cpu | cuda
+    batch_size: int = 4
+    layer_name: str = "thaw_slumps"
+    run_id: str | None = None             # default: a fresh uuid4 hex
+
+
+@dataclass
+class DetectResult:
+    """What :func:`run_detection` did."""
+
+    output_path: str
+    probability_path: str | None
+    n_features: int
+    provider: str
+    run_id: str
+    tiles_run: int
+    tiles_skipped: int
+    seconds: float
+    inference_seconds: float  # sum of session.run times
+
+
+def _check_output(path: str, what: str, suffixes: tuple[str, ...]) -> str:
+    """Absolute output path, after checking its folder exists and is writable."""
+    if not path:
+        raise InputError(f"{what}: no output path given")
+    path = os.path.abspath(os.path.expanduser(path))
+    if not path.lower().endswith(suffixes):
+        raise InputError(f"{what} must end with {' or '.join(suffixes)}; got '{path}'")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise InputError(f"{what}: the folder '{folder}' does not exist (or is not a folder); "
+                         f"create it or choose another output path.")
+    probe = os.path.join(folder, f".arctic_assist_write_test_{uuid.uuid4().hex}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write to the folder '{folder}' ({exc.strerror}); "
+                         "choose a writable output path.") from exc
+    if os.path.isdir(path):
+        raise InputError(f"{what}: '{path}' is a folder; give a file name")
+    return path
+
+
+def _temp_name(final: str, run_id: str, tag: str) -> str:
+    folder, name = os.path.split(final)
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, f".{stem}.{run_id[:12]}.{tag}{ext}")
+
+
+def _remove(path: str) -> None:
+    for p in (path, path + "-wal", path + "-shm", path + "-journal", path + ".aux.xml"):
+        try:
+            if os.path.exists(p):
+                os.remove(p)
+        except OSError:
+            LOG.warning("could not remove temporary file %s", p)
+
+
+def run_detection(req: DetectRequest, progress: Callable[[float], None] | None = None,
+                  is_canceled: Callable[[], bool] | None = None,
+                  log: Callable[[str], None] | None = None) -> DetectResult:
+    """Detect thaw slumps in ``req.raster_path`` with ``req.model_path`` (see module doc).
+
+    ``progress`` receives 0..100, ``is_canceled`` is polled between batches (a cancel raises
+    :class:`CanceledError` and writes nothing), ``log`` receives user-facing messages.
+    Raises :class:`InputError` / :class:`ModelError` with one actionable message.
+    """
+    t_start = time.perf_counter()
+    run_id = req.run_id or uuid.uuid4().hex
+
+    def say(msg: str) -> None:
+        LOG.info(msg)
+        if log is not None:
+            log(msg)
+
+    def report(p: float) -> None:
+        if progress is not None:
+            progress(max(0.0, min(100.0, p)))
+
+    def check_cancel() -> None:
+        if is_canceled is not None and is_canceled():
+            raise CanceledError()
+
+    out_path = _check_output(req.output_path, "OUTPUT", (".gpkg",))
+    prob_path = (_check_output(req.probability_path, "OUTPUT_PROBABILITY", (".tif", ".tiff"))
+                 if req.probability_path else None)
+    if req.min_area_m2 < 0 or req.simplify_m < 0:
+        raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
+    gdal = _gdal()
+    temps: list[str] = []
+    grid = None
+    ds = None
+    with gdal_cache_limit(GDAL_CACHE_MB):
+        try:
+            model = OnnxModel.load(req.model_path, req.device, task="segmentation", tool=TOOL)
+            spec = model.spec
+            threshold = spec.threshold if req.threshold is None else float(req.threshold)
+            if not 0.0 <= threshold <= 1.0:
+                raise InputError(f"THRESHOLD must be between 0 and 1; got {threshold}")
+            say(f"Model {spec.name} {spec.version} ({os.path.basename(req.model_path)}) on "
+                f"{model.provider}; bands {', '.join(spec.bands)}; threshold {threshold:g}")
+            ds, info = open_raster(req.raster_path)
+            bands = resolve_bands(spec.bands, info.descriptions, req.bands,
+                                  source=os.path.basename(req.raster_path))
+            say(f"Raster bands {', '.join(map(str, bands))} -> model bands "
+                f"{', '.join(spec.bands)}")
+            check_cancel()
+            grid = build_grid(ds, info, bands, spec, req.extent, req.mask_path,
+                              workdir=os.path.dirname(out_path))
+            check_has_valid_data(grid, spec, req.raster_path)
+            crs_name = grid.srs.GetName()
+            say(f"Processing grid {grid.width} x {grid.height} px at "
+                f"{grid.pixel_size * grid.metres_per_unit:.2f} m in {crs_name}"
+                + (" (resampled)" if grid.warped else " (source pixels)"))
+
+            multiple = max(1, spec.multiple_of)
+            tile = -(-spec.tile_size // multiple) * multiple
+            overlap = min(spec.tile_overlap, tile - 1)
+
+            # --- outputs on the processing grid (temporaries)
+            same_crs = grid.srs.IsSame(info.srs)
+            if prob_path and same_crs:
+                grid_prob = _temp_name(prob_path, run_id, "part")
+            else:
+                grid_prob = _temp_name(out_path, run_id, "prob") + ".tif"
+            mask_tif = _temp_name(out_path, run_id, "mask") + ".tif"
+            temps += [grid_prob, mask_tif]
+            temp_opts = _temp_options()
+            prob_opts = PROBABILITY_OPTIONS if (prob_path and same_crs) else temp_opts
+            prob_w = StripWriter(grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA,
+                                 options=prob_opts)
+            mask_w = StripWriter(mask_tif, grid, gdal.GDT_Byte, None, options=temp_opts)
+            n_positive = 0
+
+            def write(row0: int, block: np.ndarray, valid: np.ndarray) -> None:
+                nonlocal n_positive
+                p = block[0]
+                prob_w.write(row0, p)
+                m = (p > threshold) & valid
+                n_positive += int(np.count_nonzero(m))
+                mask_w.write(row0, m.astype(np.uint8))
+
+            reader = GridReader(grid, spec)
+            model.reset_timer()
+            try:
+                stats = sliding_window_stream(
+                    (grid.height, grid.width), tile, overlap, reader, model.predict, write,
+                    out_channels=1, batch_size=req.batch_size, nodata=PROBABILITY_NODATA,
+                    progress=lambda p: report(0.9 * p), is_canceled=is_canceled)
+            finally:
+                prob_w.close()
+                mask_w.close()
+            say(f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
+                f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime")
+            check_cancel()
+
+            proposals = build_features(
+                mask_tif, grid_prob, grid_gt=grid.geotransform, grid_srs=grid.srs,
+                metres_per_unit=grid.metres_per_unit, out_srs=info.srs,
+                min_area_m2=req.min_area_m2, simplify_m=req.simplify_m,
+                is_canceled=is_canceled,
+                progress=lambda p: report(90.0 + 0.08 * p)) if n_positive else []
+            check_cancel()
+
+            attrs = {
+                "model": spec.name, "model_version": spec.version, "provider": model.provider,
+                "source": os.path.abspath(req.raster_path), "run_id": run_id,
+                "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                "status": "proposed",
+            }
+            tmp_gpkg = _temp_name(out_path, run_id, "part")
+            temps.append(tmp_gpkg)
+            n = write_gpkg(tmp_gpkg, req.layer_name, info.srs, proposals, attrs)
+
+            tmp_prob_final = None
+            if prob_path:
+                if same_crs:
+                    tmp_prob_final = grid_prob
+                else:  # back to the raster's CRS (and about its resolution)
+                    tmp_prob_final = _temp_name(prob_path, run_id, "part")
+                    temps.append(tmp_prob_final)
+                    gt = info.geotransform
+                    gdal.Warp(tmp_prob_final, grid_prob, format="GTiff",
+                              dstSRS=info.srs.ExportToWkt(), xRes=abs(gt[1]), yRes=abs(gt[5]),
+                              srcNodata=PROBABILITY_NODATA, dstNodata=PROBABILITY_NODATA,
+                              resampleAlg="bilinear", creationOptions=PROBABILITY_OPTIONS,
+                              outputType=gdal.GDT_Float32)
+            check_cancel()
+            report(99.0)
+            if tmp_prob_final and prob_path:
+                _remove(prob_path + ".aux.xml")
+                os.replace(tmp_prob_final, prob_path)
+            os.replace(tmp_gpkg, out_path)
+        except BaseException:
+            for p in temps:
+                _remove(p)
+            raise
+        finally:
+            if grid is not None:
+                grid.close()
+            ds = None
+            for p in temps:  # the grid-probability and mask temporaries
+                if p not in (out_path, prob_path):
+                    _remove(p)
+    del ds
+    seconds = time.perf_counter() - t_start
+    report(100.0)
+    say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")
+    return DetectResult(
+        output_path=out_path, probability_path=prob_path, n_features=n,
+        provider=model.provider, run_id=run_id, tiles_run=stats.tiles_run,
+        tiles_skipped=stats.tiles_skipped, seconds=seconds,
+        inference_seconds=model.inference_seconds)
