@@ -1,0 +1,143 @@
+"""Build the bundled model ``models/rts_pixeldino_s2_bgrn.onnx`` (``make models``).
+
+Training data: synthetic scenes (all five regions of :mod:`.synthetic`, labelled) plus the
+real Peel Plateau Sentinel-2 crop (bands B2, B3, B4, B8) with the 12 experts' *majority
+vote* as labels. The Peel image's bottom part (rows >= ``--holdout-row``) is held out: its
+chips are split 'test' and the exported model's metadata reports the pooled IoU there
+(next to the experts' own mean IoU against their majority vote, 0.71, Nitze et al. 2024).
+The whole Peel image is also unlabelled data (semi-supervised, transductive).
+
+    python -m arctic_assist.training.bundled --data ../shared/data \
+        --out models/rts_pixeldino_s2_bgrn.onnx
+
+Data: Nitze et al. 2024, RTS digitisation experiment (MIT); Copernicus Sentinel-2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+from .data import build_dataset, merge_datasets
+from . import synthetic
+
+EXPERT_AGREEMENT_IOU = 0.71
+
+
+def prepare(
+    data_root: Path,
+    work: Path,
+    *,
+    holdout_row: int = 128,
+    chip: int = 64,
+    synthetic_scenes: int = 2,
+    synthetic_size: int = 128,
+    peel_weight: float = 4.0,
+):
+    peel = data_root / "rts" / "peel"
+    raster = peel / "peel_s2_bgrn_10m.tif"
+    shps = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))
+    if not raster.is_file() or not shps:
+        raise FileNotFoundError(f"Peel data not found under {peel} (set DATA=...)")
+
+    def split(ri, x, y, w, h):  # noqa: ANN001
+        return "test" if y >= holdout_row else ("train" if y + h <= holdout_row else None)
+
+    peel_ds = build_dataset(
+        [raster],
+        shps,
+        work / "peel",
+        chip,
+        band_names=["B2", "B3", "B4", "B8"],
+        aoi_path=peel / "peel_aoi.geojson",
+        nodata=0,
+        regions=["peel"],
+        split_fn=split,
+        label_mode="majority",
+        provenance={"labels": "majority vote of 12 experts (Nitze et al. 2024)"},
+    )
+    idx = synthetic.generate(
+        work / "synthetic",
+        {r: synthetic_scenes for r in synthetic.REGIONS},
+        synthetic_size,
+        seed=12345,
+    )
+    rasters = [s["tif"] for r in idx for s in idx[r]]
+    labels = [s["labels"] for r in idx for s in idx[r]]
+    regions = [f"synthetic_{r}" for r in idx for _ in idx[r]]
+    syn_ds = build_dataset(rasters, labels, work / "synthetic_ds", chip, nodata=0, regions=regions)
+    merged = merge_datasets(
+        work / "merged", [work / "peel", work / "synthetic_ds"], weights=[peel_weight, 1.0]
+    )
+    return merged, peel_ds, syn_ds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m arctic_assist.training.bundled")
+    p.add_argument("--data", default="../shared/data", help="shared data root (DATA=)")
+    p.add_argument("--out", default="models/rts_pixeldino_s2_bgrn.onnx")
+    p.add_argument("--work", default="build/rts_bundled")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--progress", default="none")
+    p.add_argument("--holdout-row", type=int, default=128)
+    a = p.parse_args(argv)
+    work = Path(a.work)
+    merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row)
+    from .train import main as train_main
+
+    args = [
+        "--data",
+        str(merged.root),
+        "--out",
+        a.out,
+        "--name",
+        "rts_pixeldino_s2_bgrn",
+        "--steps",
+        str(a.steps),
+        "--width",
+        str(a.width),
+        "--tile",
+        str(a.tile),
+        "--batch-labelled",
+        str(a.batch),
+        "--batch-unlabelled",
+        str(a.batch),
+        "--threads",
+        str(a.threads),
+        "--progress",
+        a.progress,
+        "--log-dir",
+        str(work / "runs"),
+        "--checkpoint-every",
+        str(max(100, a.steps // 4)),
+        "--accelerator",
+        "auto",
+    ]
+    rc = train_main(args, method="pixeldino")
+    if rc == 0:
+        from .export import read_spec
+
+        spec = read_spec(a.out)
+        peel = spec.provenance.get("metrics", {}).get("test", {}).get("peel", {})
+        print(
+            json.dumps(
+                {
+                    "event": "summary",
+                    "output": a.out,
+                    "peel_holdout_iou": peel.get("iou"),
+                    "experts_vs_majority_iou": EXPERT_AGREEMENT_IOU,
+                }
+            )
+        )
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,896 @@
+"""Training-data folders (format version 1): define, validate, build, sample.
+
+A training-data folder holds ``manifest.json`` plus GeoTIFF chips. The review-loop export
+algorithm of the plugin writes exactly this format; the trainers read it (see also
+``docs/training_data.md``)::
+
+    {
+      "format": "arctic_assist.training_data",
+      "format_version": 1,
+      "task": "segmentation",                 # or "contour"
+      "crs": "EPSG:32608",                    # EPSG code or WKT of every chip
+      "pixel_size_m": 10.0,
+      "bands": ["B2", "B3", "B4", "B8"],      # names, in the chips' band order
+      "dtype": "uint16",                      # raw dtype of the image chips
+      "normalization": {"type": "pixeldino_logsigmoid", "scale": 0.005,
+                        "gain": 2.5, "offset": 2.1},   # = model metadata input.normalization
+      "nodata": 0,                            # raw value meaning 'no data' (or null)
+      "classes": ["background", "rts"],       # segmentation only
+      "provenance": {"source": "...", "created": "...", "labels": "..."},
+      "chips": [
+        {"image": "chips/c0001.tif",          # path relative to the folder (or absolute)
+         "mask": "chips/c0001_mask.tif",      # segmentation: uint8, 0 bg, 1 RTS, 255 ignore
+         "region": "peel", "split": "train",  # split: train | val | test
+         "weight": 1.0},                      # optional sampling weight (x chip area)
+        {"image": "chips/f0001.tif",          # contour: a polyline instead of a mask
+         "polyline": [[12.5, 3.0], [40.2, 17.8]],  # [x, y] pixel coordinates in the chip
+         "region": "glacier", "split": "train"}
+      ],
+      "unlabelled": [                         # optional: chips or whole rasters, tiles
+        {"image": "/data/scene.tif", "region": "lena"}   # are sampled from them on the fly
+      ]
+    }
+
+Polyline coordinates: x = column, y = row, in pixels, origin at the top-left *corner* of
+the chip (the centre of pixel (row r, col c) is (c + 0.5, r + 0.5)); vertices in order
+along the front. Image chips must have ``len(bands)`` bands of the raw ``dtype``;
+``nodata`` pixels become ignore (255) in the loss and the model's fill value at input.
+Every problem found on load raises :class:`DatasetError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..core.errors import InputError
+
+FORMAT = "arctic_assist.training_data"
+FORMAT_VERSION = 1
+TASKS = ("segmentation", "contour")
+SPLITS = ("train", "val", "test")
+DTYPES = ("uint8", "uint16", "int16", "float32")
+IGNORE = 255
+PIXELDINO_NORMALIZATION = {
+    "type": "pixeldino_logsigmoid",
+    "scale": 0.005,
+    "gain": 2.5,
+    "offset": 2.1,
+}
+_GDAL_DTYPES = {1: "uint8", 2: "uint16", 3: "int16", 6: "float32"}
+
+
+class DatasetError(InputError):
+    """A training-data folder is invalid; the message names the file and the field."""
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def normalize(
+    raw: np.ndarray,
+    normalization: Mapping[str, Any] | Any,
+    nodata: float | None = None,
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Raw band values (C x H x W) -> float32 model input, exactly as the plugin does.
+
+    Uses ``arctic_assist.core.normalize`` when present (the plugin's own code), otherwise the
+    formula of :class:`arctic_assist.core.spec.Normalization`. Nodata pixels (any band equal
+    to ``nodata``) are set to ``fill``.
+    """
+    norm = normalization if isinstance(normalization, Mapping) else _asdict(normalization)
+    try:  # the plugin's implementation, if the core helper exists
+        from ..core import normalize as core_norm  # type: ignore[attr-defined]
+
+        fn = getattr(core_norm, "apply_normalization", None) or getattr(
+            core_norm, "normalize", None
+        )
+    except ImportError:
+        fn = None
+    if fn is not None:
+        try:
+            from ..core.spec import _normalization
+
+            spec_norm = _normalization({"input": {"normalization": dict(norm)}}, raw.shape[0])
+            out = np.asarray(fn(raw, spec_norm), dtype=np.float32)
+            return _apply_nodata(raw, out, nodata, fill)
+        except TypeError:
+            pass
+    return _apply_nodata(raw, _normalize_formula(raw, norm), nodata, fill)
+
+
+def _asdict(norm: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(norm)
+
+
+def _normalize_formula(raw: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
+    x = raw.astype(np.float64)
+    kind = norm.get("type", "none")
+    if kind == "none":
+        out = x
+    elif kind == "scale":
+        out = x * float(norm.get("scale", 1.0)) + float(norm.get("offset", 0.0))
+    elif kind == "standardize":
+        mean = np.asarray(norm["mean"], dtype=np.float64).reshape(-1, 1, 1)
+        std = np.asarray(norm["std"], dtype=np.float64).reshape(-1, 1, 1)
+        out = (x * float(norm.get("scale", 1.0)) - mean) / std
+    elif kind == "pixeldino_logsigmoid":
+        z = float(norm.get("gain", 2.5)) * (
+            np.log1p(float(norm.get("scale", 0.005)) * np.maximum(x, 0))
+            - float(norm.get("offset", 2.1))
+        )
+        u = 255.0 / (1.0 + np.exp(-z))
+        if norm.get("quantize", True):
+            u = np.round(np.clip(u, 0, 255))
+        out = u / 255.0
+    else:
+        raise DatasetError(f"normalization type '{kind}' is not known")
+    return out.astype(np.float32)
+
+
+def _apply_nodata(raw: np.ndarray, out: np.ndarray, nodata, fill: float) -> np.ndarray:
+    if nodata is None:
+        return out
+    bad = np.any(raw == nodata, axis=0)
+    if bad.any():
+        out = out.copy()
+        out[:, bad] = fill
+    return out
+
+
+def nodata_mask(raw: np.ndarray, nodata) -> np.ndarray:
+    if nodata is None:
+        return np.zeros(raw.shape[1:], dtype=bool)
+    return np.any(raw == nodata, axis=0)
+
+
+# ----------------------------------------------------------------------------- the format
+
+
+@dataclass
+class Chip:
+    image: Path
+    mask: Path | None = None
+    polyline: list[list[float]] | None = None
+    region: str = ""
+    split: str = "train"
+    weight: float = 1.0
+
+
+@dataclass
+class Unlabelled:
+    image: Path
+    region: str = ""
+
+
+@dataclass
+class TrainingData:
+    """A validated training-data folder (:meth:`load`)."""
+
+    root: Path
+    task: str
+    bands: tuple[str, ...]
+    dtype: str
+    normalization: dict[str, Any]
+    nodata: float | None
+    pixel_size_m: float | None
+    crs: str
+    classes: tuple[str, ...]
+    provenance: dict[str, Any]
+    chips: list[Chip] = field(default_factory=list)
+    unlabelled: list[Unlabelled] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: str | Path, *, check_files: bool = True) -> TrainingData:
+        return load_dataset(root, check_files=check_files)
+
+    def select(self, split: str | None = None, regions: Sequence[str] | None = None) -> list[Chip]:
+        return [
+            c
+            for c in self.chips
+            if (split is None or c.split == split) and (not regions or c.region in regions)
+        ]
+
+    def regions(self) -> list[str]:
+        return sorted({c.region for c in self.chips} | {u.region for u in self.unlabelled})
+
+    def read_chip(self, chip: Chip) -> tuple[np.ndarray, np.ndarray | None]:
+        """(normalised image C x H x W float32, mask H x W uint8 with nodata -> 255)."""
+        raw = read_raster(chip.image)
+        img = normalize(raw, self.normalization, self.nodata)
+        if chip.mask is None:
+            return img, None
+        mask = read_raster(chip.mask)[0].astype(np.uint8)
+        mask[nodata_mask(raw, self.nodata)] = IGNORE
+        return img, mask
+
+
+def _err(path: Path, msg: str) -> DatasetError:
+    return DatasetError(f"{path}: {msg}")
+
+
+def load_dataset(root: str | Path, *, check_files: bool = True) -> TrainingData:
+    """Read and validate ``root/manifest.json`` and (with ``check_files``) every chip."""
+    root = Path(root)
+    mpath = root / "manifest.json"
+    if not root.is_dir():
+        raise DatasetError(f"{root}: training-data folder does not exist")
+    if not mpath.is_file():
+        raise DatasetError(f"{mpath}: missing (a training-data folder needs manifest.json)")
+    try:
+        doc = json.loads(mpath.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise _err(mpath, f"not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise _err(mpath, "must hold a JSON object")
+    if doc.get("format") != FORMAT:
+        raise _err(mpath, f"field 'format' must be '{FORMAT}', got {doc.get('format')!r}")
+    ver = doc.get("format_version")
+    if not isinstance(ver, int) or ver < 1:
+        raise _err(mpath, f"field 'format_version' must be a positive integer, got {ver!r}")
+    if ver > FORMAT_VERSION:
+        raise _err(
+            mpath,
+            f"field 'format_version' is {ver}; this code reads up to "
+            f"{FORMAT_VERSION} (update Arctic Assist)",
+        )
+    task = doc.get("task")
+    if task not in TASKS:
+        raise _err(mpath, f"field 'task' must be one of {', '.join(TASKS)}, got {task!r}")
+    bands = doc.get("bands")
+    if not isinstance(bands, list) or not bands or not all(isinstance(b, str) and b for b in bands):
+        raise _err(mpath, "field 'bands' must be a non-empty list of band names")
+    dtype = doc.get("dtype")
+    if dtype not in DTYPES:
+        raise _err(mpath, f"field 'dtype' must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    norm = doc.get("normalization")
+    if not isinstance(norm, dict):
+        raise _err(
+            mpath,
+            "field 'normalization' must be an object like the model metadata's input.normalization",
+        )
+    try:
+        from ..core.spec import _normalization
+
+        _normalization({"input": {"normalization": norm}}, len(bands))
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        raise _err(mpath, f"field 'normalization': {exc}") from exc
+    nodata = doc.get("nodata")
+    if nodata is not None and (isinstance(nodata, bool) or not isinstance(nodata, (int, float))):
+        raise _err(mpath, f"field 'nodata' must be a number or null, got {nodata!r}")
+    px = doc.get("pixel_size_m")
+    if px is not None and (not isinstance(px, (int, float)) or isinstance(px, bool) or px <= 0):
+        raise _err(mpath, f"field 'pixel_size_m' must be a positive number or null, got {px!r}")
+    crs = doc.get("crs")
+    if not isinstance(crs, str) or not crs:
+        raise _err(mpath, "field 'crs' must be an EPSG code ('EPSG:32608') or WKT")
+    classes = doc.get("classes", ["background", "rts"] if task == "segmentation" else ["front"])
+    prov = doc.get("provenance", {})
+    if not isinstance(prov, dict):
+        raise _err(mpath, "field 'provenance' must be an object")
+    chips_raw = doc.get("chips")
+    if not isinstance(chips_raw, list):
+        raise _err(mpath, "field 'chips' must be a list (it may be empty)")
+    chips: list[Chip] = []
+    for i, c in enumerate(chips_raw):
+        where = f"chips[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("image"), str):
+            raise _err(mpath, f"field '{where}.image' must be a path")
+        image = _resolve(root, c["image"])
+        split = c.get("split", "train")
+        if split not in SPLITS:
+            raise _err(
+                mpath, f"field '{where}.split' must be one of {', '.join(SPLITS)}, got {split!r}"
+            )
+        weight = c.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise _err(mpath, f"field '{where}.weight' must be a positive number, got {weight!r}")
+        chip = Chip(image=image, region=str(c.get("region", "")), split=split, weight=float(weight))
+        if task == "segmentation":
+            if not isinstance(c.get("mask"), str):
+                raise _err(mpath, f"field '{where}.mask' must be a path (segmentation task)")
+            chip.mask = _resolve(root, c["mask"])
+        else:
+            line = c.get("polyline")
+            if (
+                not isinstance(line, list)
+                or len(line) < 2
+                or not all(
+                    isinstance(p, (list, tuple))
+                    and len(p) == 2
+                    and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)
+                    for p in line
+                )
+            ):
+                raise _err(
+                    mpath,
+                    f"field '{where}.polyline' must list at least two [x, y] "
+                    "pixel coordinates (contour task)",
+                )
+            chip.polyline = [[float(x), float(y)] for x, y in line]
+        chips.append(chip)
+    unl_raw = doc.get("unlabelled", [])
+    if not isinstance(unl_raw, list):
+        raise _err(mpath, "field 'unlabelled' must be a list")
+    unlabelled = []
+    for i, u in enumerate(unl_raw):
+        if not isinstance(u, dict) or not isinstance(u.get("image"), str):
+            raise _err(mpath, f"field 'unlabelled[{i}].image' must be a path")
+        unlabelled.append(Unlabelled(_resolve(root, u["image"]), str(u.get("region", ""))))
+    data = TrainingData(
+        root=root,
+        task=task,
+        bands=tuple(bands),
+        dtype=dtype,
+        normalization=dict(norm),
+        nodata=nodata,
+        pixel_size_m=px,
+        crs=crs,
+        classes=tuple(classes),
+        provenance=dict(prov),
+        chips=chips,
+        unlabelled=unlabelled,
+    )
+    if check_files:
+        for i, chip in enumerate(chips):
+            _check_chip(mpath, f"chips[{i}]", chip, data)
+        for i, u in enumerate(unlabelled):
+            _check_image(mpath, f"unlabelled[{i}].image", u.image, data)
+    return data
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else root / p
+
+
+def _open(path: Path):
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    if not path.is_file():
+        return None
+    try:
+        return gdal.Open(str(path))
+    except RuntimeError:
+        return None
+
+
+def _check_image(mpath: Path, where: str, path: Path, data: TrainingData) -> tuple[int, int]:
+    ds = _open(path)
+    if ds is None:
+        raise DatasetError(
+            f"{path}: {where} does not exist or is not a raster GDAL can read (listed in {mpath})"
+        )
+    if ds.RasterCount != len(data.bands):
+        raise DatasetError(
+            f"{path}: {where} has {ds.RasterCount} bands, the manifest's "
+            f"'bands' lists {len(data.bands)} ({', '.join(data.bands)})"
+        )
+    dt = _GDAL_DTYPES.get(ds.GetRasterBand(1).DataType)
+    if dt != data.dtype:
+        raise DatasetError(
+            f"{path}: {where} has data type {dt}, the manifest's 'dtype' says {data.dtype}"
+        )
+    return ds.RasterXSize, ds.RasterYSize
+
+
+def _check_chip(mpath: Path, where: str, chip: Chip, data: TrainingData) -> None:
+    w, h = _check_image(mpath, where + ".image", chip.image, data)
+    if chip.polyline is not None:
+        return
+    ds = _open(chip.mask)
+    if ds is None:
+        raise DatasetError(
+            f"{chip.mask}: {where}.mask does not exist or is not a raster (listed in {mpath})"
+        )
+    if (ds.RasterXSize, ds.RasterYSize) != (w, h) or ds.RasterCount != 1:
+        raise DatasetError(
+            f"{chip.mask}: {where}.mask must be one band of {w} x {h} pixels "
+            f"like its image, got {ds.RasterCount} x {ds.RasterXSize} x "
+            f"{ds.RasterYSize}"
+        )
+    values = np.unique(ds.ReadAsArray())
+    bad = sorted(set(values.tolist()) - {0, 1, IGNORE})
+    if bad:
+        raise DatasetError(
+            f"{chip.mask}: {where}.mask holds values {bad[:5]}; allowed are "
+            "0 (background), 1 (RTS) and 255 (ignore)"
+        )
+
+
+def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Bands x rows x cols array of a raster (optionally a window xoff, yoff, w, h)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray(*window) if window else ds.ReadAsArray()
+    return arr[None] if arr.ndim == 2 else arr
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_geotiff(
+    path: str | Path,
+    array: np.ndarray,
+    geotransform: Sequence[float],
+    crs_wkt: str,
+    nodata: float | None = None,
+    band_names: Sequence[str] = (),
+) -> None:
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    arr = array[None] if array.ndim == 2 else array
+    gtype = {
+        np.dtype("uint8"): gdal.GDT_Byte,
+        np.dtype("uint16"): gdal.GDT_UInt16,
+        np.dtype("int16"): gdal.GDT_Int16,
+        np.dtype("float32"): gdal.GDT_Float32,
+    }[arr.dtype]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), arr.shape[2], arr.shape[1], arr.shape[0], gtype, options=["COMPRESS=DEFLATE"]
+    )
+    ds.SetGeoTransform(list(geotransform))
+    if crs_wkt:
+        ds.SetProjection(crs_wkt)
+    for b in range(arr.shape[0]):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(arr[b])
+        if nodata is not None:
+            band.SetNoDataValue(float(nodata))
+        if b < len(band_names):
+            band.SetDescription(band_names[b])
+    ds.FlushCache()
+    ds = None
+
+
+def rasterize_polygons(
+    vector_path: str | Path,
+    ds,
+    *,
+    burn: int = 1,
+    all_touched: bool = False,
+    where: str | None = None,
+) -> np.ndarray:
+    """Rasterise a polygon layer onto the grid of GDAL dataset ``ds`` (reprojected on the fly)."""
+    from osgeo import gdal, ogr
+
+    gdal.UseExceptions()
+    mem = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
+    mem.SetGeoTransform(ds.GetGeoTransform())
+    mem.SetProjection(ds.GetProjection())
+    vds = ogr.Open(str(vector_path))
+    if vds is None:
+        raise DatasetError(f"{vector_path}: not a vector file OGR can read")
+    layer = vds.GetLayer(0)
+    if where:
+        layer.SetAttributeFilter(where)
+    opts = ["ALL_TOUCHED=TRUE"] if all_touched else []
+    gdal.RasterizeLayer(mem, [1], layer, burn_values=[burn], options=opts)
+    return mem.ReadAsArray().astype(np.uint8)
+
+
+def majority_vote(vector_paths: Sequence[str | Path], ds, supersample: int = 4) -> np.ndarray:
+    """Pixel label = 1 where more than half the layers cover it (computed at
+    ``supersample`` x the grid resolution, then the majority area fraction >= 0.5)."""
+    from osgeo import gdal
+
+    s = max(1, int(supersample))
+    fine = gdal.GetDriverByName("MEM").Create(
+        "", ds.RasterXSize * s, ds.RasterYSize * s, 1, gdal.GDT_Byte
+    )
+    gt = list(ds.GetGeoTransform())
+    gt[1] /= s
+    gt[2] /= s
+    gt[4] /= s
+    gt[5] /= s
+    fine.SetGeoTransform(gt)
+    fine.SetProjection(ds.GetProjection())
+    votes = np.zeros((ds.RasterYSize * s, ds.RasterXSize * s), dtype=np.int32)
+    for p in vector_paths:
+        votes += rasterize_polygons(p, fine)
+    maj = (votes * 2 > len(vector_paths)).astype(np.float32)
+    frac = maj.reshape(ds.RasterYSize, s, ds.RasterXSize, s).mean(axis=(1, 3))
+    return (frac >= 0.5).astype(np.uint8)
+
+
+def build_dataset(
+    rasters: Sequence[str | Path],
+    label_polygons_path: str | Path | Sequence[str | Path] | None,
+    out_dir: str | Path,
+    chip_size: int = 64,
+    *,
+    band_indices: Sequence[int] | None = None,
+    band_names: Sequence[str] | None = None,
+    aoi_path: str | Path | None = None,
+    normalization: Mapping[str, Any] | None = None,
+    nodata: float | None = 0,
+    regions: Sequence[str] | None = None,
+    split_fn: Callable[[int, int, int, int, int], str] | None = None,
+    labelled: Sequence[bool] | None = None,
+    add_unlabelled: bool = True,
+    label_mode: str = "union",
+    min_valid_fraction: float = 0.25,
+    provenance: Mapping[str, Any] | None = None,
+) -> TrainingData:
+    """Build a training-data folder from rasters and label polygons (GDAL/OGR).
+
+    ``label_polygons_path``: one polygon file (RTS = every polygon) or a list of files;
+    ``label_mode`` 'union' (any file covers the pixel) or 'majority' (more than half of the
+    files cover it, e.g. several experts' layers of the same area). Labels are rasterised on each
+    raster's grid (pixel centres); outside ``aoi_path`` (a polygon file) masks are 255.
+    Each raster is cut into ``chip_size`` chips (edge chips may be smaller); chips with less
+    than ``min_valid_fraction`` labelled (non-255, non-nodata) pixels are dropped.
+    ``split_fn(raster_index, xoff, yoff, w, h) -> 'train' | 'val' | 'test'`` assigns
+    splits (default all 'train'). ``labelled[i] = False`` makes raster ``i`` unlabelled
+    only. With ``add_unlabelled`` every raster is also listed under ``unlabelled``.
+    Returns the loaded, validated folder.
+    """
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    out = Path(out_dir)
+    (out / "chips").mkdir(parents=True, exist_ok=True)
+    norm = dict(normalization or PIXELDINO_NORMALIZATION)
+    if isinstance(label_polygons_path, (str, Path)) or label_polygons_path is None:
+        label_paths = [label_polygons_path] if label_polygons_path else []
+    else:
+        label_paths = list(label_polygons_path)
+    chips, unl = [], []
+    first = None
+    for ri, raster in enumerate(rasters):
+        ds = gdal.Open(str(raster))
+        if ds is None:
+            raise DatasetError(f"{raster}: not a raster GDAL can read")
+        idx = list(band_indices or range(1, ds.RasterCount + 1))
+        names = list(
+            band_names or [ds.GetRasterBand(i).GetDescription() or f"band{i}" for i in idx]
+        )
+        dt = _GDAL_DTYPES.get(ds.GetRasterBand(idx[0]).DataType)
+        if dt is None:
+            raise DatasetError(
+                f"{raster}: data type not supported (use uint8/uint16/int16/float32)"
+            )
+        region = regions[ri] if regions else Path(raster).stem
+        meta = (names, dt, ds.GetProjection(), abs(ds.GetGeoTransform()[1]))
+        if first is None:
+            first = meta
+        elif meta[:2] != first[:2]:
+            raise DatasetError(
+                f"{raster}: bands/dtype {meta[:2]} differ from the first raster's {first[:2]}"
+            )
+        raw = np.stack([ds.GetRasterBand(i).ReadAsArray() for i in idx])
+        if add_unlabelled:
+            if band_indices and list(band_indices) != list(range(1, ds.RasterCount + 1)):
+                upath = out / "unlabelled" / f"{ri:02d}_{Path(raster).stem}.tif"
+                write_geotiff(upath, raw, ds.GetGeoTransform(), ds.GetProjection(), nodata, names)
+                unl.append({"image": os.path.relpath(upath, out), "region": region})
+            else:
+                unl.append({"image": str(Path(raster).resolve()), "region": region})
+        if labelled is not None and not labelled[ri]:
+            continue
+        if not label_paths:
+            continue
+        if label_mode == "majority":
+            mask = majority_vote(label_paths, ds)
+        elif label_mode == "union":
+            mask = np.zeros((ds.RasterYSize, ds.RasterXSize), np.uint8)
+            for lp in label_paths:
+                mask |= rasterize_polygons(lp, ds)
+        else:
+            raise DatasetError(f"label_mode must be 'union' or 'majority', got {label_mode!r}")
+        if aoi_path:
+            inside = rasterize_polygons(aoi_path, ds)
+            mask[inside == 0] = IGNORE
+        mask[nodata_mask(raw, nodata)] = IGNORE
+        gt = ds.GetGeoTransform()
+        H, W = mask.shape
+        for yoff in range(0, H, chip_size):
+            for xoff in range(0, W, chip_size):
+                h, w = min(chip_size, H - yoff), min(chip_size, W - xoff)
+                if h < chip_size // 4 or w < chip_size // 4:
+                    continue
+                m = mask[yoff : yoff + h, xoff : xoff + w]
+                if (m != IGNORE).mean() < min_valid_fraction:
+                    continue
+                split = split_fn(ri, xoff, yoff, w, h) if split_fn else "train"
+                if split is None:
+                    continue
+                cgt = (
+                    gt[0] + xoff * gt[1] + yoff * gt[2],
+                    gt[1],
+                    gt[2],
+                    gt[3] + xoff * gt[4] + yoff * gt[5],
+                    gt[4],
+                    gt[5],
+                )
+                name = f"chips/r{ri:02d}_y{yoff:05d}_x{xoff:05d}"
+                write_geotiff(
+                    out / f"{name}.tif",
+                    raw[:, yoff : yoff + h, xoff : xoff + w],
+                    cgt,
+                    ds.GetProjection(),
+                    nodata,
+                    names,
+                )
+                write_geotiff(
+                    out / f"{name}_mask.tif", m.astype(np.uint8), cgt, ds.GetProjection(), None
+                )
+                chips.append(
+                    {
+                        "image": f"{name}.tif",
+                        "mask": f"{name}_mask.tif",
+                        "region": region,
+                        "split": split,
+                    }
+                )
+    if first is None:
+        raise DatasetError("build_dataset: no rasters given")
+    from osgeo import osr
+
+    srs = osr.SpatialReference(wkt=first[2]) if first[2] else None
+    crs = first[2]
+    if srs is not None and srs.GetAuthorityCode(None):
+        crs = f"{srs.GetAuthorityName(None)}:{srs.GetAuthorityCode(None)}"
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": "segmentation",
+        "crs": crs or "unknown",
+        "pixel_size_m": float(first[3]),
+        "bands": first[0],
+        "dtype": first[1],
+        "normalization": norm,
+        "nodata": nodata,
+        "classes": ["background", "rts"],
+        "provenance": {
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "rasters": [str(r) for r in rasters],
+            "labels": [str(p) for p in label_paths],
+            "aoi": str(aoi_path) if aoi_path else None,
+            "builder": "arctic_assist.training.data.build_dataset",
+            **dict(provenance or {}),
+        },
+        "chips": chips,
+        "unlabelled": unl,
+    }
+    write_manifest(out, manifest)
+    return load_dataset(out)
+
+
+def write_manifest(out_dir: str | Path, manifest: Mapping[str, Any]) -> Path:
+    path = Path(out_dir) / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def merge_datasets(
+    out_dir: str | Path, folders: Sequence[str | Path], weights: Sequence[float] | None = None
+) -> TrainingData:
+    """One folder whose manifest lists the chips of several compatible folders (absolute
+    paths), chip sampling weights multiplied by ``weights[i]``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [load_dataset(f) for f in folders]
+    first = parts[0]
+    chips, unl = [], []
+    for i, d in enumerate(parts):
+        if (d.bands, d.dtype, d.task, d.normalization) != (
+            first.bands,
+            first.dtype,
+            first.task,
+            first.normalization,
+        ):
+            raise DatasetError(f"{d.root}: bands/dtype/task/normalization differ from {first.root}")
+        w = float(weights[i]) if weights else 1.0
+        for c in d.chips:
+            e = {
+                "image": str(c.image.resolve()),
+                "region": c.region,
+                "split": c.split,
+                "weight": c.weight * w,
+            }
+            if c.mask is not None:
+                e["mask"] = str(c.mask.resolve())
+            if c.polyline is not None:
+                e["polyline"] = c.polyline
+            chips.append(e)
+        unl += [{"image": str(u.image.resolve()), "region": u.region} for u in d.unlabelled]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": first.task,
+        "crs": first.crs,
+        "pixel_size_m": first.pixel_size_m,
+        "bands": list(first.bands),
+        "dtype": first.dtype,
+        "normalization": first.normalization,
+        "nodata": first.nodata,
+        "classes": list(first.classes),
+        "provenance": {
+            "merged_from": [str(Path(f).resolve()) for f in folders],
+            "weights": list(weights or []),
+        },
+        "chips": chips,
+        "unlabelled": unl,
+    }
+    write_manifest(out, manifest)
+    return load_dataset(out)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+class TileSampler:
+    """Random training batches from a :class:`TrainingData` (numpy; no torch here).
+
+    Labelled chips are held in memory; unlabelled rasters are read by random windows.
+    ``batch()`` -> dict ``x_l`` (B x C x T x T float32), ``y_l`` (B x T x T uint8) and
+    ``x_u`` (U x C x T x T) if ``batch_unlabelled`` > 0.
+    """
+
+    def __init__(
+        self,
+        data: TrainingData,
+        tile: int,
+        batch_labelled: int,
+        batch_unlabelled: int = 0,
+        *,
+        split: str = "train",
+        regions: Sequence[str] | None = None,
+        unlabelled_regions: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.data, self.tile = data, int(tile)
+        self.bl, self.bu = int(batch_labelled), int(batch_unlabelled)
+        self.rng = np.random.default_rng(seed)
+        chips = data.select(split, regions)
+        if not chips:
+            raise DatasetError(
+                f"{data.root}: no labelled chips with split '{split}'"
+                + (f" in regions {list(regions)}" if regions else "")
+            )
+        self.labelled = [data.read_chip(c) for c in chips]
+        areas = np.array(
+            [m.size * c.weight for (_, m), c in zip(self.labelled, chips)], dtype=np.float64
+        )
+        self.p_l = areas / areas.sum()
+        self.unlabelled = [
+            u for u in data.unlabelled if not unlabelled_regions or u.region in unlabelled_regions
+        ]
+        if self.bu and not self.unlabelled:
+            # fall back on the labelled chips' images (the labels are not used)
+            self.unlabelled = []
+        self._udims = []
+        for u in self.unlabelled:
+            ds = _open(u.image)
+            self._udims.append((ds.RasterXSize, ds.RasterYSize))
+        ua = np.array([w * h for w, h in self._udims], dtype=np.float64)
+        self.p_u = ua / ua.sum() if len(ua) else None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def _crop(self, img: np.ndarray, mask: np.ndarray | None):
+        t = self.tile
+        c, h, w = img.shape
+        y0 = int(self.rng.integers(0, max(1, h - t + 1)))
+        x0 = int(self.rng.integers(0, max(1, w - t + 1)))
+        ci = img[:, y0 : y0 + t, x0 : x0 + t]
+        cm = None if mask is None else mask[y0 : y0 + t, x0 : x0 + t]
+        if ci.shape[1] < t or ci.shape[2] < t:
+            pi = np.zeros((c, t, t), np.float32)
+            pi[:, : ci.shape[1], : ci.shape[2]] = ci
+            ci = pi
+            if cm is not None:
+                pm = np.full((t, t), IGNORE, np.uint8)
+                pm[: cm.shape[0], : cm.shape[1]] = cm
+                cm = pm
+        return ci, cm
+
+    def _unlabelled_tile(self) -> np.ndarray:
+        if not self.unlabelled:
+            i = int(self.rng.choice(len(self.labelled), p=self.p_l))
+            return self._crop(self.labelled[i][0], None)[0]
+        i = int(self.rng.choice(len(self.unlabelled), p=self.p_u))
+        if i not in self._cache:  # rasters are read once per process, then cropped
+            raw = read_raster(self.unlabelled[i].image)
+            self._cache[i] = normalize(raw, self.data.normalization, self.data.nodata)
+        return self._crop(self._cache[i], None)[0]
+
+    def batch(self) -> dict[str, np.ndarray]:
+        xs, ys = [], []
+        for _ in range(self.bl):
+            i = int(self.rng.choice(len(self.labelled), p=self.p_l))
+            x, y = self._crop(*self.labelled[i])
+            xs.append(x)
+            ys.append(y)
+        out = {"x_l": np.stack(xs), "y_l": np.stack(ys)}
+        if self.bu:
+            out["x_u"] = np.stack([self._unlabelled_tile() for _ in range(self.bu)])
+        return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m arctic_assist.training make-dataset",
+        description="Build a training-data folder (manifest.json + "
+        "GeoTIFF chips) from rasters and label polygons.",
+    )
+    p.add_argument("--rasters", nargs="+", required=True)
+    p.add_argument(
+        "--labels", nargs="+", default=None, help="polygon file(s) (their union, or see --majority)"
+    )
+    p.add_argument(
+        "--majority",
+        action="store_true",
+        help="label = majority vote of the --labels files (e.g. several experts)",
+    )
+    p.add_argument("--out", required=True)
+    p.add_argument("--chip-size", type=int, default=64)
+    p.add_argument("--bands", default=None, help="1-based band indices, e.g. 1,2,3,7")
+    p.add_argument("--band-names", default=None, help="e.g. B2,B3,B4,B8")
+    p.add_argument("--aoi", default=None, help="polygon file; outside it labels are 255")
+    p.add_argument("--nodata", type=float, default=0)
+    p.add_argument(
+        "--holdout-from-column",
+        type=int,
+        default=None,
+        help="chips starting at or right of this column are split 'test'",
+    )
+    args = p.parse_args(argv)
+    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    names = args.band_names.split(",") if args.band_names else None
+    split_fn = None
+    if args.holdout_from_column is not None:
+        c = args.holdout_from_column
+
+        def split_fn(ri, x, y, w, h):  # noqa: ANN001
+            return "test" if x >= c else ("train" if x + w <= c else None)
+
+    labels = args.labels
+    data = build_dataset(
+        args.rasters,
+        labels,
+        args.out,
+        args.chip_size,
+        band_indices=bands,
+        band_names=names,
+        aoi_path=args.aoi,
+        nodata=args.nodata,
+        split_fn=split_fn,
+        label_mode="majority" if args.majority else "union",
+    )
+    print(
+        json.dumps(
+            {
+                "event": "done",
+                "output": str(data.root),
+                "chips": len(data.chips),
+                "unlabelled": len(data.unlabelled),
+            }
+        )
+    )
+    return 0

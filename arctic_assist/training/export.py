@@ -1,0 +1,147 @@
+"""ONNX export with the model contract of :mod:`arctic_assist.core.spec`, and a parity check.
+
+``export_onnx`` validates the spec's JSON document with the plugin's own validator before
+anything is written, exports with the TorchScript-based exporter (``dynamo=False``, opset
+17), stores ``spec.to_json()`` under the metadata key ``METADATA_KEY``, runs
+``onnx.checker`` and writes the file atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..core.spec import EXPORT_OPSET, METADATA_KEY, ModelSpec, validate_metadata
+
+
+def code_version(root: str | Path | None = None) -> str:
+    """``version=`` of metadata.txt at the repository (or installed plugin) root."""
+    here = Path(root) if root else Path(__file__).resolve().parents[2]
+    for candidate in (
+        here / "metadata.txt",
+        here / "arctic_assist" / "metadata.txt",
+        Path(__file__).resolve().parents[1] / "metadata.txt",
+    ):
+        if candidate.is_file():
+            for line in candidate.read_text(encoding="utf-8").splitlines():
+                if line.strip().startswith("version="):
+                    return line.split("=", 1)[1].strip()
+    return "unknown"
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    spec: ModelSpec,
+    path: str | Path,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    opset: int = EXPORT_OPSET,
+) -> Path:
+    """Export ``module`` (called on ``example``) to ``path`` with the metadata of ``spec``.
+
+    Defaults: input name ``spec.input_name``, output names from ``spec.outputs`` and
+    dynamic axes batch (0) for every input/output. Returns the final path. Raises
+    :class:`arctic_assist.core.spec.ModelSpecError` if the spec does not validate.
+    """
+    import onnx
+
+    if spec.opset is None or spec.opset != opset:
+        spec = dataclasses.replace(spec, opset=int(opset))
+    doc = json.loads(spec.to_json())
+    validate_metadata(doc)  # the plugin's own validator: refuse to write a bad model
+    input_names = list(input_names or [spec.input_name])
+    output_names = list(output_names or [o.name for o in spec.outputs])
+    if dynamic_axes is None:
+        dynamic_axes = {n: {0: "N"} for n in input_names + output_names}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = module.training
+    module.eval()
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                (example,),
+                buf,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dict(dynamic_axes),
+                opset_version=int(opset),
+                dynamo=False,
+                do_constant_folding=True,
+            )
+    finally:
+        module.train(was_training)
+    model = onnx.load_from_string(buf.getvalue())
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = spec.to_json()
+    model.producer_name = "arctic_assist.training"
+    onnx.checker.check_model(model)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """The validated :class:`ModelSpec` stored in an exported model."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(f"{path}: no '{METADATA_KEY}' metadata")
+    return validate_metadata(json.loads(props[METADATA_KEY]))
+
+
+def onnx_session(path: str | Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def parity_check(
+    module: torch.nn.Module, onnx_path: str | Path, example: torch.Tensor, atol: float = 1e-4
+) -> float:
+    """Max |ONNX Runtime (CPU) - PyTorch| over all outputs; raises AssertionError > atol."""
+    sess = onnx_session(onnx_path)
+    feed = {sess.get_inputs()[0].name: example.detach().cpu().numpy()}
+    got = sess.run(None, feed)
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        ref = module(example)
+    module.train(was_training)
+    if isinstance(ref, torch.Tensor):
+        ref = (ref,)
+    worst = 0.0
+    for a, b in zip(got, ref):
+        b = b.detach().float().cpu().numpy()
+        if a.shape != b.shape:
+            raise AssertionError(f"ONNX output shape {a.shape} != PyTorch {b.shape}")
+        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
+    if worst > atol:
+        raise AssertionError(f"ONNX Runtime and PyTorch differ by {worst:.3g} > atol {atol}")
+    return worst

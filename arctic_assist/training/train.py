@@ -1,0 +1,215 @@
+"""``python -m arctic_assist.training <method> --data DIR --out MODEL.onnx --steps N ...``.
+
+Trains one of :data:`arctic_assist.training.methods.METHODS` on a training-data folder
+(:mod:`.data`), evaluates the exported network on the folder's ``test`` chips (pooled IoU
+per region) and exports it to ONNX with the metadata (metrics in the provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .common import (
+    add_trainer_args,
+    build_trainer,
+    emit,
+    progress_mode,
+    resume_checkpoint,
+    run_cli,
+    setup_runtime,
+)
+from .data import TileSampler, TrainingData, Unlabelled, load_dataset
+from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
+
+
+class SamplerDataset(torch.utils.data.IterableDataset):
+    """Endless batches from a :class:`TileSampler`, one seed per rank and worker."""
+
+    def __init__(self, sampler_kwargs: dict[str, Any], seed: int) -> None:
+        super().__init__()
+        self.kw, self.seed = sampler_kwargs, seed
+        self.sampler: TileSampler | None = None
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        rank = (
+            torch.distributed.get_rank()
+            if (torch.distributed.is_available() and torch.distributed.is_initialized())
+            else 0
+        )
+        if self.sampler is None:
+            self.sampler = TileSampler(**self.kw, seed=self.seed)
+        self.sampler.reseed(self.seed * 7919 + rank * 101 + wid)
+        while True:
+            b = self.sampler.batch()
+            yield {k: torch.from_numpy(v) for k, v in b.items()}
+
+
+def build_parser(method: str) -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog=f"python -m arctic_assist.training {method}",
+        description=f"Train {method} and export it to ONNX.",
+    )
+    p.add_argument("--data", required=True, help="training-data folder (manifest.json)")
+    p.add_argument(
+        "--unlabelled",
+        nargs="*",
+        default=[],
+        metavar="RASTER",
+        help="extra unlabelled rasters (same bands/dtype as the folder)",
+    )
+    p.add_argument("--out", required=True, help="output ONNX model")
+    p.add_argument("--name", default=None, help="model name in the metadata")
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="warm start: a checkpoint (.ckpt) whose network weights are loaded",
+    )
+    p.add_argument("--regions", nargs="*", default=None, help="labelled regions to train on")
+    p.add_argument(
+        "--unlabelled-regions",
+        nargs="*",
+        default=None,
+        help="regions of the unlabelled rasters to sample (default: all)",
+    )
+    p.add_argument("--eval-split", default="test", help="split evaluated after training")
+    g = p.add_argument_group("model and method (defaults: the paper's)")
+    g.add_argument("--width", type=int, default=d.width)
+    g.add_argument("--tile", type=int, default=d.tile)
+    g.add_argument("--batch-labelled", type=int, default=d.batch_labelled)
+    g.add_argument("--batch-unlabelled", type=int, default=d.batch_unlabelled)
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--n-pseudo", type=int, default=d.n_pseudo)
+    g.add_argument("--beta", type=float, default=d.beta)
+    g.add_argument("--teacher-temp", type=float, default=d.teacher_temp)
+    g.add_argument("--center-momentum", type=float, default=d.center_momentum)
+    g.add_argument("--ema-start", type=float, default=d.ema_start)
+    g.add_argument(
+        "--independent-warps",
+        action="store_true",
+        help="ablation: the released code's independent warps of view and target",
+    )
+    g.add_argument("--export-tile", type=int, default=192)
+    g.add_argument("--export-overlap", type=int, default=48)
+    add_trainer_args(p, default_steps=2000)
+    return p
+
+
+def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> TrainConfig:
+    return TrainConfig(
+        method=method,
+        in_channels=in_channels,
+        width=a.width,
+        n_pseudo=a.n_pseudo,
+        total_steps=a.steps,
+        lr=a.lr,
+        warmup_steps=a.warmup_steps,
+        weight_decay=a.weight_decay,
+        batch_labelled=a.batch_labelled,
+        batch_unlabelled=a.batch_unlabelled if method in SEMI_SUPERVISED else 0,
+        tile=a.tile,
+        beta=a.beta,
+        teacher_temp=a.teacher_temp,
+        center_momentum=a.center_momentum,
+        ema_start=a.ema_start,
+        independent_warps=a.independent_warps,
+    )
+
+
+def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
+    """Train, evaluate and export; returns {'output', 'metrics', 'module'}."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method}")
+    a.method = method
+    setup_runtime(a)
+    data: TrainingData = load_dataset(a.data)
+    for r in a.unlabelled:
+        data.unlabelled.append(Unlabelled(Path(r), Path(r).stem))
+    cfg = config_from_args(method, a, len(data.bands))
+    meta = {
+        "bands": list(data.bands),
+        "dtype": data.dtype,
+        "normalization": data.normalization,
+        "nodata": data.nodata,
+        "pixel_size_m": data.pixel_size_m,
+        "training_data": str(Path(a.data).resolve()),
+    }
+    module = make_method(cfg, meta)
+    if a.base_model:
+        state = torch.load(a.base_model, map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state)
+        net = {
+            k.split(".", 1)[1]: v
+            for k, v in state.items()
+            if k.startswith("teacher.") or k.startswith("student.")
+        }
+        teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
+        student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
+        module.student.load_state_dict(teacher or student or net)
+        if hasattr(module, "teacher"):
+            module.teacher.load_state_dict(module.student.state_dict())
+    sampler_kw = dict(
+        data=data,
+        tile=cfg.tile,
+        batch_labelled=cfg.batch_labelled,
+        batch_unlabelled=cfg.batch_unlabelled,
+        split="train",
+        regions=a.regions,
+        unlabelled_regions=a.unlabelled_regions,
+    )
+    loader = torch.utils.data.DataLoader(
+        SamplerDataset(sampler_kw, a.seed),
+        batch_size=None,
+        num_workers=a.num_workers,
+        persistent_workers=a.num_workers > 0,
+    )
+    trainer = build_trainer(a, steps_per_batch=module.optimizer_steps_per_batch)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(a))
+    result: dict[str, Any] = {"module": module, "output": None, "metrics": {}}
+    if not trainer.is_global_zero:
+        return result
+    from .evaluate import evaluate_data, export_method, torch_predictor
+
+    module = module.float().cpu().eval()
+    if data.select(a.eval_split):
+        result["metrics"] = {
+            a.eval_split: evaluate_data(torch_predictor(module.eval_net()), data, a.eval_split)
+        }
+    path, _ = export_method(
+        module,
+        a.out,
+        metrics=result["metrics"],
+        steps=trainer.global_step // module.optimizer_steps_per_batch,
+        name=a.name,
+        tile_size=a.export_tile,
+        tile_overlap=a.export_overlap,
+    )
+    result["output"] = str(path)
+    return result
+
+
+def main(argv: list[str] | None = None, *, method: str = "pixeldino") -> int:
+    a = build_parser(method).parse_args(argv)
+    json_mode = progress_mode(a) == "json"
+
+    def run() -> int:
+        res = train(method, a)
+        if res["output"]:
+            if json_mode:
+                emit("done", output=res["output"], metrics=res["metrics"])
+            else:
+                print(
+                    json.dumps({"output": res["output"], "metrics": res["metrics"]}, default=float)
+                )
+        return 0
+
+    return run_cli(run, json_mode=json_mode)

@@ -1,0 +1,153 @@
+"""Each method trains (loss goes down), resume continues from a checkpoint, JSON progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+from arctic_assist.training.common import add_trainer_args, build_trainer  # noqa: E402
+from arctic_assist.training.data import TileSampler  # noqa: E402
+from arctic_assist.training.methods import METHODS, TrainConfig, bce_ignore, make_method  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+class _Repeat(torch.utils.data.Dataset):
+    def __init__(self, batch, n):
+        self.batch, self.n = batch, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.batch
+
+
+def _args(tmp_path, steps, **kw):
+    p = argparse.ArgumentParser()
+    add_trainer_args(p)
+    argv = [
+        "--steps",
+        str(steps),
+        "--progress",
+        "none",
+        "--log-dir",
+        str(tmp_path),
+        "--accelerator",
+        "cpu",
+        "--checkpoint-every",
+        "0",
+    ]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return p.parse_args(argv)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_few_steps_lower_the_loss(method, tiny_dataset, tmp_path):
+    torch.manual_seed(0)
+    sampler = TileSampler(tiny_dataset, 32, 4, 4, seed=0)
+    batch = {k: torch.from_numpy(v) for k, v in sampler.batch().items()}
+    cfg = TrainConfig(
+        method=method,
+        width=4,
+        tile=32,
+        total_steps=25,
+        lr=1e-2,
+        batch_labelled=4,
+        batch_unlabelled=4,
+        disc_width=4,
+    )
+    module = make_method(cfg)
+
+    def sup_loss():
+        with torch.no_grad():
+            return float(bce_ignore(module.student.rts(batch["x_l"]), batch["y_l"]))
+
+    before = sup_loss()
+    args = _args(tmp_path, 25)
+    args.method = method
+    trainer = build_trainer(args, steps_per_batch=module.optimizer_steps_per_batch)
+    loader = torch.utils.data.DataLoader(_Repeat(batch, 25), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)
+    after = sup_loss()
+    assert trainer.global_step == 25 * module.optimizer_steps_per_batch
+    assert after < before * 0.9, (before, after)
+
+
+def test_cli_resume_continues_from_checkpoint(tiny_dataset, tmp_path, capsys):
+    from arctic_assist.training.train import main
+
+    common = [
+        "--data",
+        str(tiny_dataset.root),
+        "--out",
+        str(tmp_path / "m.onnx"),
+        "--width",
+        "4",
+        "--tile",
+        "32",
+        "--batch-labelled",
+        "2",
+        "--batch-unlabelled",
+        "2",
+        "--progress",
+        "json",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--checkpoint-every",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    assert main(common + ["--steps", "4"], method="pixeldino") == 0
+    first = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert first[0] == {"event": "start", "step": 0, "total": 4}
+    assert first[-1]["event"] == "done"
+    ckpt = torch.load(
+        tmp_path / "runs" / "pixeldino" / "checkpoints" / "last.ckpt", weights_only=False
+    )
+    assert ckpt["global_step"] == 4
+    assert main(common + ["--steps", "6", "--resume", "last"], method="pixeldino") == 0
+    second = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert second[0]["event"] == "start" and second[0]["step"] == 4
+    steps = [e["step"] for e in second if e["event"] == "progress"]
+    assert steps and min(steps) > 4 and max(steps) == 6
+    ckpt2 = torch.load(
+        tmp_path / "runs" / "pixeldino" / "checkpoints" / "last.ckpt", weights_only=False
+    )
+    assert ckpt2["global_step"] == 6
+    # the teacher and centre continued, they were not re-initialised
+    assert not torch.equal(
+        ckpt2["state_dict"]["center"], torch.zeros_like(ckpt2["state_dict"]["center"])
+    )
+
+
+def test_json_error_line(tmp_path, capsys):
+    from arctic_assist.training.train import main
+
+    rc = main(
+        [
+            "--data",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--progress",
+            "json",
+        ],
+        method="supervised",
+    )
+    assert rc == 1
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["event"] == "error" and "missing" in line["message"]

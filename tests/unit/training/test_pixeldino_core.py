@@ -1,0 +1,160 @@
+"""PixelDINO internals: centring, EMA teacher, the losses against hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+from arctic_assist.training import methods as M  # noqa: E402
+from arctic_assist.training.methods import (  # noqa: E402
+    PixelDINO,
+    TrainConfig,
+    bce_ignore,
+    ema_momentum,
+    soft_cross_entropy,
+    teacher_targets,
+)
+
+torch.set_num_threads(1)
+
+
+def _tiny(**kw) -> PixelDINO:
+    cfg = TrainConfig(method="pixeldino", width=4, n_pseudo=5, tile=32, total_steps=100, **kw)
+    return PixelDINO(cfg)
+
+
+def _identity_aug(monkeypatch):
+    monkeypatch.setattr(M, "weak", lambda x, *t: x if not t else (x, *t))
+
+
+def test_teacher_targets_use_raw_mean_and_stored_centre():
+    t = torch.randn(2, 5, 3, 4)
+    center = torch.tensor([0.5, -1.0, 2.0, 0.0, 0.3])
+    p, bc = teacher_targets(t, center, 0.5)
+    assert torch.allclose(bc, t.mean(dim=(0, 2, 3)))  # raw, not centred
+    expected = torch.softmax((t - center.view(1, -1, 1, 1)) / 0.5, dim=1)
+    assert torch.allclose(p, expected)
+
+
+def test_training_step_centre_update(monkeypatch):
+    _identity_aug(monkeypatch)
+    torch.manual_seed(0)
+    m = _tiny()
+    m.log = lambda *a, **k: None
+    c0 = torch.randn(5)
+    m.center.copy_(c0)
+    x_u = torch.rand(3, 4, 32, 32)
+    batch = {
+        "x_l": torch.rand(2, 4, 32, 32),
+        "y_l": torch.zeros(2, 32, 32, dtype=torch.uint8),
+        "x_u": x_u,
+    }
+    with torch.no_grad():
+        raw_mean = m.teacher.pseudo_logits(x_u).mean(dim=(0, 2, 3))
+    m.training_step(batch, 0)
+    assert torch.allclose(m._pending_center, raw_mean, atol=1e-6)
+    assert torch.equal(m.center, c0)  # not yet updated
+    m.on_train_batch_end(None, batch, 0)
+    assert torch.allclose(m.center, 0.996 * c0 + 0.004 * raw_mean, atol=1e-6)
+
+
+def test_teacher_has_no_grad_and_follows_ema_exactly(monkeypatch):
+    _identity_aug(monkeypatch)
+    torch.manual_seed(0)
+    m = _tiny()
+    m.log = lambda *a, **k: None
+    assert all(not p.requires_grad for p in m.teacher.parameters())
+    with torch.no_grad():  # make student and teacher differ
+        for p in m.student.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    batch = {
+        "x_l": torch.rand(2, 4, 32, 32),
+        "y_l": (torch.rand(2, 32, 32) > 0.5).to(torch.uint8),
+        "x_u": torch.rand(2, 4, 32, 32),
+    }
+    loss = m.training_step(batch, 0)
+    loss.backward()
+    assert all(p.grad is None for p in m.teacher.parameters())
+    assert any(p.grad is not None for p in m.student.parameters())
+    before = [p.detach().clone() for p in m.teacher.parameters()]
+    m.on_train_batch_end(None, batch, 0)
+    lam = ema_momentum(0, 100, 0.996, 1.0)
+    assert lam == pytest.approx(0.996)
+    for t0, t1, s in zip(before, m.teacher.parameters(), m.student.parameters()):
+        assert torch.allclose(t1, lam * t0 + (1 - lam) * s.detach(), atol=1e-7)
+
+
+def test_ema_schedule_cosine():
+    assert ema_momentum(0, 1000) == pytest.approx(0.996)
+    assert ema_momentum(1000, 1000) == pytest.approx(1.0)
+    assert ema_momentum(500, 1000) == pytest.approx(0.998)
+
+
+def test_bce_ignore_by_hand():
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0]).view(1, 1, 2, 2)
+    target = torch.tensor([1, 0, 255, 0], dtype=torch.uint8).view(1, 2, 2)
+
+    def bce(z, y):
+        p = 1 / (1 + math.exp(-z))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    expected = (bce(2.0, 1) + bce(-1.0, 0) + bce(3.0, 0)) / 3
+    assert float(bce_ignore(logits, target)) == pytest.approx(expected, rel=1e-6)
+    assert float(bce_ignore(logits, torch.full_like(target, 255))) == 0.0
+
+
+def test_soft_cross_entropy_by_hand():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]).T.reshape(1, 3, 1, 2)
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]]).T.reshape(1, 3, 1, 2)
+    valid = torch.tensor([[[True, False]]])
+
+    def ce(pv, sv):
+        lse = math.log(sum(math.exp(v) for v in sv))
+        return -sum(a * (b - lse) for a, b in zip(pv, sv))
+
+    c0 = ce([0.7, 0.2, 0.1], [1.0, 0.0, -1.0])
+    c1 = ce([0.1, 0.1, 0.8], [0.5, 0.5, 2.0])
+    assert float(soft_cross_entropy(p, s, valid)) == pytest.approx(c0, rel=1e-6)
+    assert float(soft_cross_entropy(p, s)) == pytest.approx((c0 + c1) / 2, rel=1e-6)
+
+
+def test_total_loss_is_bce_plus_beta_ce(monkeypatch):
+    _identity_aug(monkeypatch)
+    torch.manual_seed(1)
+    m = _tiny()
+    logged = {}
+    m.log = lambda name, value, **k: logged.__setitem__(name, float(value))
+    batch = {
+        "x_l": torch.rand(2, 4, 32, 32),
+        "y_l": (torch.rand(2, 32, 32) > 0.5).to(torch.uint8),
+        "x_u": torch.rand(2, 4, 32, 32),
+    }
+    loss = m.training_step(batch, 0)
+    assert float(loss.detach()) == pytest.approx(
+        logged["loss_sup"] + 0.1 * logged["loss_dino"], rel=1e-5
+    )
+
+
+def test_default_config_is_the_papers():
+    c = TrainConfig()
+    assert (
+        c.n_pseudo,
+        c.teacher_temp,
+        c.student_temp,
+        c.center_momentum,
+        c.ema_start,
+        c.beta,
+        c.lr,
+        c.lr_start,
+        c.weight_decay,
+        c.batch_labelled,
+        c.batch_unlabelled,
+        c.tile,
+        c.total_steps,
+        c.warmup_steps,
+    ) == (24, 0.5, 1.0, 0.996, 0.996, 0.1, 1e-3, 1e-7, 1e-3, 16, 16, 192, 200_000, 10_000)
+    assert c.effective_warmup() == 10_000
