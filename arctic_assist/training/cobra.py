@@ -1,0 +1,582 @@
+"""COBRA (Heidler et al. 2023): a deep active contour for glacier calving fronts.
+
+``python -m arctic_assist.training cobra --frontlearning DIR --out MODEL.onnx --steps N``
+
+- Backbone (:class:`LightBackbone`): a small CPU-friendly CNN giving feature maps at H/4
+  (64 channels) and H/16 (``width`` channels, 512 in the paper, 128 by default here),
+  channel dropout 0.5 while training. The input window is standardised per image and
+  channel **inside the graph** (mean / std over H, W), so the ONNX model takes raw band
+  values (uint8 PNG or uint16 Landsat alike) and its metadata says normalisation 'none'.
+- Snake head (:class:`SnakeHead`), as in the authors' code: kernel-1 conv, six kernel-3
+  convs with dilations 1, 3, 9, 9, 3, 1 and ReLU (zero padding: fronts are open curves),
+  then a bias-free, zero-initialised 2-channel offset layer. Per-vertex input: bilinear
+  samples (``grid_sample``, align_corners=True, zero padding, (x, y) order) of both feature
+  maps plus the offsets to the next and previous vertex.
+- 64 vertices start at the image centre; 4 iterations with shared weights and the gradient
+  stopped between them; loss Soft-DTW (gamma 0.001, squared distance, coordinates in
+  [-1, 1]) summed over the iterations.
+- ONNX: outputs ``contour_0 .. contour_3`` (N x 64 x 2, (x, y) in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core import contour as C
+from . import fronts as FR
+from .softdtw import soft_dtw
+
+log = logging.getLogger(__name__)
+
+VERTICES = 64
+ITERATIONS = 4
+MULTIPLE_OF = 16
+
+# ----------------------------------------------------------------------------- model
+
+
+def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class InstanceStandardize(nn.Module):
+    """``(x - mean) / (std + eps)`` per image and channel, clipped to +-``clip``."""
+
+    def __init__(self, eps: float = 1e-3, clip: float = 5.0) -> None:
+        super().__init__()
+        self.eps = eps
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(2, 3), keepdim=True)
+        z = (x - mean) / (torch.sqrt(var) + self.eps)
+        return torch.clamp(z, -self.clip, self.clip)
+
+
+class LightBackbone(nn.Module):
+    """Features at H/4 (64 ch) and H/16 (``width`` ch, dilated context)."""
+
+    def __init__(self, in_channels: int = 1, width: int = 128, base: int = 24) -> None:
+        super().__init__()
+        b = base
+        self.stem = nn.Sequential(_cbr(in_channels, b, 2), _cbr(b, 2 * b, 2),
+                                  _cbr(2 * b, 64))                       # H/4
+        self.down8 = nn.Sequential(_cbr(64, 4 * b, 2), _cbr(4 * b, 4 * b))  # H/8
+        self.down16 = nn.Sequential(_cbr(4 * b, 128, 2), _cbr(128, 128, dilation=2),
+                                    _cbr(128, 128, dilation=4))           # H/16
+        self.proj = nn.Sequential(nn.Conv2d(128 + 4 * b, width, 1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.out_channels = (64, width)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f4 = self.stem(x)
+        f8 = self.down8(f4)
+        f16 = self.down16(f8)
+        pooled = F.avg_pool2d(f8, 2, 2)
+        f16 = self.proj(torch.cat([f16, pooled], dim=1))
+        return f4, f16
+
+
+def sample_at_vertices(feature: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``feature`` (N, C, H, W) at ``vertices`` (N, V, 2) xy in [-1, 1]
+    -> (N, C, V); align_corners=True, zeros outside."""
+    grid = vertices.unsqueeze(1)                                  # (N, 1, V, 2), (x, y)
+    out = F.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=True)
+    return out.squeeze(2)
+
+
+class SnakeHead(nn.Module):
+    """1D CNN over the vertex sequence predicting per-vertex offsets."""
+
+    def __init__(self, in_features: int, dim: int = 64,
+                 dilations: tuple[int, ...] = (1, 3, 9, 9, 3, 1),
+                 index_feature: bool = True) -> None:
+        super().__init__()
+        self.index_feature = index_feature
+        extra = 4 + (1 if index_feature else 0)
+        layers: list[nn.Module] = [nn.Conv1d(in_features + extra, dim, 1), nn.ReLU(inplace=True)]
+        for d in dilations:
+            layers += [nn.Conv1d(dim, dim, 3, padding=d, dilation=d), nn.ReLU(inplace=True)]
+        self.blocks = nn.Sequential(*layers)
+        self.offset = nn.Conv1d(dim, 2, 1, bias=False)
+        nn.init.zeros_(self.offset.weight)
+
+    def forward(self, vertices: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        sampled = [sample_at_vertices(f, vertices) for f in features]
+        diff = vertices[:, 1:] - vertices[:, :-1]                     # (N, V-1, 2)
+        diff = F.pad(diff, (0, 0, 1, 1))                              # (N, V+1, 2)
+        to_next = diff[:, 1:]                                         # v[i+1] - v[i]
+        from_prev = diff[:, :-1]                                      # v[i] - v[i-1]
+        parts = sampled + [to_next.transpose(1, 2), from_prev.transpose(1, 2)]
+        if self.index_feature:  # the vertex's place along the front, in [-1, 1]
+            n, v = vertices.shape[:2]
+            idx = torch.linspace(-1.0, 1.0, v, device=vertices.device, dtype=vertices.dtype)
+            parts.append(idx.view(1, 1, v).expand(n, 1, v))
+        x = torch.cat(parts, dim=1)
+        return self.offset(self.blocks(x)).transpose(1, 2)           # (N, V, 2)
+
+
+class Cobra(nn.Module):
+    """Backbone + snake head; ``forward`` returns the list of the iterations' contours."""
+
+    def __init__(self, in_channels: int = 1, width: int = 128, head_dim: int = 64,
+                 vertices: int = VERTICES, iterations: int = ITERATIONS,
+                 dropout: float = 0.5, index_feature: bool = True) -> None:
+        super().__init__()
+        self.norm = InstanceStandardize()
+        self.backbone = LightBackbone(in_channels, width)
+        self.dropout = nn.Dropout2d(dropout)
+        self.head = SnakeHead(sum(self.backbone.out_channels), head_dim,
+                              index_feature=index_feature)
+        self.vertices = vertices
+        self.iterations = iterations
+        self.hparams_dict = dict(in_channels=in_channels, width=width, head_dim=head_dim,
+                                 vertices=vertices, iterations=iterations, dropout=dropout,
+                                 index_feature=index_feature)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor
+                              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        feats = [self.dropout(f) for f in self.backbone(self.norm(x))]
+        v = x.new_zeros((x.shape[0], self.vertices, 2))
+        steps = []
+        for _ in range(self.iterations):
+            v = v.detach()
+            v = v + self.head(v, feats)
+            steps.append(v)
+        return steps, feats
+
+
+class CobraExport(nn.Module):
+    """Export wrapper: a tuple of every iteration's contour (contour_0 .. contour_{K-1})."""
+
+    def __init__(self, model: Cobra) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(image))
+
+
+class AuxHead(nn.Module):
+    """Training-only dense head (not exported): front heat-map logits at H/4 from both
+    feature maps, so the backbone gets a dense gradient from the start (the authors' code
+    carries a similar ``AuxHead``)."""
+
+    def __init__(self, channels: tuple[int, int]) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(sum(channels), 32, 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(32, 1, 1))
+
+    def forward(self, f4: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(f16, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([f4, up], dim=1))
+
+
+def front_heatmap(front_px: np.ndarray, size: int, stride: int = 4, sigma: float = 1.5
+                  ) -> np.ndarray:
+    """exp(-d^2 / 2 sigma^2) of the distance (in H/stride cells) to the front, (1, h, w)."""
+    h = w = size // stride
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    # centres of the stride x stride cells in full-resolution pixel coordinates
+    pts = np.stack([xx.ravel() * stride + (stride - 1) / 2.0,
+                    yy.ravel() * stride + (stride - 1) / 2.0], axis=1)
+    d = C.point_to_polyline_distance(pts, front_px) / stride
+    return np.exp(-0.5 * (d / sigma) ** 2).reshape(1, h, w).astype(np.float32)
+
+
+def cobra_loss(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001
+               ) -> torch.Tensor:
+    """Soft-DTW summed over the iterations, mean over the batch."""
+    return sum(soft_dtw(s.float(), target.float(), gamma).mean() for s in steps)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class FrontDataset(torch.utils.data.Dataset):
+    """Random augmented tiles (``size`` px) from real samples and synthetic fronts.
+
+    Index ``i`` seeds its own generator, so a run is reproducible and workers agree.
+    Yields ``(image (C, S, S) float32, front (64, 2) xy in [-1, 1], heat-map (1, S/4,
+    S/4))``.
+    """
+
+    def __init__(self, samples: list[FR.FrontSample], length: int, size: int = 192,
+                 synthetic: float = 0.3, seed: int = 0, in_channels: int = 1) -> None:
+        self.samples = samples
+        self.length = length
+        self.size = size
+        self.synthetic = synthetic if samples else 1.0
+        self.seed = seed
+        self.in_channels = in_channels
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, i])
+        if rng.random() < self.synthetic:
+            s = FR.synthetic_front(rng, self.size)
+            if self.in_channels > 1:
+                s.image = np.repeat(s.image, self.in_channels, 0)
+        else:
+            s = self.samples[int(rng.integers(len(self.samples)))]
+        img, front = FR.augment(s, rng, self.size)
+        v = C.pixel_to_normalized(front, self.size, self.size)
+        return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
+                torch.from_numpy(v.astype(np.float32)),
+                torch.from_numpy(front_heatmap(front, self.size)))
+
+
+def pad_to_multiple(img: np.ndarray, multiple: int = MULTIPLE_OF
+                    ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Edge-pad (C, H, W) at the bottom/right to a multiple; returns the padded image and
+    the original (H, W)."""
+    h, w = img.shape[-2:]
+    ph = (-h) % multiple
+    pw = (-w) % multiple
+    if ph or pw:
+        img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    return img, (h, w)
+
+
+def predict_native(model: Cobra, image: np.ndarray) -> list[np.ndarray]:
+    """Run the model on a whole (C, H, W) image at its own pixel size -> iterations as
+    window pixel coordinates of the padded image (which keeps the origin)."""
+    padded, _ = pad_to_multiple(image)
+    ph, pw = padded.shape[-2:]
+    with torch.no_grad():
+        steps = model(torch.from_numpy(padded[None].astype(np.float32)))
+    return [C.normalized_to_pixel(s[0].numpy(), pw, ph) for s in steps]
+
+
+def evaluate(model: Cobra, samples: list[FR.FrontSample]) -> dict[str, float]:
+    """Held-out metrics at native resolution: mean vertex distance and mean symmetric
+    point-to-polyline distance, in px (and m where the pixel size is known)."""
+    was = model.training
+    model.eval()
+    mvd, msd, msd_m = [], [], []
+    for s in samples:
+        pred = predict_native(model, s.image)[-1]
+        mvd.append(C.mean_vertex_distance(pred, s.front))
+        d = C.mean_symmetric_distance(pred, s.front, step=0.5)
+        msd.append(d)
+        if s.pixel_size_m:
+            msd_m.append(d * s.pixel_size_m)
+    model.train(was)
+    out = {"n_images": len(samples),
+           "mean_vertex_distance_px": float(np.mean(mvd)) if mvd else float("nan"),
+           "mean_distance_px": float(np.mean(msd)) if msd else float("nan"),
+           "median_distance_px": float(np.median(msd)) if msd else float("nan")}
+    if msd_m:
+        out["mean_distance_m"] = float(np.mean(msd_m))
+    return out
+
+
+# ----------------------------------------------------------------------------- lightning
+
+try:  # lightning is a training dependency only
+    import lightning as L
+except ImportError:  # pragma: no cover
+    L = None
+
+
+if L is not None:
+
+    class CobraModule(L.LightningModule):
+        """Lightning wrapper: Soft-DTW over the iterations, AdamW + warm-up + cosine."""
+
+        def __init__(self, in_channels: int = 1, width: int = 128, head_dim: int = 64,
+                     lr: float = 1e-3, weight_decay: float = 1e-4, steps: int = 1000,
+                     warmup: int = 100, gamma: float = 0.001,
+                     index_feature: bool = True, aux_weight: float = 1.0,
+                     vertex_weight: float = 0.0) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = Cobra(in_channels=in_channels, width=width, head_dim=head_dim,
+                               index_feature=index_feature)
+            self.aux = AuxHead(self.model.backbone.out_channels) if aux_weight > 0 else None
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return self.model(x)
+
+        def training_step(self, batch, batch_idx):  # noqa: D401
+            x, y, heat = batch
+            steps, feats = self.model.forward_with_features(x)
+            loss = cobra_loss(steps, y, self.hparams.gamma)
+            self.log("dtw_loss", loss, prog_bar=True)
+            if self.hparams.vertex_weight > 0:
+                loss = loss + self.hparams.vertex_weight * sum(
+                    ((s - y) ** 2).sum(-1).sum(-1).mean() for s in steps)
+            if self.aux is not None:
+                aux = F.binary_cross_entropy_with_logits(self.aux(*feats), heat)
+                self.log("aux_loss", aux, prog_bar=True)
+                loss = loss + self.hparams.aux_weight * aux
+            with torch.no_grad():
+                size = x.shape[-1]
+                mvd = (steps[-1] - y).norm(dim=-1).mean() * (size - 1) / 2
+            self.log("train_loss", loss, prog_bar=True)
+            self.log("train_mvd_px", mvd, prog_bar=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch[:2]
+            steps = self.model(x)
+            loss = cobra_loss(steps, y, self.hparams.gamma)
+            size = x.shape[-1]
+            mvd = (steps[-1] - y).norm(dim=-1).mean() * (size - 1) / 2
+            self.log("val_loss", loss, prog_bar=True)
+            self.log("val_mvd_px", mvd, prog_bar=True)
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                    weight_decay=self.hparams.weight_decay)
+            total = max(int(self.hparams.steps), 1)
+            warm = min(int(self.hparams.warmup), total // 2)
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / max(warm, 1)
+                t = (step - warm) / max(total - warm, 1)
+                return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def model_spec(model: Cobra, *, pixel_size_m: float | None, provenance: dict[str, Any],
+               name: str = "calving_front_cobra", version: str = "1.0.0",
+               bands: tuple[str, ...] = ("gray",), tile_size: int = 192):
+    """The :class:`~arctic_assist.core.spec.ModelSpec` of a COBRA export."""
+    from ..core.spec import EXPORT_OPSET, ContourSpec, validate_metadata
+
+    k, v = model.iterations, model.vertices
+    doc = {
+        "schema": "arctic_assist.model", "schema_version": 1,
+        "name": name, "version": version, "task": "contour",
+        "description": (
+            "COBRA calving-front tracer (Heidler et al. 2023): 64-vertex open polyline with the "
+            "glacier on the left of the vertex order; every iteration's contour is an output. "
+            "Input: raw band values as float32; the window is standardised per image inside "
+            "the graph. Window: the AOI box in its own frame at pixel_size_m, each side a "
+            f"multiple of {MULTIPLE_OF} px."),
+        "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "bands": list(bands),
+                  "normalization": {"type": "none"},
+                  "nodata": {"value": None, "fill": 0.0}},
+        "pixel_size_m": pixel_size_m,
+        "tile": {"size": tile_size, "overlap": 0, "multiple_of": MULTIPLE_OF},
+        "classes": ["front"], "threshold": 0.5,
+        "outputs": [{"name": f"contour_{i}", "shape": ["N", v, 2], "activation": "none"}
+                    for i in range(k)],
+        "contour": {"vertices": v, "iterations": k,
+                    "coordinates": ContourSpec().coordinates},
+        "opset": EXPORT_OPSET,
+        "provenance": provenance,
+    }
+    return validate_metadata(doc)
+
+
+def export(model: Cobra, spec, path: str, size: int = 192) -> None:
+    """Export with the shared exporter (metadata, checker), dynamic batch and H, W."""
+    from .export import export_onnx
+
+    model = model.eval()
+    wrapper = CobraExport(model).eval()
+    example = torch.zeros(1, model.hparams_dict["in_channels"], size, size)
+    example[..., size // 3:, :] = 1.0
+    outs = [o.name for o in spec.outputs]
+    dyn = {"image": {0: "N", 2: "H", 3: "W"}}
+    dyn.update({o: {0: "N"} for o in outs})
+    export_onnx(wrapper, example, spec, path, input_names=["image"], output_names=outs,
+                dynamic_axes=dyn)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _split_holdout(samples: list[FR.FrontSample], holdout: str | None
+                   ) -> tuple[list[FR.FrontSample], list[FR.FrontSample]]:
+    groups = set(holdout.split(",")) if holdout else set()
+
+    def held(s: FR.FrontSample) -> bool:
+        return s.group in groups or s.meta.get("split") in ("val", "test")
+
+    return [s for s in samples if not held(s)], [s for s in samples if held(s)]
+
+
+def load_samples(args: argparse.Namespace) -> list[FR.FrontSample]:
+    samples: list[FR.FrontSample] = []
+    if args.frontlearning:
+        samples += FR.read_frontlearning(args.frontlearning, labels=args.labels)
+    if args.data:
+        samples += load_data_dir(args.data)
+    return samples
+
+
+def load_data_dir(path: str) -> list[FR.FrontSample]:
+    """Training-data folder (:mod:`arctic_assist.training.data`, task 'contour') -> samples.
+
+    Chips are read raw (the model standardises its input in the graph; nodata pixels get
+    the mean of the valid ones); polylines go from the folder's corner-origin pixel
+    coordinates to pixel-centre coordinates and are resampled to 64 vertices **in their
+    given order** (fronts exported from reviewed COBRA proposals keep the glacier on the
+    left). ``group`` is the chip's region; chips of split 'val'/'test' are marked in
+    ``meta['split']`` and held out.
+    """
+    from . import data as D  # shared infrastructure
+
+    ds = D.load_dataset(path)
+    if ds.task != "contour":
+        raise D.DatasetError(f"{path}: task is '{ds.task}'; COBRA trains on 'contour' data")
+    out = []
+    for chip in ds.chips:
+        if chip.polyline is None:
+            continue
+        raw = D.read_raster(chip.image).astype(np.float32)
+        bad = D.nodata_mask(raw, ds.nodata)
+        if bad.any() and (~bad).any():
+            raw[:, bad] = raw[:, ~bad].mean(axis=1)[:, None]
+        line = np.asarray(chip.polyline, dtype=np.float64) - 0.5
+        out.append(FR.FrontSample(image=raw, front=FR.resample_polyline(line),
+                                  name=chip.image.name, group=chip.region,
+                                  pixel_size_m=ds.pixel_size_m, meta={"split": chip.split}))
+    if not out:
+        raise D.DatasetError(f"{path}: no chip with a polyline")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m arctic_assist.training cobra",
+                                description="Train COBRA (calving fronts) and export ONNX.")
+    p.add_argument("--frontlearning", help="FrontLearning train folder (images/, labels_1px/)")
+    p.add_argument("--labels", default="labels_1px", help="FrontLearning label folder")
+    p.add_argument("--data", help="Arctic Assist training-data folder (task 'contour')")
+    p.add_argument("--out", required=True, help="output ONNX path")
+    p.add_argument("--holdout", default="", help="path/row groups to hold out (comma list)")
+    p.add_argument("--synthetic", type=float, default=0.3,
+                   help="fraction of synthetic fronts in a batch (1.0 = synthetic only)")
+    p.add_argument("--size", type=int, default=192, help="training tile size (px)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=128, help="channels of the H/16 features")
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--aux-weight", type=float, default=1.0,
+                   help="weight of the training-only front heat-map loss (0: off)")
+    p.add_argument("--vertex-weight", type=float, default=0.0,
+                   help="weight of an extra squared vertex-distance loss (0: off)")
+    p.add_argument("--no-index-feature", action="store_true",
+                   help="the authors' head input exactly (no vertex-index channel)")
+    p.add_argument("--pixel-size-m", type=float, default=FR.FRONTLEARNING_PIXEL_SIZE_M)
+    p.add_argument("--model-version", default="1.0.0")
+    p.add_argument("--metrics-json", help="also write the held-out metrics here")
+    from .common import add_trainer_args
+
+    add_trainer_args(p, default_steps=3000, default_checkpoint_every=500)
+    p.set_defaults(method="cobra")
+    return p
+
+
+def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
+    """Train per ``args`` with the shared trainer; returns the model and metrics."""
+    from .common import build_trainer, resume_checkpoint, setup_runtime
+
+    setup_runtime(args)
+    samples = load_samples(args)
+    if not samples and args.synthetic < 1.0:
+        raise SystemExit("no training samples: give --frontlearning or --data "
+                         "(or --synthetic 1.0 for synthetic fronts only)")
+    train_s, test_s = _split_holdout(samples, args.holdout)
+    log.info("COBRA: %d training images, %d held out (%s), synthetic %.0f %%",
+             len(train_s), len(test_s), args.holdout or "-", 100 * args.synthetic)
+    in_ch = train_s[0].image.shape[0] if train_s else 1
+    module = CobraModule(in_channels=in_ch, width=args.width, head_dim=args.head_dim,
+                         lr=args.lr, steps=args.steps,
+                         index_feature=not args.no_index_feature,
+                         aux_weight=args.aux_weight, vertex_weight=args.vertex_weight)
+    ds = FrontDataset(train_s, length=args.steps * args.batch_size, size=args.size,
+                      synthetic=args.synthetic, seed=args.seed, in_channels=in_ch)
+    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
+                                     num_workers=args.num_workers, drop_last=True,
+                                     persistent_workers=args.num_workers > 0)
+    trainer = build_trainer(args, [])
+    trainer.fit(module, train_dataloaders=dl, ckpt_path=resume_checkpoint(args))
+    model = module.model.cpu().eval()
+    metrics = evaluate(model, test_s) if test_s else {}
+    metrics["train_images"] = len(train_s)
+    return model, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .common import progress_mode, run_cli
+
+    args = build_parser().parse_args(argv)
+    return run_cli(_main, args, json_mode=progress_mode(args) == "json")
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .common import emit, progress_mode
+
+    model, metrics = train(args)
+    log.info("held-out metrics: %s", metrics)
+    if progress_mode(args) == "json":
+        emit("metrics", **metrics)
+    else:
+        print("held-out metrics: " + json.dumps(metrics), file=sys.stderr)
+    if args.metrics_json:
+        with open(args.metrics_json, "w") as fh:
+            json.dump(metrics, fh, indent=1)
+    from .export import code_version
+
+    sources = []
+    if args.frontlearning:
+        sources.append("FrontLearning (Mohajerani et al. 2019, MIT), labels " + args.labels)
+    if args.data:
+        sources.append(f"Arctic Assist labels {os.path.basename(os.path.normpath(args.data))}")
+    if args.synthetic > 0:
+        sources.append(f"synthetic fronts ({100 * args.synthetic:.0f} % of tiles)")
+    provenance = {
+        "method": "cobra",
+        "training_data": "; ".join(sources),
+        "holdout": args.holdout or None,
+        "steps": int(args.steps), "batch_size": int(args.batch_size),
+        "tile_size": int(args.size),
+        "metrics": metrics,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "architecture": {"backbone": "LightBackbone", **model.hparams_dict},
+        "loss": "soft-DTW gamma 0.001 summed over iterations",
+    }
+    spec = model_spec(model, pixel_size_m=args.pixel_size_m, provenance=provenance,
+                      version=args.model_version, tile_size=args.size)
+    export(model, spec, args.out, args.size)
+    if progress_mode(args) == "json":
+        emit("done", output=str(args.out), metrics=metrics)
+    else:
+        print(f"exported {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

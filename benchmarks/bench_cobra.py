@@ -1,0 +1,177 @@
+"""COBRA calving-front tracing on real data: Harald Moltke Brae (NW Greenland).
+
+    python benchmarks/bench_cobra.py [--model models/calving_front_cobra.onnx]
+                                     [--data ../shared/data] [--png docs/images/x.png]
+
+Runs :func:`arctic_assist.io.trace.run_tracing` inside the rectilinear box (EPSG:3413) on the
+Landsat basemap (EPSG:32620), compares the traced front with each of the 159 dated
+reference fronts (EPSG:3413) with :func:`arctic_assist.io.trace.front_distance`, times the
+tracing, and renders a PNG (basemap crop, box, snake iterations, traced front, nearest
+reference). Numbers, not pass/fail. Data: Loebel et al. (rectilinear box method, MIT),
+Landsat (public domain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from osgeo import gdal, ogr  # noqa: E402
+
+from arctic_assist.io.trace import TraceRequest, front_distance, run_tracing  # noqa: E402
+
+gdal.UseExceptions()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(ROOT / "models" / "calving_front_cobra.onnx"))
+    p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
+    p.add_argument("--png", default="/tmp/cobra_harald_moltke_brae.png")
+    p.add_argument("--out", default=None, help="GeoPackage of the traced front (default: tmp)")
+    p.add_argument("--repeat", type=int, default=3, help="timing repetitions")
+    p.add_argument("--demo", action="store_true", help="(kept for make cobra-demo)")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON only")
+    args = p.parse_args(argv)
+    hmb = Path(args.data) / "calving" / "harald_moltke_brae"
+    raster = hmb / "basemap" / "harald_moltke_brae.tif"
+    box = hmb / "box" / "harald_moltke_brae.shp"
+    if not raster.is_file():
+        print(f"skipped: {raster} not found (shared data absent)")
+        return 0
+    if not Path(args.model).is_file():
+        print(f"skipped: model {args.model} not found (make models-cobra)")
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_cobra_"))
+    out = Path(args.out) if args.out else tmp / "front.gpkg"
+    its = tmp / "iterations.gpkg"
+    times = []
+    for _ in range(max(args.repeat, 1)):
+        for f in (out, its):
+            if f.exists():
+                f.unlink()
+        t0 = time.perf_counter()
+        res = run_tracing(TraceRequest(str(raster), args.model, str(box), str(out),
+                                       iterations_path=str(its), run_id="bench"))
+        times.append(time.perf_counter() - t0)
+    f = res.fronts[0]
+    refs = sorted(glob.glob(str(hmb / "lines" / "harald_moltke_brae" / "*" / "*.shp")))
+    dists = {}
+    for ref in refs:
+        date = Path(ref).parent.name
+        dists[date] = front_distance(str(out), ref).mean_m
+    best = min(dists, key=dists.get)
+    vals = sorted(dists.values())
+    numbers = {
+        "model": f"{res.model_name} {res.model_version}", "provider": res.provider,
+        "window_px": list(f.window), "length_m": round(f.length_m, 1),
+        "convergence_m": round(f.convergence_m, 2),
+        "trace_time_s_median": round(sorted(times)[len(times) // 2], 3),
+        "reference_dates": len(dists),
+        "nearest_date": best, "nearest_date_distance_m": round(dists[best], 1),
+        "distance_m_min": round(vals[0], 1), "distance_m_median": round(vals[len(vals) // 2], 1),
+        "distance_m_max": round(vals[-1], 1),
+    }
+    # the front visible in this image, from a plain ice/water threshold inside the box (the
+    # basemap's date is unknown and its front lies away from all 2019-2021 references)
+    visible = tmp / "visible_front.gpkg"
+    if image_front(raster, box, res.fronts[0], visible):
+        numbers["distance_to_threshold_front_m"] = round(
+            front_distance(str(out), str(visible)).mean_m, 1)
+    render(raster, box, its, out, refs[list(dists).index(best)], Path(args.png),
+           visible if visible.exists() else None)
+    numbers["png"] = args.png
+    if args.json:
+        print(json.dumps(numbers))
+    else:
+        for k, v in numbers.items():
+            print(f"{k:>26}: {v}")
+    return 0
+
+
+def image_front(raster: Path, box: Path, traced, out: Path) -> bool:
+    """Ice/water boundary inside the box by an Otsu threshold (a rough, independent
+    estimate of the front visible in this image), written to ``out`` (raster CRS)."""
+    import numpy as np
+    from osgeo import osr
+
+    from arctic_assist.core import contour as C
+    from arctic_assist.io.trace import read_window
+    from arctic_assist.training.fronts import mask_to_polyline
+
+    src = gdal.Open(str(raster))
+    srs = osr.SpatialReference(wkt=src.GetProjection())
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    gt, (w, h) = traced.geotransform, traced.window
+    arr, valid = read_window(src, [1], srs, gt, w, h, abs(src.GetGeoTransform()[1]), 1.0)
+    x = arr[0][valid]
+    hist, edges = np.histogram(x, 256)
+    p = hist / hist.sum()
+    om = np.cumsum(p)
+    mu = np.cumsum(p * edges[:-1])
+    between = (mu[-1] * om - mu) ** 2 / np.maximum(om * (1 - om), 1e-12)
+    thr = edges[int(np.nanargmax(between))]
+    ice = (arr[0] > thr) & valid
+    # boundary pixels: ice with a water 4-neighbour, away from the window border
+    water = (~ice) & valid
+    b = np.zeros_like(ice)
+    b[1:-1, 1:-1] = ice[1:-1, 1:-1] & (water[:-2, 1:-1] | water[2:, 1:-1] |
+                                       water[1:-1, :-2] | water[1:-1, 2:])
+    if b.sum() < 10:
+        return False
+    line = mask_to_polyline(b)
+    m = C.pixel_to_map(line, gt)
+    drv = ogr.GetDriverByName("GPKG")
+    ds = drv.CreateDataSource(str(out))
+    lyr = ds.CreateLayer("visible_front", srs=srs, geom_type=ogr.wkbLineString)
+    g = ogr.Geometry(ogr.wkbLineString)
+    for px, py in m:
+        g.AddPoint_2D(float(px), float(py))
+    f = ogr.Feature(lyr.GetLayerDefn())
+    f.SetGeometry(g)
+    lyr.CreateFeature(f)
+    ds = None
+    return True
+
+
+def render(raster: Path, box: Path, its: Path, front: Path, ref: str, png: Path,
+           visible: Path | None = None) -> None:
+    """Basemap crop around the box with the box (blue), the iterations (orange), the
+    nearest reference front (green), the threshold front (cyan) and the traced front
+    (red)."""
+    from arctic_assist.io import quicklook
+
+    ds = ogr.Open(str(box))
+    lyr = ds.GetLayer(0)
+    from osgeo import osr
+
+    src = gdal.Open(str(raster))
+    rs = osr.SpatialReference(wkt=src.GetProjection())
+    rs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    bs = lyr.GetSpatialRef()
+    bs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    feat = lyr.GetNextFeature()
+    g = feat.GetGeometryRef().Clone()
+    g.Transform(osr.CoordinateTransformation(bs, rs))
+    x0, x1, y0, y1 = g.GetEnvelope()
+    pad = 0.15 * max(x1 - x0, y1 - y0)
+    crop = png.with_suffix(".crop.tif")
+    gdal.Translate(str(crop), src, projWin=[x0 - pad, y1 + pad, x1 + pad, y0 - pad])
+    png.parent.mkdir(parents=True, exist_ok=True)
+    quicklook.render(crop, png, bands=(1,), max_size=900, line_width=2, overlays=[
+        (box, (60, 120, 255)), (its, (255, 170, 0)), (ref, (0, 220, 0))]
+        + ([(visible, (0, 230, 230))] if visible else []) + [(front, (255, 0, 0))])
+    crop.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# COBRA calving-front model (issue 5). Included by the top-level Makefile, which defines
+# PY (the venv's python) and DATA (../shared/data by default).
+#
+#   make models-cobra          train on FrontLearning (+ synthetic fronts), hold out one
+#                              glacier (Landsat path/row COBRA_HOLDOUT), export
+#                              models/calving_front_cobra.onnx with its held-out metrics
+#   make cobra-demo            trace Harald Moltke Brae and compare with the reference fronts
+#   make bench-cobra           inference timing of the bundled model
+#
+# CPU by default (nice, one thread): COBRA_TRAIN_ARGS="--threads 2" or "--accelerator gpu".
+
+COBRA_DATA ?= $(DATA)/calving/frontlearning/train
+COBRA_HOLDOUT ?= 023006
+COBRA_STEPS ?= 8000
+COBRA_BATCH ?= 8
+COBRA_SYNTHETIC ?= 0.3
+COBRA_MODEL ?= models/calving_front_cobra.onnx
+COBRA_TRAIN_ARGS ?= --threads 1
+COBRA_NICE ?= nice -n 15
+
+.PHONY: models-cobra cobra-demo bench-cobra
+
+models-cobra:
+	@[ -d "$(COBRA_DATA)/images" ] || { echo "FrontLearning data not found under $(COBRA_DATA)"; exit 1; }
+	$(COBRA_NICE) $(PY) -m arctic_assist.training cobra --frontlearning $(COBRA_DATA) \
+	  --holdout $(COBRA_HOLDOUT) --synthetic $(COBRA_SYNTHETIC) --steps $(COBRA_STEPS) \
+	  --batch-size $(COBRA_BATCH) --log-dir runs --run-name cobra \
+	  --metrics-json runs/cobra/heldout_metrics.json --out $(COBRA_MODEL) $(COBRA_TRAIN_ARGS)
+	@ls -l $(COBRA_MODEL)
+
+cobra-demo:
+	$(PY) benchmarks/bench_cobra.py --demo --model $(COBRA_MODEL) --data $(DATA)
+
+bench-cobra:
+	$(PY) benchmarks/bench_cobra.py --model $(COBRA_MODEL) --data $(DATA)

@@ -1,0 +1,95 @@
+"""core/contour.py: coordinate frames, oriented boxes, polyline metrics (numpy only)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from arctic_assist.core import contour as C
+
+
+def test_normalized_pixel_roundtrip_align_corners():
+    v = np.array([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]])
+    p = C.normalized_to_pixel(v, 101, 51)
+    np.testing.assert_allclose(p, [[0, 0], [100, 50], [50, 25]])
+    np.testing.assert_allclose(C.pixel_to_normalized(p, 101, 51), v)
+
+
+def test_pixel_map_roundtrip_rotated_geotransform():
+    a = math.radians(33)
+    gt = (1000.0, 2 * math.cos(a), 2 * math.sin(a), 5000.0, 2 * math.sin(a), -2 * math.cos(a))
+    p = np.random.default_rng(0).uniform(0, 100, size=(20, 2))
+    np.testing.assert_allclose(C.map_to_pixel(C.pixel_to_map(p, gt), gt), p, atol=1e-9)
+    # pixel (0, 0) centre is half a pixel from the corner
+    np.testing.assert_allclose(C.pixel_to_map(np.array([-0.5, -0.5]), gt), [1000.0, 5000.0])
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 20.0, -40.0, 44.0, 60.0, 135.0])
+def test_oriented_box_recovers_rectangle(angle_deg):
+    a = math.radians(angle_deg)
+    e = np.array([math.cos(a), math.sin(a)])
+    n = np.array([-math.sin(a), math.cos(a)])
+    c = np.array([500.0, -200.0])
+    corners = np.array([c + sx * 300 * e + sy * 100 * n for sx, sy in
+                        ((-1, 1), (1, 1), (1, -1), (-1, -1))])
+    box = C.oriented_box(corners)
+    np.testing.assert_allclose(box.center, c, atol=1e-6)
+    assert -math.pi / 4 < box.angle <= math.pi / 4
+    assert sorted([box.width, box.height]) == pytest.approx([200.0, 600.0])
+    # the same rectangle
+    got = C.oriented_box(box.corners())
+    np.testing.assert_allclose(sorted(map(tuple, np.round(got.corners(), 6))),
+                               sorted(map(tuple, np.round(box.corners(), 6))), atol=1e-6)
+
+
+def test_window_geotransform_axis_aligned_is_north_up():
+    box = C.oriented_box(np.array([[0, 0], [300, 0], [300, 150], [0, 150]], float))
+    gt, w, h = C.window_geotransform(box, 10.0, multiple_of=16)
+    assert (w, h) == (32, 16)
+    assert gt[1] == pytest.approx(10) and gt[5] == pytest.approx(-10)
+    assert gt[2] == pytest.approx(0) and gt[4] == pytest.approx(0)
+    # window centre = box centre: model (0, 0) -> (150, 75)
+    np.testing.assert_allclose(C.model_to_map(np.zeros((1, 2)), w, h, gt), [[150, 75]])
+
+
+def test_model_to_map_rotated_box_exact():
+    a = math.radians(30)
+    e = np.array([math.cos(a), math.sin(a)])
+    n = np.array([-math.sin(a), math.cos(a)])
+    c = np.array([1e5, 2e5])
+    corners = np.array([c + sx * 320 * e + sy * 160 * n for sx, sy in
+                        ((-1, 1), (1, 1), (1, -1), (-1, -1))])
+    box = C.oriented_box(corners)
+    gt, w, h = C.window_geotransform(box, 10.0, multiple_of=16)
+    assert (w, h) == (64, 32)
+    v = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+    m = C.model_to_map(v, w, h, gt)
+    half_w, half_h = (w - 1) / 2 * 10, (h - 1) / 2 * 10
+    np.testing.assert_allclose(m[0], c - half_w * e, atol=1e-6)
+    np.testing.assert_allclose(m[1], c + half_w * e, atol=1e-6)
+    np.testing.assert_allclose(m[2], c + half_h * n, atol=1e-6)   # row 0 = the box's "north"
+    np.testing.assert_allclose(m[3], c - half_h * n, atol=1e-6)
+    np.testing.assert_allclose(C.map_to_model(m, w, h, gt), v, atol=1e-12)
+
+
+def test_metrics():
+    a = np.array([[0.0, 0.0], [10.0, 0.0]])
+    b = np.array([[0.0, 2.0], [10.0, 2.0]])
+    assert C.polyline_length(a) == 10
+    assert C.mean_vertex_distance(a, b) == pytest.approx(2.0)
+    assert C.mean_symmetric_distance(a, b, step=0.5) == pytest.approx(2.0)
+    d = C.point_to_polyline_distance(np.array([[5.0, 3.0], [-3.0, 4.0], [12.0, 0.0]]), a)
+    np.testing.assert_allclose(d, [3.0, 5.0, 2.0])
+    # symmetric: a short line against a long one
+    short = np.array([[0.0, 0.0], [1.0, 0.0]])
+    assert C.mean_symmetric_distance(short, a, step=0.1) == pytest.approx(
+        C.mean_symmetric_distance(a, short, step=0.1))
+    assert C.convergence([a, b]) == pytest.approx(2.0)
+
+
+def test_percentile_stretch_range():
+    x = np.arange(100, dtype=np.float32).reshape(10, 10) * 100
+    s = C.percentile_stretch(x)
+    assert s.min() == 0 and s.max() == 1

@@ -1,0 +1,151 @@
+"""COBRA model: vertex sampling order, zero-initialised head, training lowers the loss,
+ONNX export (metadata, parity with onnxruntime, dynamic H/W), CLI smoke run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+from arctic_assist.core import contour as C  # noqa: E402
+from arctic_assist.training import cobra as CB  # noqa: E402
+from arctic_assist.training import fronts as FR  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def tiny(**kw) -> CB.Cobra:
+    torch.manual_seed(0)
+    return CB.Cobra(width=32, head_dim=16, **kw)
+
+
+def test_sampling_uses_xy_order_align_corners():
+    h, w = 5, 7
+    fx = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 1, h, w)
+    fy = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1).expand(1, 1, h, w)
+    feat = torch.cat([fx, fy], 1)
+    px = np.array([[0.0, 0.0], [6.0, 0.0], [3.0, 2.0], [1.5, 3.25]])
+    v = torch.tensor(C.pixel_to_normalized(px, w, h), dtype=torch.float32)[None]
+    out = CB.sample_at_vertices(feat, v)[0].T.numpy()       # (V, 2): (x, y) values
+    np.testing.assert_allclose(out, px, atol=1e-5)
+    # outside the image: zeros
+    far = torch.tensor([[[3.0, 3.0]]])
+    assert CB.sample_at_vertices(feat, far).abs().max() == 0
+
+
+def test_forward_shapes_and_zero_initialised_head():
+    m = tiny().eval()
+    x = torch.rand(2, 1, 64, 96)
+    steps = m(x)
+    assert len(steps) == 4 and all(s.shape == (2, 64, 2) for s in steps)
+    # bias-free zero-initialised offsets: the snake stays at the image centre
+    assert all(s.abs().max() == 0 for s in steps)
+
+
+def _batch(n=4, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _ in range(n):
+        s = FR.synthetic_front(rng, size)
+        xs.append(s.image)
+        ys.append(C.pixel_to_normalized(s.front, size, size))
+    return (torch.tensor(np.stack(xs), dtype=torch.float32),
+            torch.tensor(np.stack(ys), dtype=torch.float32))
+
+
+def test_a_few_training_steps_lower_the_loss():
+    m = tiny(dropout=0.0).train()
+    x, y = _batch()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = CB.cobra_loss(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-5:]) < 0.7 * losses[0], losses
+
+
+def test_gradient_is_stopped_between_iterations():
+    m = tiny(dropout=0.0).train()
+    x, y = _batch(2)
+    with torch.no_grad():                       # move off the zero init
+        m.head.offset.weight.normal_(0, 0.1)
+    steps = m(x)
+    # the last iteration's input vertices are detached: d step3 / d step2 == 0
+    g = torch.autograd.grad(steps[-1].sum(), steps[-2], allow_unused=True, retain_graph=True)[0]
+    assert g is None or g.abs().max() == 0
+
+
+def test_onnx_export_parity_and_metadata(tmp_path):
+    from arctic_assist.training.export import parity_check, read_spec
+
+    m = tiny().eval()
+    with torch.no_grad():
+        m.head.offset.weight.normal_(0, 0.05)    # non-trivial contours
+    spec = CB.model_spec(m, pixel_size_m=49.0, provenance={"method": "cobra", "steps": 0})
+    path = tmp_path / "cobra.onnx"
+    CB.export(m, spec, str(path), size=64)
+    got = read_spec(path)
+    assert got.task == "contour" and got.contour.vertices == 64
+    assert got.contour.iterations == 4
+    assert [o.name for o in got.outputs] == [f"contour_{i}" for i in range(4)]
+    assert got.normalization.type == "none" and got.pixel_size_m == 49.0
+    x = torch.rand(2, 1, 96, 128) * 1000 + 5000     # other size and scale than the example
+    worst = parity_check(CB.CobraExport(m), path, x, atol=1e-4)
+    assert worst < 1e-4
+
+
+def test_cli_smoke_synthetic(tmp_path):
+    out = tmp_path / "m.onnx"
+    rc = CB.main(["--synthetic", "1.0", "--steps", "3", "--size", "64", "--batch-size", "2",
+                  "--width", "32", "--head-dim", "16", "--out", str(out), "--threads", "1",
+                  "--log-dir", str(tmp_path / "runs"), "--progress", "none",
+                  "--checkpoint-every", "0", "--metrics-json", str(tmp_path / "m.json")])
+    assert rc == 0 and out.is_file()
+    from arctic_assist.training.export import read_spec
+
+    spec = read_spec(out)
+    assert spec.provenance["method"] == "cobra" and spec.provenance["steps"] == 3
+    assert json.loads((tmp_path / "m.json").read_text())["train_images"] == 0
+
+
+def test_data_folder_contour_chips(tmp_path):
+    """--data: a contour training-data folder (corner-origin polylines) -> samples."""
+    pytest.importorskip("osgeo.gdal")
+    from arctic_assist.training import data as D
+
+    rng = np.random.default_rng(0)
+    chips = []
+    for i in range(3):
+        s = FR.synthetic_front(rng, 64)
+        raw = (s.image * 10000 + 1000).astype(np.uint16)
+        D.write_geotiff(tmp_path / f"c{i}.tif", raw, (0, 30, 0, 0, 0, -30), "", None)
+        chips.append({"image": f"c{i}.tif", "polyline": (s.front + 0.5).tolist(),
+                      "region": "g1" if i < 2 else "g2", "split": "train" if i < 2 else "test"})
+    manifest = {"format": D.FORMAT, "format_version": 1, "task": "contour", "crs": "EPSG:3413",
+                "pixel_size_m": 30.0, "bands": ["gray"], "dtype": "uint16",
+                "normalization": {"type": "none"}, "nodata": None, "chips": chips}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    samples = CB.load_data_dir(str(tmp_path))
+    assert len(samples) == 3 and samples[0].pixel_size_m == 30.0
+    train, test = CB._split_holdout(samples, "")
+    assert len(train) == 2 and len(test) == 1
+    ref = FR.synthetic_front(np.random.default_rng(0), 64).front
+    np.testing.assert_allclose(samples[0].front, FR.resample_polyline(ref), atol=1e-9)
+
+
+def test_dataset_items_and_heatmap():
+    ds = CB.FrontDataset([], length=4, size=64, synthetic=1.0)
+    x, v, heat = ds[0]
+    assert x.shape == (1, 64, 64) and v.shape == (64, 2) and heat.shape == (1, 16, 16)
+    assert float(v.abs().max()) <= 1.0
+    front_px = C.normalized_to_pixel(v.numpy(), 64, 64)
+    # the heat-map peaks on the front's cells
+    cells = (front_px // 4).astype(int)
+    assert heat[0, cells[:, 1], cells[:, 0]].min() > 0.5
