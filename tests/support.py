@@ -81,6 +81,20 @@ def python() -> str:
     return sys.executable
 
 
+def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300,
+                    extra_env: dict[str, str] | None = None):
+    """Start the real QGIS main window under Xvfb with a throw-away profile; it runs ``script``."""
+    plugins = tmp_path / "plugins"
+    link_checkout_plugin(plugins)
+    config = make_profile(tmp_path / "config")
+    env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir), **(extra_env or {}))
+    env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", QGIS_GUI, "--nologo",
+           "--noversioncheck", "--nocustomization",
+           "--code", str(REPO / "tests" / "gui" / "scripts" / script)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.0, 7550020.0),
                  pixel_size: float = 10.0, nodata: float | None = 0,
                  descriptions: list[str] | None = None) -> Path:

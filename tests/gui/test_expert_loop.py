@@ -5,8 +5,7 @@ import shutil
 import sys
 
 import pytest
-from support import ARTIFACTS, REPO, shared_data
-from test_main_window import run_qgis_script
+from support import ARTIFACTS, REPO, run_qgis_script, shared_data
 
 pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
                                 reason="xvfb-run is not installed (make setup installs it)")

@@ -2,27 +2,12 @@
 
 import json
 import shutil
-import subprocess
 
 import pytest
-from support import ARTIFACTS, QGIS_GUI, REPO, link_checkout_plugin, make_profile, qgis_env
+from support import ARTIFACTS, run_qgis_script
 
 pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
                                 reason="xvfb-run is not installed (make setup installs it)")
-
-
-def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300,
-                    extra_env: dict[str, str] | None = None):
-    """Start the real QGIS under Xvfb with a throw-away profile; it runs ``script``."""
-    plugins = tmp_path / "plugins"
-    link_checkout_plugin(plugins)
-    config = make_profile(tmp_path / "config")
-    env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir), **(extra_env or {}))
-    env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
-    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", QGIS_GUI, "--nologo",
-           "--noversioncheck", "--nocustomization",
-           "--code", str(REPO / "tests" / "gui" / "scripts" / script)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_toolbar_in_real_main_window(tmp_path):

@@ -39,6 +39,10 @@ def check() -> None:
         result["error"] = traceback.format_exc()
     with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)
+    # QGIS 3.22 can crash in its own teardown when layers are still loaded: unload first
+    from qgis.core import QgsProject
+
+    QgsProject.instance().removeAllMapLayers()
     QApplication.instance().exit(0 if result["ok"] else 1)
 
 

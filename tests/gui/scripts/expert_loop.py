@@ -12,7 +12,7 @@ import time
 import traceback
 
 from osgeo import ogr
-from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QApplication, QPushButton, QTextEdit, QToolBar
 from qgis.utils import iface, plugins
@@ -23,6 +23,7 @@ MODEL = os.environ["AA_MODEL"]
 PYTHON = os.environ["AA_PYTHON"]
 WORK = os.environ["AA_WORK"]
 STEP_TIMEOUT = float(os.environ.get("AA_STEP_TIMEOUT", "240"))
+THRESHOLD = float(os.environ.get("AA_THRESHOLD", "0.3"))
 result = {"stages": [], "ok": False}
 
 
@@ -84,7 +85,7 @@ def scenario():
     # 1. detect from the toolbar
     first = os.path.join(WORK, "proposals.gpkg")
     dialog = run_from_toolbar("ArcticAssistDetect", {
-        "INPUT": raster, "MODEL": MODEL, "OUTPUT": first, "MIN_AREA": 0, "THRESHOLD": 0.3})
+        "INPUT": raster, "MODEL": MODEL, "OUTPUT": first, "MIN_AREA": 0, "THRESHOLD": THRESHOLD})
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
     layers = QgsProject.instance().mapLayersByName("Thaw slump proposals")
@@ -176,6 +177,10 @@ def drive(gen, state):
             pass
     with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)
+    # QGIS 3.22 can crash in its own teardown when layers are still loaded: unload first
+    from qgis.core import QgsProject
+
+    QgsProject.instance().removeAllMapLayers()
     QApplication.instance().exit(0 if result["ok"] else 1)
 
 
