@@ -195,30 +195,11 @@ def write_geotiff(path: Path | str, data: np.ndarray, *, epsg: int | None = 3260
                   nodata: float | None = 0, descriptions: Sequence[str] | None = None,
                   ) -> Path:
     """Write a C x H x W array as a GeoTIFF (``epsg=None``: no CRS)."""
-    from osgeo import gdal, gdal_array, osr
+    from support import write_raster
 
-    gdal.UseExceptions()
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    gtype = gdal_array.NumericTypeCodeToGDALTypeCode(data.dtype)
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), data.shape[2], data.shape[1],
-                                              data.shape[0], gtype,
-                                              options=["TILED=YES", "COMPRESS=DEFLATE"])
-    ds.SetGeoTransform(tuple(geotransform))
-    if epsg is not None:
-        srs = osr.SpatialReference()
-        srs.ImportFromEPSG(epsg)
-        ds.SetProjection(srs.ExportToWkt())
-    for b in range(data.shape[0]):
-        band = ds.GetRasterBand(b + 1)
-        band.WriteArray(data[b])
-        if nodata is not None:
-            band.SetNoDataValue(nodata)
-        if descriptions:
-            band.SetDescription(descriptions[b])
-    ds = None
-    return Path(path)
+    return write_raster(Path(path), data, epsg=epsg, nodata=nodata,
+                        descriptions=list(descriptions) if descriptions else None,
+                        geotransform=geotransform)
 
 
 def slump_image(height: int = 120, width: int = 150, seed: int = 0) -> np.ndarray:

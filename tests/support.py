@@ -97,8 +97,9 @@ def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300,
 
 def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.0, 7550020.0),
                  pixel_size: float = 10.0, nodata: float | None = 0,
-                 descriptions: list[str] | None = None) -> Path:
-    """Write a (bands, rows, cols) array as a GeoTIFF with GDAL (for the tests' inputs)."""
+                 descriptions: list[str] | None = None, geotransform=None) -> Path:
+    """Write a (bands, rows, cols) array as a GeoTIFF with GDAL (for the tests' inputs);
+    ``geotransform`` overrides ``origin``/``pixel_size``; ``epsg=None``: no CRS."""
     import numpy as np
     from osgeo import gdal, gdal_array, osr
 
@@ -109,7 +110,8 @@ def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.
     ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[2], arr.shape[1],
                                               arr.shape[0], gdal_type,
                                               options=["COMPRESS=DEFLATE", "TILED=YES"])
-    ds.SetGeoTransform((origin[0], pixel_size, 0.0, origin[1], 0.0, -pixel_size))
+    ds.SetGeoTransform(tuple(geotransform) if geotransform is not None
+                       else (origin[0], pixel_size, 0.0, origin[1], 0.0, -pixel_size))
     if epsg is not None:
         srs = osr.SpatialReference()
         srs.ImportFromEPSG(epsg)

@@ -24,6 +24,7 @@ from osgeo import gdal, ogr, osr
 
 from ..core import contour as C
 from ..core.errors import CanceledError, InputError, ModelError
+from ..core.normalize import normalize
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -102,40 +103,6 @@ class _ContourModel:
         """(1, C, H, W) float32 -> every iteration's (V, 2) model coordinates."""
         outs = self.inner.run(x, self.output_names)
         return [np.asarray(o, dtype=np.float64)[0] for o in outs]
-
-
-def _cuda_libraries() -> bool:
-    """Whether the CUDA libraries onnxruntime-gpu needs can be found (avoids its error
-    spam when it falls back to the CPU)."""
-    import ctypes.util
-
-    return bool(ctypes.util.find_library("cublasLt") and ctypes.util.find_library("cudart"))
-
-
-def normalize(x: np.ndarray, spec) -> np.ndarray:
-    """Exact preprocessing of the metadata (``input.normalization``) on (C, H, W)."""
-    try:  # the shared implementation, when present
-        from ..core.normalize import normalize as shared
-        return np.asarray(shared(x, spec), dtype=np.float32)
-    except ImportError:
-        pass
-    n = spec.normalization
-    x = x.astype(np.float32)
-    if n.type == "none":
-        return x
-    if n.type == "scale":
-        return (x * n.scale + n.offset).astype(np.float32)
-    if n.type == "standardize":
-        mean = np.asarray(n.mean, np.float32)[:, None, None]
-        std = np.asarray(n.std, np.float32)[:, None, None]
-        return ((x * n.scale - mean) / std).astype(np.float32)
-    if n.type == "pixeldino_logsigmoid":
-        v = 255.0 / (1.0 + np.exp(-n.gain * (np.log1p(n.scale * np.maximum(x, 0)) - n.offset)))
-        v = np.clip(v, 0, 255)
-        if n.quantize:
-            v = np.round(v)
-        return (v / 255.0).astype(np.float32)
-    raise ModelError(f"normalisation '{n.type}' is not supported")
 
 
 # ----------------------------------------------------------------------------- CRS helpers

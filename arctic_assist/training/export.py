@@ -79,7 +79,9 @@ def export_onnx(
                 dynamic_axes=dict(dynamic_axes),
                 opset_version=int(opset),
                 dynamo=False,
-                do_constant_folding=True,
+                # keep every weight a named initializer (warm start from the .onnx);
+                # onnxruntime folds the constants itself when it loads the model
+                do_constant_folding=False,
             )
     finally:
         module.train(was_training)

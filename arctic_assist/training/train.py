@@ -70,7 +70,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--base-model",
         default=None,
-        help="warm start: a checkpoint (.ckpt) whose network weights are loaded",
+        help="warm start: a model exported by this project (.onnx; its width is taken from "
+        "its metadata) or a training checkpoint (.ckpt)",
     )
     p.add_argument("--regions", nargs="*", default=None, help="labelled regions to train on")
     p.add_argument(
@@ -125,6 +126,62 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
     )
 
 
+def base_model_width(path: str, bands: list[str], default: int) -> int:
+    """The U-Net width of an exported base model (from its provenance); its bands must be
+    the training data's bands, in order."""
+    from .export import read_spec
+
+    spec = read_spec(path)
+    if spec.task != "segmentation":
+        raise ValueError(f"base model {path} is a '{spec.task}' model, not a segmentation model")
+    if list(spec.bands) != list(bands):
+        raise ValueError(
+            f"base model {path} expects bands {', '.join(spec.bands)}, but the training data "
+            f"has {', '.join(bands)}"
+        )
+    return int(spec.provenance.get("width", default))
+
+
+def warm_start(module: torch.nn.Module, path: str) -> None:
+    """Load the network weights of ``path`` into the student (and teacher) of ``module``.
+
+    ``.onnx``: the initializers of a model this project exported (``net.<param>`` names);
+    every parameter of the exported RTS path must be found with its shape, else a clear
+    error (the pseudo-class head, not exported, starts fresh). ``.ckpt``: a checkpoint.
+    """
+    target = module.student
+    if str(path).lower().endswith(".onnx"):
+        import onnx
+        from onnx import numpy_helper
+
+        inits = {
+            i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+        }
+        own = target.state_dict()
+        loaded = {}
+        for name, value in inits.items():
+            key = name[4:] if name.startswith("net.") else name
+            if key in own and tuple(own[key].shape) == tuple(value.shape):
+                loaded[key] = torch.from_numpy(value.copy())
+        missing = [k for k in own if k not in loaded and not k.startswith("pseudo")]
+        if not loaded or missing:
+            raise ValueError(
+                f"base model {path} does not hold the weights of this network "
+                f"({len(missing)} of {len(own)} parameters not found, e.g. "
+                f"{', '.join(missing[:3])}); give a model exported by Arctic Assist's "
+                "training with the same width, or its .ckpt checkpoint"
+            )
+        target.load_state_dict(loaded, strict=False)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state)
+        teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
+        student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
+        target.load_state_dict(teacher or student or state)
+    if hasattr(module, "teacher"):
+        module.teacher.load_state_dict(target.state_dict())
+
+
 def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and export; returns {'output', 'metrics', 'module'}."""
     if method not in METHODS:
@@ -134,6 +191,8 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     data: TrainingData = load_dataset(a.data)
     for r in a.unlabelled:
         data.unlabelled.append(Unlabelled(Path(r), Path(r).stem))
+    if a.base_model and str(a.base_model).lower().endswith(".onnx"):
+        a.width = base_model_width(a.base_model, data.bands, a.width)
     cfg = config_from_args(method, a, len(data.bands))
     meta = {
         "bands": list(data.bands),
@@ -145,18 +204,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     }
     module = make_method(cfg, meta)
     if a.base_model:
-        state = torch.load(a.base_model, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state)
-        net = {
-            k.split(".", 1)[1]: v
-            for k, v in state.items()
-            if k.startswith("teacher.") or k.startswith("student.")
-        }
-        teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
-        student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
-        module.student.load_state_dict(teacher or student or net)
-        if hasattr(module, "teacher"):
-            module.teacher.load_state_dict(module.student.state_dict())
+        warm_start(module, a.base_model)
     sampler_kw = dict(
         data=data,
         tile=cfg.tile,

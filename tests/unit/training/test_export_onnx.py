@@ -119,3 +119,33 @@ def test_invalid_spec_is_refused_before_writing(tmp_path):
             ProbabilityModel(UNet(1, 4, 3)), torch.rand(1, 1, 32, 32), bad, tmp_path / "b.onnx"
         )
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_warm_start_from_exported_onnx(tmp_path):
+    """BASE_MODEL may be an exported .onnx: its weights (and width) seed the new run."""
+    from arctic_assist.training.train import base_model_width, warm_start
+
+    torch.manual_seed(0)
+    source = make_method(TrainConfig(method="pixeldino", width=4, tile=32), META)
+    with torch.no_grad():  # trained weights: no two tensors equal (the exporter merges those)
+        for p in source.teacher.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path, _ = export_method(source, tmp_path / "base.onnx", steps=3)
+    assert base_model_width(str(path), META["bands"], 16) == 4
+    with pytest.raises(ValueError, match="expects bands B2, B3, B4, B8"):
+        base_model_width(str(path), ["B1", "B2", "B3", "B4"], 16)
+
+    torch.manual_seed(1)
+    fresh = make_method(TrainConfig(method="pixeldino", width=4, tile=32), META)
+    x = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        before = fresh.student.rts(x)
+        warm_start(fresh, str(path))
+        want = source.teacher.rts(x)
+        assert not torch.allclose(before, want)
+        assert torch.allclose(fresh.student.rts(x), want, atol=1e-6)
+        assert torch.allclose(fresh.teacher.rts(x), want, atol=1e-6)
+
+    wider = make_method(TrainConfig(method="supervised", width=8, tile=32), META)
+    with pytest.raises(ValueError, match="does not hold the weights of this network"):
+        warm_start(wider, str(path))
