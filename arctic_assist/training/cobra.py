@@ -491,11 +491,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size-m", type=float, default=FR.FRONTLEARNING_PIXEL_SIZE_M)
     p.add_argument("--model-version", default="1.0.0")
     p.add_argument("--metrics-json", help="also write the held-out metrics here")
+    p.add_argument("--base-model", default=None,
+                   help="warm start: a COBRA model exported by this project (.onnx; its "
+                        "architecture is taken from its metadata)")
     from .common import add_trainer_args
 
     add_trainer_args(p, default_steps=3000, default_checkpoint_every=500)
     p.set_defaults(method="cobra")
     return p
+
+
+def base_architecture(args: argparse.Namespace, in_channels: int) -> None:
+    """Take the architecture of the warm-start model ``args.base_model`` (its metadata)."""
+    from .export import read_spec
+
+    spec = read_spec(args.base_model)
+    if spec.task != "contour":
+        raise ValueError(f"base model {args.base_model} is a '{spec.task}' model; COBRA "
+                         "starts only from a contour model")
+    arch = dict(spec.provenance.get("architecture") or {})
+    if arch.get("in_channels", in_channels) != in_channels:
+        raise ValueError(f"base model {args.base_model} takes {arch['in_channels']} band(s), "
+                         f"the training images have {in_channels}")
+    args.width = int(arch.get("width", args.width))
+    args.head_dim = int(arch.get("head_dim", args.head_dim))
+    args.no_index_feature = not arch.get("index_feature", not args.no_index_feature)
 
 
 def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
@@ -511,10 +531,16 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
     log.info("COBRA: %d training images, %d held out (%s), synthetic %.0f %%",
              len(train_s), len(test_s), args.holdout or "-", 100 * args.synthetic)
     in_ch = train_s[0].image.shape[0] if train_s else 1
+    if args.base_model:
+        base_architecture(args, in_ch)
     module = CobraModule(in_channels=in_ch, width=args.width, head_dim=args.head_dim,
                          lr=args.lr, steps=args.steps,
                          index_feature=not args.no_index_feature,
                          aux_weight=args.aux_weight, vertex_weight=args.vertex_weight)
+    if args.base_model:
+        from .export import load_onnx_weights
+
+        load_onnx_weights(module.model, args.base_model)
     ds = FrontDataset(train_s, length=args.steps * args.batch_size, size=args.size,
                       synthetic=args.synthetic, seed=args.seed, in_channels=in_ch)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,

@@ -147,3 +147,38 @@ def parity_check(
     if worst > atol:
         raise AssertionError(f"ONNX Runtime and PyTorch differ by {worst:.3g} > atol {atol}")
     return worst
+
+
+def load_onnx_weights(target: torch.nn.Module, path: str | Path,
+                      optional: Sequence[str] = ()) -> int:
+    """Load the weights of an ONNX model this project exported into ``target``.
+
+    The exporter keeps every parameter as an initializer named after it (prefixed by the
+    export wrapper's attribute, e.g. ``net.``). Every parameter of ``target`` must be found
+    with its shape, except those whose names start with one of ``optional`` (parts that are
+    not exported, e.g. training-only heads); otherwise a :class:`ValueError` names them.
+    Returns the number of tensors loaded.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    own = target.state_dict()
+    loaded: dict[str, torch.Tensor] = {}
+    for init in onnx.load(str(path)).graph.initializer:
+        for key in (init.name, init.name.split(".", 1)[-1]):
+            if key in own and key not in loaded:
+                value = numpy_helper.to_array(init)
+                if tuple(own[key].shape) == tuple(value.shape):
+                    loaded[key] = torch.from_numpy(value.copy())
+                break
+    missing = [k for k in own if k not in loaded and not k.startswith(tuple(optional))
+               and not k.endswith("num_batches_tracked")]  # a counter, not exported
+    if not loaded or missing:
+        raise ValueError(
+            f"base model {path} does not hold the weights of this network "
+            f"({len(missing)} of {len(own)} tensors not found, e.g. {', '.join(missing[:3])}); "
+            "give a model exported by Arctic Assist's training with the same architecture, "
+            "or its .ckpt checkpoint"
+        )
+    target.load_state_dict(loaded, strict=False)
+    return len(loaded)

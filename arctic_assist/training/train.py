@@ -151,27 +151,9 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
     """
     target = module.student
     if str(path).lower().endswith(".onnx"):
-        import onnx
-        from onnx import numpy_helper
+        from .export import load_onnx_weights
 
-        inits = {
-            i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
-        }
-        own = target.state_dict()
-        loaded = {}
-        for name, value in inits.items():
-            key = name[4:] if name.startswith("net.") else name
-            if key in own and tuple(own[key].shape) == tuple(value.shape):
-                loaded[key] = torch.from_numpy(value.copy())
-        missing = [k for k in own if k not in loaded and not k.startswith("pseudo")]
-        if not loaded or missing:
-            raise ValueError(
-                f"base model {path} does not hold the weights of this network "
-                f"({len(missing)} of {len(own)} parameters not found, e.g. "
-                f"{', '.join(missing[:3])}); give a model exported by Arctic Assist's "
-                "training with the same width, or its .ckpt checkpoint"
-            )
-        target.load_state_dict(loaded, strict=False)
+        load_onnx_weights(target, path, optional=("pseudo_head.",))
     else:
         state = torch.load(path, map_location="cpu", weights_only=False)
         state = state.get("state_dict", state)

@@ -149,3 +149,25 @@ def test_dataset_items_and_heatmap():
     # the heat-map peaks on the front's cells
     cells = (front_px // 4).astype(int)
     assert heat[0, cells[:, 1], cells[:, 0]].min() > 0.5
+
+
+def test_cli_warm_start_from_exported_model(tmp_path):
+    """--base-model: a COBRA .onnx seeds the next run (architecture from its metadata)."""
+    from arctic_assist.training.export import load_onnx_weights
+
+    common = ["--synthetic", "1.0", "--size", "64", "--batch-size", "2", "--threads", "1",
+              "--progress", "none", "--checkpoint-every", "0"]
+    first = tmp_path / "a.onnx"
+    assert CB.main(common + ["--steps", "2", "--width", "32", "--head-dim", "16",
+                             "--out", str(first), "--log-dir", str(tmp_path / "r1")]) == 0
+    second = tmp_path / "b.onnx"
+    # default width/head-dim differ: they must come from the base model
+    assert CB.main(common + ["--steps", "0", "--base-model", str(first), "--out", str(second),
+                             "--log-dir", str(tmp_path / "r2")]) == 0
+    a, b = CB.Cobra(width=32, head_dim=16), CB.Cobra(width=32, head_dim=16)
+    load_onnx_weights(a, first)
+    load_onnx_weights(b, second)
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(ta, tb), name
+    with pytest.raises(ValueError, match="does not hold the weights"):
+        load_onnx_weights(CB.Cobra(width=64, head_dim=16), first)
