@@ -33,3 +33,4 @@ cobra-demo:
 
 bench-cobra:
 	$(PY) benchmarks/bench_cobra.py --model $(COBRA_MODEL) --data $(DATA)
+models: models-cobra
