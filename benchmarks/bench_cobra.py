@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timing repetitions")
     p.add_argument("--demo", action="store_true", help="(kept for make cobra-demo)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON only")
+    p.add_argument("--qgis-process", action="store_true",
+                   help="also trace and measure through qgis_process (the headless plugin)")
     args = p.parse_args(argv)
     hmb = Path(args.data) / "calving" / "harald_moltke_brae"
     raster = hmb / "basemap" / "harald_moltke_brae.tif"
@@ -90,12 +92,47 @@ def main(argv: list[str] | None = None) -> int:
     render(raster, box, its, out, refs[list(dists).index(best)], Path(args.png),
            visible if visible.exists() else None)
     numbers["png"] = args.png
+    if args.qgis_process:
+        numbers.update(through_qgis_process(raster, box, Path(args.model),
+                                            refs[list(dists).index(best)], tmp))
     if args.json:
         print(json.dumps(numbers))
     else:
         for k, v in numbers.items():
             print(f"{k:>26}: {v}")
     return 0
+
+
+def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, tmp: Path
+                         ) -> dict:
+    """``qgis_process.bin run arctic_assist:trace_calving_front`` in the box, then
+    ``arctic_assist:front_distance`` to ``reference``, against a throw-away profile."""
+    import re
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import QGIS_PROCESS, link_checkout_plugin, make_profile, qgis_env
+
+    plugins = tmp / "qp_plugins"
+    link_checkout_plugin(plugins)
+    env = qgis_env(make_profile(tmp / "qp_config"), plugins)
+    out = tmp / "qgis_process_front.gpkg"
+    t0 = time.perf_counter()
+    runs = [
+        ["arctic_assist:trace_calving_front", f"INPUT={raster}", f"AOI={box}",
+         f"MODEL={model}", "DEVICE=1", f"OUTPUT={out}"],  # DEVICE 1 = cpu
+        ["arctic_assist:front_distance", f"INPUT={out}", f"REFERENCE={reference}"],
+    ]
+    texts = []
+    for args in runs:
+        proc = subprocess.run([QGIS_PROCESS, "run", args[0], "--", *args[1:]], env=env,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"qgis_process {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+        texts.append(proc.stdout)
+    m = re.search(r"MEAN_DISTANCE:\s*([-0-9.eE+]+)", texts[1])
+    return {"qgis_process_seconds": round(time.perf_counter() - t0, 1),
+            "qgis_process_distance_m": round(float(m.group(1)), 1) if m else None}
 
 
 def image_front(raster: Path, box: Path, traced, out: Path) -> bool:

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterEnum,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -79,7 +80,19 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP_ID
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        return self.HELP + self.enum_help()
+
+    def enum_help(self) -> str:
+        """qgis_process on QGIS 3.22 takes an option's number, not its name: list them."""
+        rows = []
+        for p in self.parameterDefinitions():
+            if isinstance(p, QgsProcessingParameterEnum):
+                choices = ", ".join(f"{i} = {o}" for i, o in enumerate(p.options()))
+                rows.append(f"<li><b>{p.name()}</b>: {choices}</li>")
+        if not rows:
+            return ""
+        return ("<p>With <code>qgis_process</code> (QGIS 3.22) give an option by its "
+                "number:</p><ul>" + "".join(rows) + "</ul>")
 
     def helpUrl(self) -> str:  # noqa: N802
         return about.metadata().get("homepage", "")

@@ -17,6 +17,9 @@ def test_provider_lists_algorithms_with_help(provider):
     for alg in algs.values():
         assert len(alg.shortHelpString()) > 200
         assert not alg.icon().isNull()
+    # qgis_process (3.22) takes enum options by number: the help says which is which
+    assert "DEVICE</b>: 0 = auto, 1 = cpu, 2 = cuda" in algs[
+        "arctic_assist:detect_thaw_slumps"].shortHelpString()
 
 
 def test_init_gui_and_unload(qgis_app, qgis_iface):
