@@ -121,12 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--work", default=None, help="working folder (default: a temp folder)")
     p.add_argument("--json-out", default=None, help="write all runs as JSON here")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="reuse this benchmark data folder (made by an earlier run under WORK/data) "
+        "instead of generating the scenes again",
+    )
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.steps, a.width, a.tile, a.batch, a.scenes, a.size = 1, 20, 4, 32, 2, 1, 64
     work = Path(a.work or tempfile.mkdtemp(prefix="bench_pixeldino_"))
     work.mkdir(parents=True, exist_ok=True)
-    data = make_data(work, a.scenes, a.size, chip=min(64, a.size))
+    data = Path(a.data) if a.data else make_data(work, a.scenes, a.size, chip=min(64, a.size))
     jobs = [
         dict(
             method=m,

@@ -11,7 +11,7 @@
 
 COBRA_DATA ?= $(DATA)/calving/frontlearning/train
 COBRA_HOLDOUT ?= 023006
-COBRA_STEPS ?= 8000
+COBRA_STEPS ?= 1500
 COBRA_BATCH ?= 8
 COBRA_SYNTHETIC ?= 0.3
 COBRA_MODEL ?= models/calving_front_cobra.onnx

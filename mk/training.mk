@@ -10,7 +10,7 @@
 # CPU by default (nice, one thread); RTS_TRAIN_ARGS="--threads 2" etc.
 
 RTS_MODEL ?= models/rts_pixeldino_s2_bgrn.onnx
-RTS_STEPS ?= 2000
+RTS_STEPS ?= 1500
 RTS_WORK ?= build/rts_bundled
 RTS_TRAIN_ARGS ?= --threads 1
 RTS_NICE ?= nice -n 15

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data import build_dataset, merge_datasets
+from .data import build_dataset, load_dataset, merge_datasets
 from . import synthetic
 
 EXPERT_AGREEMENT_IOU = 0.71
@@ -87,9 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", default="none")
     p.add_argument("--holdout-row", type=int, default=128)
+    p.add_argument("--accelerator", default="auto", help="auto (a CUDA GPU when present), cpu, gpu")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--precision", default="auto", help="auto: bf16/16-mixed on a GPU, 32 on CPU")
+    p.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="train on WORK/merged as an earlier run prepared it (e.g. on a GPU server "
+        "without the shared data)",
+    )
     a = p.parse_args(argv)
     work = Path(a.work)
-    merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row)
+    if a.reuse_data and (work / "merged" / "manifest.json").is_file():
+        merged = load_dataset(work / "merged")
+    else:
+        merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row)
     from .train import main as train_main
 
     args = [
@@ -118,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint-every",
         str(max(100, a.steps // 4)),
         "--accelerator",
-        "auto",
+        a.accelerator,
+        "--precision",
+        a.precision,
+        "--num-workers",
+        str(a.num_workers),
     ]
     rc = train_main(args, method="pixeldino")
     if rc == 0:

@@ -573,7 +573,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.metrics_json:
         with open(args.metrics_json, "w") as fh:
             json.dump(metrics, fh, indent=1)
-    from .export import code_version
+    from .export import code_version, training_command
 
     sources = []
     if args.frontlearning:
@@ -591,6 +591,7 @@ def _main(args: argparse.Namespace) -> int:
         "metrics": metrics,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
+        "command": training_command(),
         "architecture": {"backbone": "LightBackbone", **model.hparams_dict},
         "loss": "soft-DTW gamma 0.001 summed over iterations",
     }

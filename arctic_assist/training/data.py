@@ -685,10 +685,18 @@ def write_manifest(out_dir: str | Path, manifest: Mapping[str, Any]) -> Path:
 def merge_datasets(
     out_dir: str | Path, folders: Sequence[str | Path], weights: Sequence[float] | None = None
 ) -> TrainingData:
-    """One folder whose manifest lists the chips of several compatible folders (absolute
-    paths), chip sampling weights multiplied by ``weights[i]``."""
+    """One folder whose manifest lists the chips of several compatible folders, chip
+    sampling weights multiplied by ``weights[i]``.
+
+    Paths are written relative to ``out_dir`` so that the merged folder and its sources can
+    be moved (or copied to a training server) together.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(p.resolve(), out.resolve())
+
     parts = [load_dataset(f) for f in folders]
     first = parts[0]
     chips, unl = [], []
@@ -703,17 +711,17 @@ def merge_datasets(
         w = float(weights[i]) if weights else 1.0
         for c in d.chips:
             e = {
-                "image": str(c.image.resolve()),
+                "image": rel(c.image),
                 "region": c.region,
                 "split": c.split,
                 "weight": c.weight * w,
             }
             if c.mask is not None:
-                e["mask"] = str(c.mask.resolve())
+                e["mask"] = rel(c.mask)
             if c.polyline is not None:
                 e["polyline"] = c.polyline
             chips.append(e)
-        unl += [{"image": str(u.image.resolve()), "region": u.region} for u in d.unlabelled]
+        unl += [{"image": rel(u.image), "region": u.region} for u in d.unlabelled]
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -726,7 +734,7 @@ def merge_datasets(
         "nodata": first.nodata,
         "classes": list(first.classes),
         "provenance": {
-            "merged_from": [str(Path(f).resolve()) for f in folders],
+            "merged_from": [rel(Path(f)) for f in folders],
             "weights": list(weights or []),
         },
         "chips": chips,

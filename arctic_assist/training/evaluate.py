@@ -126,7 +126,7 @@ def build_spec(
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> ModelSpec:
     """The segmentation :class:`ModelSpec` of an exported RTS model (validated)."""
-    from .export import code_version
+    from .export import code_version, training_command
 
     norm_doc = dict(normalization)
     doc = {
@@ -158,6 +158,7 @@ def build_spec(
             "metrics": _clean(dict(metrics or {})),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "code_version": code_version(),
+            "command": training_command(),
             **dict(extra_provenance or {}),
         },
     }

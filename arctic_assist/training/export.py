@@ -23,8 +23,10 @@ from ..core.spec import EXPORT_OPSET, METADATA_KEY, ModelSpec, validate_metadata
 
 
 def code_version(root: str | Path | None = None) -> str:
-    """``version=`` of metadata.txt at the repository (or installed plugin) root."""
+    """``version=`` of metadata.txt, plus ``+g<commit>`` (``.dirty`` for uncommitted changes)
+    when the code runs from a git checkout, so an exported model names the exact code."""
     here = Path(root) if root else Path(__file__).resolve().parents[2]
+    version = "unknown"
     for candidate in (
         here / "metadata.txt",
         here / "arctic_assist" / "metadata.txt",
@@ -33,8 +35,38 @@ def code_version(root: str | Path | None = None) -> str:
         if candidate.is_file():
             for line in candidate.read_text(encoding="utf-8").splitlines():
                 if line.strip().startswith("version="):
-                    return line.split("=", 1)[1].strip()
-    return "unknown"
+                    version = line.split("=", 1)[1].strip()
+                    break
+            break
+    if (here / ".git").exists():
+        import subprocess
+
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10
+            )
+
+        try:
+            head = git("rev-parse", "--short=10", "HEAD")
+            if head.returncode == 0 and head.stdout.strip():
+                dirty = git("diff", "--quiet", "HEAD", "--", "arctic_assist").returncode != 0
+                version += f"+g{head.stdout.strip()}" + (".dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return version
+
+
+def training_command() -> str:
+    """The command line that is training (for the exported model's provenance)."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        argv[0] = "python -m " + Path(argv[0]).parent.name
+    elif argv and argv[0].endswith(".py"):
+        argv[0] = "python " + argv[0]
+    return " ".join(shlex.quote(a) if i else a for i, a in enumerate(argv))
 
 
 def export_onnx(

@@ -127,7 +127,8 @@ def scenario():
     # 4. retrain for a few steps
     new_model = os.path.join(WORK, "retrained.onnx")
     dialog = run_from_toolbar("ArcticAssistRetrain", {
-        "DATA": data, "METHOD": 0, "STEPS": 3, "PYTHON": PYTHON, "OUTPUT": new_model})
+        "DATA": data, "METHOD": 0, "BASE_MODEL": MODEL, "STEPS": 3, "PYTHON": PYTHON,
+        "OUTPUT": new_model})
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
     result["stages"].append({"stage": "retrain", "model": new_model,

@@ -165,3 +165,21 @@ def test_build_dataset_majority_vote_and_aoi(tmp_path):
     assert (row[:20] == 1).all() and (row[20:] == 0).all()  # majority = 2 of 3
     assert m[0, 0] == 255
     assert d.unlabelled and d.unlabelled[0].image.name == "r.tif"
+
+
+def test_merged_folder_can_be_moved(tiny_dataset, tmp_path):
+    """A merged manifest points at its sources by relative paths: moving the merged folder
+    together with its sources (e.g. to a training server) keeps it loadable."""
+    from arctic_assist.training.data import merge_datasets
+
+    base = tmp_path / "a"
+    shutil.copytree(tiny_dataset.root, base / "src")
+    merged = merge_datasets(base / "merged", [base / "src"], weights=[2.0])
+    doc = json.loads((base / "merged" / "manifest.json").read_text())
+    assert not any(c["image"].startswith("/") for c in doc["chips"])
+    shutil.move(base, tmp_path / "moved")
+    moved = load_dataset(tmp_path / "moved" / "merged")
+    assert len(moved.chips) == len(merged.chips) == len(tiny_dataset.chips)
+    assert moved.chips[0].weight == 2.0 * tiny_dataset.chips[0].weight
+    img, mask = moved.read_chip(moved.chips[0])
+    assert img.shape[0] == 4 and mask is not None
