@@ -7,8 +7,15 @@ the target regions' chips. Five methods x ``--seeds`` seeds; prints mean and s.d
 
 Stated in advance (issue): PixelDINO beats supervised_aug by >= 3 IoU points on both targets.
 
-    python benchmarks/bench_pixeldino.py            # full: ~1 h on 2 CPU cores
+    python benchmarks/bench_pixeldino.py            # full: 15 runs of 600 steps
     python benchmarks/bench_pixeldino.py --quick    # smoke run, a minute
+
+Cost, measured on the 2-core development machine: the cheapest method (supervised, width
+8, tile 64, batch 8) runs about 1 step/s on one core and the semi-supervised ones are
+slower (two or three network passes a step), so the full default run is estimated at 2 to
+3 h with ``--jobs 2`` (not the hour first planned); on a machine
+with more cores raise ``--jobs`` (runs are single-threaded and independent). If the
+benchmark is interrupted, its worker processes are stopped with it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -108,6 +116,7 @@ def run_one(job: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the pool's clean-up
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 20 steps, tiny")
     p.add_argument("--seeds", type=int, default=3)
@@ -149,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     t0 = time.time()
     results = []
-    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+    pool = ProcessPoolExecutor(max_workers=max(1, a.jobs))
+    try:
         for r in pool.map(run_one, jobs):
             results.append(r)
             print(json.dumps(r), flush=True)
+    finally:  # on Ctrl-C / SIGTERM too: no orphaned training processes
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
     print(
         f"\n{len(jobs)} runs in {time.time() - t0:.0f} s; steps {a.steps}, width {a.width}, "
         f"tile {a.tile}, batch {a.batch}+{a.batch}, seeds {a.seeds}\n"

@@ -14,6 +14,9 @@ COBRA_HOLDOUT ?= 023006
 COBRA_STEPS ?= 1500
 COBRA_BATCH ?= 8
 COBRA_SYNTHETIC ?= 0.3
+COBRA_SIZE ?= 128
+# squared vertex-distance loss beside Soft-DTW: converges within a CPU budget
+COBRA_VERTEX_WEIGHT ?= 1.0
 COBRA_MODEL ?= models/calving_front_cobra.onnx
 COBRA_TRAIN_ARGS ?= --threads 1
 COBRA_NICE ?= nice -n 15
@@ -24,7 +27,8 @@ models-cobra:
 	@[ -d "$(COBRA_DATA)/images" ] || { echo "FrontLearning data not found under $(COBRA_DATA)"; exit 1; }
 	$(COBRA_NICE) $(PY) -m arctic_assist.training cobra --frontlearning $(COBRA_DATA) \
 	  --holdout $(COBRA_HOLDOUT) --synthetic $(COBRA_SYNTHETIC) --steps $(COBRA_STEPS) \
-	  --batch-size $(COBRA_BATCH) --log-dir runs --run-name cobra \
+	  --batch-size $(COBRA_BATCH) --size $(COBRA_SIZE) \
+	  --vertex-weight $(COBRA_VERTEX_WEIGHT) --log-dir runs --run-name cobra \
 	  --metrics-json runs/cobra/heldout_metrics.json --out $(COBRA_MODEL) $(COBRA_TRAIN_ARGS)
 	@ls -l $(COBRA_MODEL)
 

@@ -62,10 +62,15 @@ def training_command() -> str:
     import sys
 
     argv = list(sys.argv)
-    if argv and argv[0].endswith("__main__.py"):
-        argv[0] = "python -m " + Path(argv[0]).parent.name
-    elif argv and argv[0].endswith(".py"):
-        argv[0] = "python " + argv[0]
+    if argv and argv[0].endswith(".py"):
+        script = Path(argv[0]).resolve()
+        try:  # a module of this package run with -m: name it as the user typed it
+            parts = script.relative_to(Path(__file__).resolve().parents[2]).with_suffix("").parts
+            if parts[-1] == "__main__":
+                parts = parts[:-1]
+            argv[0] = "python -m " + ".".join(parts)
+        except ValueError:
+            argv[0] = "python " + argv[0]
     return " ".join(shlex.quote(a) if i else a for i, a in enumerate(argv))
 
 
@@ -127,6 +132,9 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: a model is for everyone to read
         onnx.save(model, tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 
 import numpy as np
@@ -93,6 +95,9 @@ def test_parity_check_and_atomic_write(tmp_path):
     assert parity_check(net, path, torch.rand(2, 3, 64, 48), atol=1e-4) < 1e-4
     assert read_spec(path).name == "t"
     assert [p.name for p in tmp_path.iterdir()] == ["a.onnx"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any new file
     with torch.no_grad():
         net.net.rts_head.bias.add_(1.0)
     with pytest.raises(AssertionError):
