@@ -65,7 +65,8 @@ def training_command() -> str:
     if argv and argv[0].endswith(".py"):
         script = Path(argv[0]).resolve()
         try:  # a module of this package run with -m: name it as the user typed it
-            parts = script.relative_to(Path(__file__).resolve().parents[2]).with_suffix("").parts
+            parts = script.relative_to(Path(__file__).resolve().parents[1]).with_suffix("").parts
+            parts = ("arctic_assist", *parts)
             if parts[-1] == "__main__":
                 parts = parts[:-1]
             argv[0] = "python -m " + ".".join(parts)
