@@ -40,13 +40,19 @@ DEVICES = ["auto", "cpu", "cuda"]
 
 
 def default_python() -> str:
-    """The configured interpreter, else the checkout's .venv, else python3 on PATH."""
+    """The configured interpreter, else the checkout's .venv, else python3 on PATH.
+
+    The checkout is looked for both at the plugin folder and where its files really are:
+    ``make install-plugin`` (and the tests) install the plugin as links into the checkout,
+    so the plugin folder itself holds no ``.venv``.
+    """
     configured = settings.training_python()
     if configured:
         return configured
-    venv = about.plugin_root() / ".venv" / "bin" / "python"
-    if venv.is_file():
-        return str(venv)
+    for root in (about.plugin_root(), Path(__file__).resolve().parents[2]):
+        venv = root / ".venv" / "bin" / "python"
+        if venv.is_file():
+            return str(venv)
     return shutil.which("python3") or sys.executable
 
 
@@ -172,12 +178,14 @@ class RetrainModel(ArcticAssistAlgorithm):
 
     @staticmethod
     def check_python(python: str) -> None:
-        probe = subprocess.run([python, "-c", "import torch, lightning"], capture_output=True,
+        probe = subprocess.run([python, "-c", "import torch, lightning; from osgeo import gdal"],
+                               capture_output=True,
                                text=True, check=False) if shutil.which(python) or \
             os.path.isfile(python) else None
         if probe is None or probe.returncode != 0:
             raise InputError(
-                f"PYTHON: '{python}' cannot import torch and lightning. Point PYTHON (or the "
+                f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
+                "PYTHON (or the "
                 "plugin setting) at the interpreter of an environment made by 'make setup' "
                 "(e.g. <checkout>/.venv/bin/python).")
 

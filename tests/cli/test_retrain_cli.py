@@ -21,3 +21,23 @@ def test_python_without_torch_is_named(cli_env, tmp_path):
     assert proc.returncode != 0
     assert "cannot import torch" in proc.stdout + proc.stderr
     assert not out.exists()
+
+
+def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
+    """No PYTHON given: qgis_process runs Debian's python, and the plugin folder is made of
+    links into the checkout (as `make install-plugin` lays it out); the training must still
+    run in the checkout's .venv (not python3 from PATH) and register a usable model."""
+    from arctic_assist.training import synthetic
+    from arctic_assist.training.data import build_dataset
+
+    idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
+    data = build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], tmp_path / "ds", 32,
+                         split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train")
+    out = tmp_path / "new.onnx"
+    env = dict(cli_env, PATH="/usr/bin:/bin")  # a PATH whose python3 has no torch
+    proc = run_qgis_process(["run", "arctic_assist:retrain_model", "--", f"DATA={data.root}",
+                             "STEPS=2", "DEVICE=1", f"OUTPUT={out}"], env, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert ".venv/bin/python -m arctic_assist.training pixeldino" in log
+    assert out.is_file() and not (tmp_path / "new.onnx.part.onnx").exists()
