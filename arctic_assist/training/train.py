@@ -126,20 +126,33 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
     )
 
 
-def base_model_width(path: str, bands: list[str], default: int) -> int:
-    """The U-Net width of an exported base model (from its provenance); its bands must be
-    the training data's bands, in order."""
+def base_model_bands(path: str, bands: list[str], default_width: int) -> tuple[int, list[str]]:
+    """The U-Net width of an exported base model (its provenance) and the band names the new
+    model carries.
+
+    The training data's bands must be the model's bands in the model's order: compared by
+    canonical name (``blue`` = ``B2``, see :func:`arctic_assist.core.bands.canonical_band`),
+    or only by count where the data's names say nothing (``band1..band4`` from a raster
+    without band descriptions); the new model then keeps the base model's band names.
+    """
+    from ..core.bands import canonical_band
     from .export import read_spec
 
     spec = read_spec(path)
     if spec.task != "segmentation":
         raise ValueError(f"base model {path} is a '{spec.task}' model, not a segmentation model")
-    if list(spec.bands) != list(bands):
+
+    def canon(names) -> list[str]:  # noqa: ANN001
+        return [canonical_band(b) or b.strip().lower() for b in names]
+
+    named = any(canonical_band(b) for b in bands)
+    fits = canon(bands) == canon(spec.bands) if named else len(bands) == len(spec.bands)
+    if not fits:
         raise ValueError(
             f"base model {path} expects bands {', '.join(spec.bands)}, but the training data "
-            f"has {', '.join(bands)}"
-        )
-    return int(spec.provenance.get("width", default))
+            f"has {', '.join(bands)}; export the training data from a raster with the "
+            "model's bands in the model's order")
+    return int(spec.provenance.get("width", default_width)), list(spec.bands)
 
 
 def warm_start(module: torch.nn.Module, path: str) -> None:
@@ -173,11 +186,12 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     data: TrainingData = load_dataset(a.data)
     for r in a.unlabelled:
         data.unlabelled.append(Unlabelled(Path(r), Path(r).stem))
+    bands = list(data.bands)
     if a.base_model and str(a.base_model).lower().endswith(".onnx"):
-        a.width = base_model_width(a.base_model, data.bands, a.width)
+        a.width, bands = base_model_bands(a.base_model, bands, a.width)
     cfg = config_from_args(method, a, len(data.bands))
     meta = {
-        "bands": list(data.bands),
+        "bands": bands,
         "dtype": data.dtype,
         "normalization": data.normalization,
         "nodata": data.nodata,

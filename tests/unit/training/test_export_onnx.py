@@ -128,7 +128,7 @@ def test_invalid_spec_is_refused_before_writing(tmp_path):
 
 def test_warm_start_from_exported_onnx(tmp_path):
     """BASE_MODEL may be an exported .onnx: its weights (and width) seed the new run."""
-    from arctic_assist.training.train import base_model_width, warm_start
+    from arctic_assist.training.train import base_model_bands, warm_start
 
     torch.manual_seed(0)
     source = make_method(TrainConfig(method="pixeldino", width=4, tile=32), META)
@@ -136,9 +136,16 @@ def test_warm_start_from_exported_onnx(tmp_path):
         for p in source.teacher.parameters():
             p.add_(0.1 * torch.randn_like(p))
     path, _ = export_method(source, tmp_path / "base.onnx", steps=3)
-    assert base_model_width(str(path), META["bands"], 16) == 4
+    assert base_model_bands(str(path), META["bands"], 16) == (4, ["B2", "B3", "B4", "B8"])
     with pytest.raises(ValueError, match="expects bands B2, B3, B4, B8"):
-        base_model_width(str(path), ["B1", "B2", "B3", "B4"], 16)
+        base_model_bands(str(path), ["B1", "B2", "B3", "B4"], 16)
+    # common names are the same bands; a raster without band descriptions matches by count
+    # and the new model keeps the base model's names
+    assert base_model_bands(str(path), ["blue", "green", "red", "nir"], 16)[0] == 4
+    generic = ["band1", "band2", "band3", "band4"]
+    assert base_model_bands(str(path), generic, 16) == (4, ["B2", "B3", "B4", "B8"])
+    with pytest.raises(ValueError, match="expects bands"):
+        base_model_bands(str(path), generic[:3], 16)
 
     torch.manual_seed(1)
     fresh = make_method(TrainConfig(method="pixeldino", width=4, tile=32), META)
