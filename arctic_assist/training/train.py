@@ -8,6 +8,7 @@ per region) and exports it to ONNX with the metadata (metrics in the provenance)
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from .common import (
 )
 from .data import TileSampler, TrainingData, Unlabelled, load_dataset
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
+
+log = logging.getLogger(__name__)
 
 
 class SamplerDataset(torch.utils.data.IterableDataset):
@@ -177,6 +180,19 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
         module.teacher.load_state_dict(target.state_dict())
 
 
+def largest_chip(data: TrainingData, split: str) -> int:
+    """The longest side of the labelled chips of ``split``, rounded down to a multiple of 16
+    (the U-Net's input multiple); 0 if there are none."""
+    from .data import _open
+
+    side = 0
+    for chip in data.select(split):
+        ds = _open(chip.image)
+        if ds is not None:
+            side = max(side, ds.RasterXSize, ds.RasterYSize)
+    return side // 16 * 16
+
+
 def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and export; returns {'output', 'metrics', 'module'}."""
     if method not in METHODS:
@@ -189,6 +205,12 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     bands = list(data.bands)
     if a.base_model and str(a.base_model).lower().endswith(".onnx"):
         a.width, bands = base_model_bands(a.base_model, bands, a.width)
+    largest = largest_chip(data, "train")
+    if largest and a.tile > largest:
+        # tiles larger than every chip would be mostly padding (ignored pixels): wasted work
+        log.warning("training tile %d px > the largest training chip (%d px): using %d px",
+                    a.tile, largest, largest)
+        a.tile = largest
     cfg = config_from_args(method, a, len(data.bands))
     meta = {
         "bands": bands,

@@ -151,3 +151,18 @@ def test_json_error_line(tmp_path, capsys):
     assert rc == 1
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["event"] == "error" and "missing" in line["message"]
+
+
+def test_tile_is_capped_at_the_chip_size(tiny_dataset, tmp_path):
+    """Exported training data has small chips (e.g. 64 px); the paper's 192 px tile would be
+    mostly padding, so training uses the largest chip size instead."""
+    from arctic_assist.training.export import read_spec
+    from arctic_assist.training.train import build_parser, largest_chip, train
+
+    assert largest_chip(tiny_dataset, "train") == 32
+    a = build_parser("supervised").parse_args([
+        "--data", str(tiny_dataset.root), "--out", str(tmp_path / "m.onnx"), "--width", "4",
+        "--tile", "192", "--batch-labelled", "2", "--steps", "1", "--progress", "none",
+        "--log-dir", str(tmp_path / "runs"), "--checkpoint-every", "0", "--accelerator", "cpu"])
+    res = train("supervised", a)
+    assert read_spec(res["output"]).provenance["train_tile"] == 32
