@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from qgis.core import Qgis, QgsApplication
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
@@ -112,7 +113,7 @@ class ArcticAssistPlugin:
                 "Arctic Assist", f"Algorithm {algorithm_id} is not available",
                 level=Qgis.MessageLevel.Critical)
             return None
-        self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
+        self._track(dialog)
         dialog.show()
         dialog.raise_()
         return dialog
@@ -137,11 +138,17 @@ class ArcticAssistPlugin:
 
         start_trace(self)
 
+    def _track(self, dialog) -> None:
+        """Keep a reference to an open dialog (so it is not garbage-collected); dialogs
+        delete themselves when closed, so forget those first."""
+        self.dialogs = [d for d in self.dialogs if not sip.isdeleted(d) and d.isVisible()]
+        self.dialogs.append(dialog)
+
     def show_models(self) -> None:
         from .gui.models_dialog import ModelsDialog
 
         dialog = ModelsDialog(self.iface.mainWindow())
-        self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
+        self._track(dialog)
         dialog.show()
 
     def unload(self) -> None:

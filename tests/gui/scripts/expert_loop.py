@@ -6,8 +6,10 @@ Each stage saves a screenshot; ``result.json`` records what happened. Inputs com
 environment variables set by tests/gui/test_expert_loop.py.
 """
 
+import faulthandler
 import json
 import os
+import sys
 import time
 import traceback
 
@@ -25,6 +27,21 @@ WORK = os.environ["AA_WORK"]
 STEP_TIMEOUT = float(os.environ.get("AA_STEP_TIMEOUT", "240"))
 THRESHOLD = float(os.environ.get("AA_THRESHOLD", "0.3"))
 result = {"stages": [], "ok": False}
+# a blocked event loop cannot reach the per-stage timeout: dump every thread's stack instead
+_STACKS = open(os.path.join(OUT, "stacks.txt"), "w")  # noqa: SIM115 - open for the run
+faulthandler.dump_traceback_later(STEP_TIMEOUT + 30, repeat=True, file=_STACKS)
+
+
+def _fail_fast(kind, value, tb):
+    """An exception in a Qt slot would open QGIS's modal stack dialog and hang the run:
+    record it and quit instead."""
+    result["error"] = "".join(traceback.format_exception(kind, value, tb))
+    with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    QApplication.instance().exit(1)
+
+
+sys.excepthook = _fail_fast
 
 
 def shot(name, dialog=None):
