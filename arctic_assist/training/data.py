@@ -688,14 +688,17 @@ def merge_datasets(
     """One folder whose manifest lists the chips of several compatible folders, chip
     sampling weights multiplied by ``weights[i]``.
 
-    Paths are written relative to ``out_dir`` so that the merged folder and its sources can
-    be moved (or copied to a training server) together.
+    Files beside the merged folder (under its parent, e.g. the source folders) are written
+    relative to it, so that the merged folder and its sources can be moved (or copied to a
+    training server) together; files elsewhere (a user's scene rasters) stay absolute.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    here = out.resolve()
 
     def rel(p: Path) -> str:
-        return os.path.relpath(p.resolve(), out.resolve())
+        p = p.resolve()
+        return os.path.relpath(p, here) if here.parent in p.parents else str(p)
 
     parts = [load_dataset(f) for f in folders]
     first = parts[0]

@@ -177,6 +177,8 @@ def test_merged_folder_can_be_moved(tiny_dataset, tmp_path):
     merged = merge_datasets(base / "merged", [base / "src"], weights=[2.0])
     doc = json.loads((base / "merged" / "manifest.json").read_text())
     assert not any(c["image"].startswith("/") for c in doc["chips"])
+    # unlabelled rasters outside the folders' parent (a user's scenes) stay absolute
+    assert all(u["image"].startswith("/") for u in doc["unlabelled"])
     shutil.move(base, tmp_path / "moved")
     moved = load_dataset(tmp_path / "moved" / "merged")
     assert len(moved.chips) == len(merged.chips) == len(tiny_dataset.chips)
