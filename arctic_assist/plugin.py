@@ -156,7 +156,8 @@ class ArcticAssistPlugin:
             self.iface.mapCanvas().unsetMapTool(self.trace_tool)
             self.trace_tool = None
         for dialog in self.dialogs:
-            dialog.close()
+            if not sip.isdeleted(dialog):  # closed dialogs are already gone
+                dialog.close()
         self.dialogs = []
         if self.review_panel is not None:
             from .gui.review_panel import remove_dock

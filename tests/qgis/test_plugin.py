@@ -53,3 +53,25 @@ def test_missing_dependency_gives_one_message(qgis_app, qgis_iface, provider, mo
             "INPUT": str(raster), "OUTPUT": str(tmp_path / "out.gpkg")})
     assert "onnxruntime" in str(err.value)
     assert not (tmp_path / "out.gpkg").exists()
+
+
+def test_closed_dialogs_do_not_break_the_next_action_or_unload(qgis_app, qgis_iface):
+    """Dialogs delete themselves when the user closes them; the plugin keeps references to
+    open dialogs and must neither touch deleted ones on the next action nor on unload."""
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QDialog
+
+    plugin = arctic_assist.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        closed = QDialog()
+        plugin._track(closed)
+        sip.delete(closed)  # what WA_DeleteOnClose does when the user closes it
+        still_open = QDialog()
+        still_open.show()
+        plugin._track(still_open)
+        assert plugin.dialogs == [still_open]
+        sip.delete(still_open)
+    finally:
+        plugin.unload()
+    assert plugin.dialogs == []
