@@ -38,21 +38,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 from osgeo import gdal  # noqa: E402
 
-from arctic_assist.training.data import rasterize_polygons  # noqa: E402
+from arctic_assist.training.data import rasterize_polygons, supersampled_grid  # noqa: E402
 
 gdal.UseExceptions()
 EXPERTS_VS_MAJORITY = 0.71  # Nitze et al. 2024 (shared/data/README.md)
 FINE = 4  # 10 m / 4 = 2.5 m
-
-
-def fine_grid(raster: Path, s: int = FINE):
-    ds = gdal.Open(str(raster))
-    mem = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize * s, ds.RasterYSize * s, 1,
-                                             gdal.GDT_Byte)
-    gt = list(ds.GetGeoTransform())
-    mem.SetGeoTransform([gt[0], gt[1] / s, gt[2] / s, gt[3], gt[4] / s, gt[5] / s])
-    mem.SetProjection(ds.GetProjection())
-    return mem
 
 
 def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
@@ -122,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     qgis_run("detect_thaw_slumps",
              {"INPUT": raster, "MODEL": new_model, "DEVICE": 1, "OUTPUT": after}, env, log)
 
-    grid = fine_grid(raster)
+    grid = supersampled_grid(gdal.Open(str(raster)), FINE)
     inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
     votes = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts)
     majority = votes * 2 > len(experts)

@@ -178,16 +178,16 @@ class RetrainModel(ArcticAssistAlgorithm):
 
     @staticmethod
     def check_python(python: str) -> None:
-        probe = subprocess.run([python, "-c", "import torch, lightning; from osgeo import gdal"],
-                               capture_output=True,
-                               text=True, check=False) if shutil.which(python) or \
-            os.path.isfile(python) else None
+        probe = None
+        if shutil.which(python) or os.path.isfile(python):
+            probe = subprocess.run(
+                [python, "-c", "import torch, lightning; from osgeo import gdal"],
+                capture_output=True, text=True, check=False)
         if probe is None or probe.returncode != 0:
             raise InputError(
                 f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
-                "PYTHON (or the "
-                "plugin setting) at the interpreter of an environment made by 'make setup' "
-                "(e.g. <checkout>/.venv/bin/python).")
+                "PYTHON (or the plugin setting) at the interpreter of an environment made by "
+                "'make setup' (e.g. <checkout>/.venv/bin/python).")
 
     @staticmethod
     def stream(cmd: list[str], feedback, work_dir: str) -> None:

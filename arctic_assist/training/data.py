@@ -486,9 +486,8 @@ def rasterize_polygons(
     return mem.ReadAsArray().astype(np.uint8)
 
 
-def majority_vote(vector_paths: Sequence[str | Path], ds, supersample: int = 4) -> np.ndarray:
-    """Pixel label = 1 where more than half the layers cover it (computed at
-    ``supersample`` x the grid resolution, then the majority area fraction >= 0.5)."""
+def supersampled_grid(ds, supersample: int):
+    """An empty in-memory byte raster covering ``ds`` at ``supersample`` x its resolution."""
     from osgeo import gdal
 
     s = max(1, int(supersample))
@@ -496,12 +495,16 @@ def majority_vote(vector_paths: Sequence[str | Path], ds, supersample: int = 4) 
         "", ds.RasterXSize * s, ds.RasterYSize * s, 1, gdal.GDT_Byte
     )
     gt = list(ds.GetGeoTransform())
-    gt[1] /= s
-    gt[2] /= s
-    gt[4] /= s
-    gt[5] /= s
-    fine.SetGeoTransform(gt)
+    fine.SetGeoTransform([gt[0], gt[1] / s, gt[2] / s, gt[3], gt[4] / s, gt[5] / s])
     fine.SetProjection(ds.GetProjection())
+    return fine
+
+
+def majority_vote(vector_paths: Sequence[str | Path], ds, supersample: int = 4) -> np.ndarray:
+    """Pixel label = 1 where more than half the layers cover it (computed at
+    ``supersample`` x the grid resolution, then the majority area fraction >= 0.5)."""
+    s = max(1, int(supersample))
+    fine = supersampled_grid(ds, s)
     votes = np.zeros((ds.RasterYSize * s, ds.RasterXSize * s), dtype=np.int32)
     for p in vector_paths:
         votes += rasterize_polygons(p, fine)
