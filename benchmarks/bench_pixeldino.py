@@ -67,9 +67,6 @@ def make_data(work: Path, scenes: int, size: int, chip: int, seed: int = 2024) -
 
 
 def _worker_init() -> None:
-    # workers are forked after main() installed its SIGTERM handler; in a worker that
-    # handler's SystemExit would be caught by the pool and the worker would go on training
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
 
 
@@ -139,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=None, help="working folder (default: a temp folder)")
     p.add_argument("--json-out", default=None, help="write all runs as JSON here")
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --json-out (same settings) and run only the others",
+    )
+    p.add_argument(
         "--data",
         default=None,
         help="reuse this benchmark data folder (made by an earlier run under WORK/data) "
@@ -164,19 +166,27 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(a.seeds)
         for m in a.methods
     ]
+    # the pre-registered pair first, so an interrupted run still answers the question
+    jobs.sort(key=lambda j: (j["method"] not in ("supervised_aug", "pixeldino"), j["seed"]))
+    results = previous_runs(a)
+    done = {(r["method"], r["seed"]) for r in results}
+    if done:
+        print(f"{len(done)} run(s) kept from {a.json_out}", flush=True)
+    todo = [j for j in jobs if (j["method"], j["seed"]) not in done]
     t0 = time.time()
-    results = []
     pool = ProcessPoolExecutor(max_workers=max(1, a.jobs), initializer=_worker_init)
     try:
-        for r in pool.map(run_one, jobs):
+        for r in pool.map(run_one, todo):
             results.append(r)
             print(json.dumps(r), flush=True)
-    finally:  # on Ctrl-C / SIGTERM too: no orphaned training processes
+            save_runs(a, results)  # after every run: an interruption loses only runs in flight
+    finally:  # on Ctrl-C / SIGTERM too: no orphaned training processes. SIGKILL: Lightning
+        # installs its own SIGTERM handler in the workers, which lets training go on
         for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
+            proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
     print(
-        f"\n{len(jobs)} runs in {time.time() - t0:.0f} s; steps {a.steps}, width {a.width}, "
+        f"\n{len(todo)} runs in {time.time() - t0:.0f} s; steps {a.steps}, width {a.width}, "
         f"tile {a.tile}, batch {a.batch}+{a.batch}, seeds {a.seeds}\n"
     )
     print(f"{'method':<16}{'IoU D (mean ± sd)':>22}{'IoU E (mean ± sd)':>22}")
@@ -197,9 +207,28 @@ def main(argv: list[str] | None = None) -> int:
             f"\npre-registered check (pixeldino - supervised_aug >= 3 IoU points on D and E): "
             f"D {diffs['D']:+.1f}, E {diffs['E']:+.1f} -> {'MET' if ok else 'NOT MET'}"
         )
+    save_runs(a, results)
+    return 0
+
+
+RUN_KEYS = ("seeds", "steps", "width", "tile", "batch", "scenes", "size")
+
+
+def previous_runs(a: argparse.Namespace) -> list[dict]:
+    """With ``--resume``: the runs in ``--json-out`` made with the same settings."""
+    path = Path(a.json_out) if a.json_out else None
+    if not (a.resume and path and path.is_file()):
+        return []
+    old = json.loads(path.read_text())
+    if any(old["args"].get(k) != getattr(a, k) for k in RUN_KEYS):
+        raise SystemExit(f"{path} was made with other settings ({', '.join(RUN_KEYS)}); "
+                         "remove it or drop --resume")
+    return [r for r in old["runs"] if r["method"] in a.methods and r["seed"] < a.seeds]
+
+
+def save_runs(a: argparse.Namespace, results: list[dict]) -> None:
     if a.json_out:
         Path(a.json_out).write_text(json.dumps({"args": vars(a), "runs": results}, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
