@@ -28,6 +28,8 @@ from .data import TileSampler, TrainingData, Unlabelled, load_dataset
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)
+# a warm start fine-tunes at a tenth of the paper's learning rate unless --lr says otherwise
+WARM_START_LR_FACTOR = 0.1
 
 
 class SamplerDataset(torch.utils.data.IterableDataset):
@@ -89,7 +91,13 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--tile", type=int, default=d.tile)
     g.add_argument("--batch-labelled", type=int, default=d.batch_labelled)
     g.add_argument("--batch-unlabelled", type=int, default=d.batch_unlabelled)
-    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"peak learning rate (default {d.lr:g}; {d.lr * WARM_START_LR_FACTOR:g} with "
+        "--base-model: a warm start fine-tunes, it does not start over)",
+    )
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--n-pseudo", type=int, default=d.n_pseudo)
@@ -115,7 +123,7 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
         width=a.width,
         n_pseudo=a.n_pseudo,
         total_steps=a.steps,
-        lr=a.lr,
+        lr=learning_rate(a),
         warmup_steps=a.warmup_steps,
         weight_decay=a.weight_decay,
         batch_labelled=a.batch_labelled,
@@ -127,6 +135,15 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
         ema_start=a.ema_start,
         independent_warps=a.independent_warps,
     )
+
+
+def learning_rate(a: argparse.Namespace) -> float:
+    """``--lr``, else the paper's rate, scaled by ``WARM_START_LR_FACTOR`` for a warm start
+    (the full rate on a handful of reviewed chips undoes what the base model knew)."""
+    if a.lr is not None:
+        return float(a.lr)
+    lr = TrainConfig().lr
+    return lr * WARM_START_LR_FACTOR if getattr(a, "base_model", None) else lr
 
 
 def base_model_bands(path: str, bands: list[str], default_width: int) -> tuple[int, list[str]]:

@@ -161,3 +161,17 @@ def test_warm_start_from_exported_onnx(tmp_path):
     wider = make_method(TrainConfig(method="supervised", width=8, tile=32), META)
     with pytest.raises(ValueError, match="does not hold the weights of this network"):
         warm_start(wider, str(path))
+
+
+def test_warm_start_learning_rate():
+    """A warm start fine-tunes at a tenth of the paper's rate; an explicit --lr always wins."""
+    from arctic_assist.training.train import WARM_START_LR_FACTOR, build_parser, learning_rate
+
+    paper = TrainConfig().lr
+    base = ["--data", "d", "--out", "o.onnx"]
+    assert learning_rate(build_parser("pixeldino").parse_args(base)) == paper
+    warm = build_parser("pixeldino").parse_args(base + ["--base-model", "m.onnx"])
+    assert learning_rate(warm) == pytest.approx(paper * WARM_START_LR_FACTOR)
+    assert WARM_START_LR_FACTOR < 1
+    both = build_parser("pixeldino").parse_args(base + ["--base-model", "m.onnx", "--lr", "0.002"])
+    assert learning_rate(both) == 0.002
