@@ -112,12 +112,20 @@ def run_one(job: dict) -> dict:
     t0 = time.time()
     res = train(m, a)
     met = res["metrics"].get("test", {})
-    return {
+    out = {
         "method": m,
         "seed": seed,
         "seconds": round(time.time() - t0, 1),
         **{r: met.get(r, {}).get("iou") for r in ("D", "E")},
     }
+    module = res["module"]
+    if getattr(module, "teacher", None) is not None:  # diagnostic: the student as well
+        from arctic_assist.training.data import load_dataset
+        from arctic_assist.training.evaluate import evaluate_data, torch_predictor
+
+        st = evaluate_data(torch_predictor(module.student), load_dataset(job["data"]), "test")
+        out.update({f"{r}_student": st.get(r, {}).get("iou") for r in ("D", "E")})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
