@@ -167,6 +167,7 @@ class Chip:
     region: str = ""
     split: str = "train"
     weight: float = 1.0
+    size: tuple[int, int] | None = None  # (width, height), known once the files are checked
 
 
 @dataclass
@@ -389,6 +390,7 @@ def _check_image(mpath: Path, where: str, path: Path, data: TrainingData) -> tup
 
 def _check_chip(mpath: Path, where: str, chip: Chip, data: TrainingData) -> None:
     w, h = _check_image(mpath, where + ".image", chip.image, data)
+    chip.size = (w, h)
     if chip.polyline is not None:
         return
     ds = _open(chip.mask)

@@ -198,15 +198,9 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
 
 
 def largest_chip(data: TrainingData, split: str) -> int:
-    """The longest side of the labelled chips of ``split``, rounded down to a multiple of 16
-    (the U-Net's input multiple); 0 if there are none."""
-    from .data import _open
-
-    side = 0
-    for chip in data.select(split):
-        ds = _open(chip.image)
-        if ds is not None:
-            side = max(side, ds.RasterXSize, ds.RasterYSize)
+    """The longest side of the labelled chips of ``split`` (sizes read when the folder was
+    loaded), rounded down to a multiple of 16 (the U-Net's input multiple); 0 if unknown."""
+    side = max((max(c.size) for c in data.select(split) if c.size), default=0)
     return side // 16 * 16
 
 
