@@ -427,12 +427,16 @@ def _fmt_nodata(nodata: Any) -> str:
     return str(nodata)
 
 
-class StripWriter:
-    """Write full-width row blocks into a single-band GeoTIFF, buffered to whole block rows.
+class PanelWriter:
+    """Write the tiling engine's blocks into a single-band tiled GeoTIFF, whole blocks at a time.
 
-    The tiling engine emits rows of arbitrary heights; compressed tiled GeoTIFFs must be
-    written one whole block row at a time (a partially written block that leaves the cache
-    is compressed twice and bloats the file), so rows are collected to ``block`` rows.
+    The engine (:func:`~arctic_assist.core.tiling.sliding_window_stream`) emits blocks of
+    arbitrary heights, one column panel at a time, each panel top to bottom. A compressed
+    tiled GeoTIFF must be written one whole block at a time (a partially written block that
+    leaves the cache is compressed twice and bloats the file), so rows are collected to
+    ``block`` rows of the current panel before they are written; panels start on block
+    boundaries (:data:`~arctic_assist.core.tiling.PANEL_ALIGN`). The buffer is ``block`` rows
+    by one panel, whatever the raster size.
     """
 
     def __init__(self, path: str, grid: ProcessingGrid, dtype: int, nodata: float | None,
@@ -447,12 +451,20 @@ class StripWriter:
         if nodata is not None:
             self.band.SetNoDataValue(nodata)
         self.block = block
-        np_type = {gdal.GDT_Byte: np.uint8, gdal.GDT_Float32: np.float32}[dtype]
-        self.buf = np.zeros((block, grid.width), dtype=np_type)
+        self.np_type = {gdal.GDT_Byte: np.uint8, gdal.GDT_Float32: np.float32}[dtype]
+        self.buf = np.zeros((0, 0), dtype=self.np_type)
+        self.col0 = -1
         self.buf_row0 = 0
         self.filled = 0
 
-    def write(self, row0: int, rows: np.ndarray) -> None:
+    def write(self, row0: int, col0: int, rows: np.ndarray) -> None:
+        """Rows ``[row0, row0 + n)`` of the panel whose columns are ``[col0, col0 + ncols)``."""
+        if col0 != self.col0 or rows.shape[1] != self.buf.shape[1]:  # a new panel
+            self.flush()
+            if row0 != 0:
+                raise ValueError(f"a panel must start at row 0; got row {row0} at column {col0}")
+            self.col0, self.buf_row0 = col0, 0
+            self.buf = np.zeros((self.block, rows.shape[1]), dtype=self.np_type)
         if row0 != self.buf_row0 + self.filled:
             raise ValueError(f"rows must come in order: got {row0}, expected "
                              f"{self.buf_row0 + self.filled}")
@@ -467,8 +479,8 @@ class StripWriter:
 
     def flush(self) -> None:
         if self.filled:
-            self.band.WriteArray(self.buf[: self.filled], 0, self.buf_row0)
-            self.ds.FlushCache()  # compress and write the finished block row now
+            self.band.WriteArray(self.buf[: self.filled], self.col0, self.buf_row0)
+            self.ds.FlushCache()  # compress and write the finished blocks now
             self.buf_row0 += self.filled
             self.filled = 0
 

@@ -106,6 +106,14 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--center-momentum", type=float, default=d.center_momentum)
     g.add_argument("--ema-start", type=float, default=d.ema_start)
     g.add_argument(
+        "--ema-end",
+        type=float,
+        default=d.ema_end,
+        help="teacher EMA momentum at the last step (paper: 1.0, a cosine from --ema-start "
+        "over the run); --ema-end equal to --ema-start keeps it constant, so the teacher "
+        "averages over about 1/(1-momentum) steps however short the run",
+    )
+    g.add_argument(
         "--independent-warps",
         action="store_true",
         help="ablation: the released code's independent warps of view and target",
@@ -133,6 +141,7 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
         teacher_temp=a.teacher_temp,
         center_momentum=a.center_momentum,
         ema_start=a.ema_start,
+        ema_end=a.ema_end,
         independent_warps=a.independent_warps,
     )
 

@@ -18,7 +18,7 @@ from osgeo import gdal, ogr, osr
 
 from arctic_assist.core.errors import CanceledError, InputError, ModelError
 from arctic_assist.core.spec import Normalization
-from arctic_assist.io.detect import DetectRequest, run_detection
+from arctic_assist.io.detect import PROBABILITY_OPTIONS, DetectRequest, run_detection
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -88,6 +88,36 @@ def test_synthetic_end_to_end(tmp_path, make_raster):
     assert (p[:, -10:] == -1.0).all()
     np.testing.assert_allclose(p[:, :-10], ref[:, :-10], atol=1e-6)
     assert ds.GetGeoTransform() == gdal.Open(str(src)).GetGeoTransform()
+
+
+def test_raster_wider_than_a_panel(tmp_path, make_raster):
+    """5000 px wide: processed in two column panels (3840 + 1160 px for 32 px tiles). The
+    probability is still exact, a slump across the panel edge stays one polygon, and the
+    compressed GeoTIFF is written block by block once (no size bloat from rewrites)."""
+    from arctic_assist.core.tiling import panel_bounds
+
+    img = np.random.default_rng(5).integers(1200, 1800, size=(4, 96, 5000)).astype(np.uint16)
+    img[:, 20:50, 3800:3900] = 6500  # across the panel edge at column 3840
+    img[:, 60:80, 100:130] = 6500
+    img[:, 70:, 4500:] = 0  # nodata corner in the second panel
+    assert len(panel_bounds(5000, 32, 8)) == 2
+    src = make_raster(img, descriptions=DESC)
+    out, prob = tmp_path / "wide.gpkg", tmp_path / "wide.tif"
+    res = run_detection(DetectRequest(str(src), model(tmp_path), str(out), str(prob)))
+    assert res.n_features == 2
+    _, geoms, _ = features(str(out))
+    envelopes = sorted(g.GetEnvelope() for g in geoms)
+    assert envelopes[1][:2] == pytest.approx((500000 + 3800 * 10, 500000 + 3900 * 10))
+    ds = gdal.Open(str(prob))
+    p = ds.GetRasterBand(1).ReadAsArray()
+    z = np.tensordot(WEIGHTS, img.astype(np.float64), axes=1) + BIAS
+    ref = (1 / (1 + np.exp(-z))).astype(np.float32)
+    valid = (img != 0).all(axis=0)
+    np.testing.assert_allclose(p[valid], ref[valid], atol=1e-6)
+    assert (p[~valid] == -1.0).all()
+    copy = tmp_path / "copy.tif"
+    gdal.Translate(str(copy), ds, creationOptions=PROBABILITY_OPTIONS)
+    assert prob.stat().st_size <= 1.05 * copy.stat().st_size
 
 
 def test_empty_result_is_a_valid_geopackage(tmp_path, make_raster):

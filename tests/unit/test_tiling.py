@@ -10,6 +10,7 @@ from arctic_assist.core.errors import CanceledError
 from arctic_assist.core.onnx_model import OnnxModel
 from arctic_assist.core.tiling import (
     blend_window,
+    panel_bounds,
     sliding_window_inference,
     sliding_window_stream,
     tile_origins,
@@ -84,7 +85,8 @@ def test_streaming_contract_rows_once_in_order_and_bounded_reads():
         seen.append(batch.shape)
         return batch[:, :1] * 2.0
 
-    def write(r0, block, valid):
+    def write(r0, c0, block, valid):
+        assert c0 == 0 and block.shape[2] == w  # narrower than a panel: one panel
         writes.append((r0, block.shape[1]))
 
     progress = []
@@ -164,3 +166,76 @@ def test_onnx_per_pixel_graph_stitches_exactly(tmp_path, h, w, tile, overlap):
     out = sliding_window_inference(img, None, tile, overlap, model.predict, batch_size=2)
     np.testing.assert_allclose(out[0], weighted_sum_reference(img, weights, bias), atol=1e-6)
     assert model.inference_seconds > 0 and model.calls >= 1
+
+
+@pytest.mark.parametrize("width, tile, overlap, panel, align", [
+    (1000, 64, 16, 300, 16), (40000, 512, 64, 4096, 256), (10000, 192, 48, 4096, 256),
+    (4800, 192, 48, 4096, 256), (777, 50, 7, 100, 8), (300, 64, 16, 300, 16),
+    (129, 64, 0, 32, 16), (60, 64, 16, 16, 8)])
+def test_panels_partition_the_width(width, tile, overlap, panel, align):
+    panels = panel_bounds(width, tile, overlap, panel, align)
+    assert panels[0][0] == 0 and panels[-1][1:] == (width, width)
+    for (a0, a1, a2), (b0, _, _) in zip(panels, panels[1:]):
+        assert a1 == b0 and a0 % align == 0 and b0 % align == 0  # contiguous, block aligned
+        assert a2 - a1 == overlap  # tiles reach exactly one overlap into the next panel
+    assert all(p2 - p0 >= min(tile, width) for p0, _, p2 in panels)  # a whole tile fits
+    if width > panel + tile:
+        assert len(panels) > 1
+
+
+@pytest.mark.parametrize("h, w, tile, overlap, panel, align", [
+    (37, 200, 16, 4, 40, 8), (70, 301, 32, 8, 64, 16), (25, 129, 24, 7, 30, 4),
+    (64, 1000, 64, 16, 300, 16), (9, 97, 8, 0, 16, 8)])
+def test_panels_stitch_exactly_and_write_each_pixel_once(h, w, tile, overlap, panel, align):
+    img = np.random.default_rng(h + w).normal(size=(3, h, w)).astype(np.float32)
+    valid = np.ones((h, w), bool)
+    valid[h // 3, :] = False  # a nodata line crossing every panel
+    out = np.full((2, h, w), np.nan, np.float32)
+    written = np.zeros((h, w), int)
+    order = []
+
+    def read(r0, c0, nr, nc):
+        return img[:, r0:r0 + nr, c0:c0 + nc], valid[r0:r0 + nr, c0:c0 + nc]
+
+    def write(r0, c0, block, v):
+        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
+        written[r0:r0 + block.shape[1], c0:c0 + block.shape[2]] += 1
+        order.append((c0, r0))
+
+    stats = sliding_window_stream((h, w), tile, overlap, read, per_pixel, write,
+                                  out_channels=2, batch_size=3, nodata=-9.0,
+                                  panel_width=panel, panel_align=align)
+    assert stats.panels == len(panel_bounds(w, tile, overlap, panel, align)) > 1
+    assert (written == 1).all()
+    assert order == sorted(order)  # panels left to right, each top to bottom
+    assert stats.max_buffer_cols <= max(p2 - p0 for p0, _, p2 in
+                                        panel_bounds(w, tile, overlap, panel, align)) < w
+    expected = per_pixel(img[None])[0]
+    np.testing.assert_allclose(out[:, valid], expected[:, valid], rtol=1e-6, atol=1e-6)
+    assert (out[:, ~valid] == -9.0).all()
+
+
+def test_panels_blend_across_panel_edges():
+    """A predictor that depends on the tile position: the result must equal the panel-free
+    blend of the same tiles, i.e. the overlap at a panel edge is blended, not cut."""
+    h, w, tile, overlap = 40, 160, 16, 8
+    img = np.zeros((1, h, w), np.float32)
+
+    def by_position(batch):  # a tile's output = its mean input, which differs per tile
+        return np.broadcast_to(batch.mean(axis=(1, 2, 3), keepdims=True),
+                               batch.shape).astype(np.float32).copy()
+
+    img[0] = np.add.outer(np.arange(h), np.arange(w) ** 1.5).astype(np.float32)
+    ref = sliding_window_inference(img, None, tile, overlap, by_position, batch_size=2)
+    # panel step 48 is a multiple of the stride 8: the same tiles as without panels
+    out = np.zeros_like(ref)
+
+    def write(r0, c0, block, _v):
+        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
+
+    stats = sliding_window_stream(
+        (h, w), tile, overlap, lambda r, c, nr, nc: (img[:, r:r + nr, c:c + nc],
+                                                    np.ones((nr, nc), bool)),
+        by_position, write, batch_size=2, panel_width=48, panel_align=16)
+    assert stats.panels == 4
+    np.testing.assert_allclose(out, ref, rtol=1e-5)

@@ -94,6 +94,19 @@ def test_ema_schedule_cosine():
     assert ema_momentum(500, 1000) == pytest.approx(0.998)
 
 
+def test_ema_end_flag_gives_a_constant_momentum():
+    from arctic_assist.training.train import build_parser, config_from_args
+
+    base = ["--data", "d", "--out", "m.onnx", "--steps", "600"]
+    paper = config_from_args("pixeldino", build_parser("pixeldino").parse_args(base), 4)
+    assert (paper.ema_start, paper.ema_end) == (0.996, 1.0)
+    const = config_from_args(
+        "pixeldino", build_parser("pixeldino").parse_args(base + ["--ema-end", "0.996"]), 4)
+    lams = [ema_momentum(s, const.total_steps, const.ema_start, const.ema_end)
+            for s in (0, 300, 599)]
+    assert lams == pytest.approx([0.996] * 3)
+
+
 def test_bce_ignore_by_hand():
     logits = torch.tensor([2.0, -1.0, 0.5, 3.0]).view(1, 1, 2, 2)
     target = torch.tensor([1, 0, 255, 0], dtype=torch.uint8).view(1, 2, 2)
