@@ -14,8 +14,8 @@ height (apart from ``overlap`` columns of blended sums per row at panel edges).
 - :func:`sliding_window_stream`: reads a window per batch of tiles through a ``read``
   callback, predicts in batches, accumulates weighted predictions in a buffer one tile
   tall and one panel wide (:func:`panel_bounds`), and hands every finished block to
-  ``write`` as soon as no later tile can touch it. Tiles without a single valid pixel are skipped (never sent to the predictor); outputs
-  at invalid pixels are ``nodata``.
+  ``write`` as soon as no later tile can touch it. Tiles without a single valid pixel are
+  skipped (never sent to the predictor); outputs at invalid pixels are ``nodata``.
 """
 
 from __future__ import annotations
