@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from qgis.core import (
@@ -23,6 +24,8 @@ from ..core.errors import InputError
 from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
 
 DEVICES = ["auto", "cpu", "cuda"]
+#: the loaded output layer is called "<LAYER_NAME> (<raster layer>, <HH:MM:SS>)"
+LAYER_NAME = "Thaw slump proposals"
 
 
 def parse_bands(value) -> list[int] | None:
@@ -156,7 +159,9 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             progress=progress, is_canceled=is_canceled, log=log)
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
-            details.name = "Thaw slump proposals"
+            # the source and the time tell two runs apart in the layer tree
+            details.name = (f"{LAYER_NAME} ({layer.name()}, "
+                            f"{datetime.now().strftime('%H:%M:%S')})")
             details.setPostProcessor(StyleLoader.create("thaw_slumps.qml"))
         outputs: dict[str, Any] = {self.OUTPUT: output, "N_FEATURES": result.n_features,
                                    "PROVIDER": result.provider, "RUN_ID": result.run_id}

@@ -18,9 +18,11 @@ def test_run_and_load_applies_style(provider, tmp_path):
     result = processing.runAndLoadResults("arctic_assist:detect_thaw_slumps", {
         "INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(out), "MIN_AREA": 0})
     assert result["N_FEATURES"] > 0 and result["PROVIDER"] == "CPUExecutionProvider"
-    layers = QgsProject.instance().mapLayersByName("Thaw slump proposals")
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if lyr.name().startswith("Thaw slump proposals (")]
     assert layers, "the output was not added to the project"
     layer = layers[-1]
+    assert "(scene, " in layer.name()  # the source raster layer, then the time
     assert layer.featureCount() == result["N_FEATURES"]
     renderer = layer.renderer()
     assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "status"

@@ -105,7 +105,8 @@ def scenario():
         "INPUT": raster, "MODEL": MODEL, "OUTPUT": first, "MIN_AREA": 0, "THRESHOLD": THRESHOLD})
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
-    layers = QgsProject.instance().mapLayersByName("Thaw slump proposals")
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if lyr.name().startswith("Thaw slump proposals (")]
     assert layers, "the proposals were not added to the project"
     proposals = layers[0]
     n_proposed = proposals.featureCount()
