@@ -185,7 +185,7 @@ def test_panels_partition_the_width(width, tile, overlap, panel, align):
 
 @pytest.mark.parametrize("h, w, tile, overlap, panel, align", [
     (37, 200, 16, 4, 40, 8), (70, 301, 32, 8, 64, 16), (25, 129, 24, 7, 30, 4),
-    (64, 1000, 64, 16, 300, 16), (9, 97, 8, 0, 16, 8)])
+    (64, 1000, 64, 16, 300, 16), (9, 97, 8, 0, 16, 8), (5, 200, 16, 4, 40, 8)])
 def test_panels_stitch_exactly_and_write_each_pixel_once(h, w, tile, overlap, panel, align):
     img = np.random.default_rng(h + w).normal(size=(3, h, w)).astype(np.float32)
     valid = np.ones((h, w), bool)
