@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -20,17 +22,26 @@ from .. import settings
 from ..io import models
 
 
+def _text(value: object) -> str:
+    """Anything that comes from a model file (or its path) as inert text, never markup."""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    return html.escape(str(value), quote=True)
+
+
 def card_html(entry: models.ModelEntry, is_default: bool) -> str:
+    """The model card; every value from the file is escaped, so a model cannot render
+    its own headings, links or warnings."""
+    e = _text
     if entry.spec is None:
-        return f"<h3>{entry.path.name}</h3><p><b>Cannot be used:</b> {entry.error}</p>"
-    rows = "".join(
-        f"<tr><th align='left'>{k}</th><td>"
-        f"{json.dumps(v) if isinstance(v, (dict, list)) else v}</td></tr>"
-        for k, v in entry.spec.card().items())
+        return (f"<h3>{e(entry.path.name)}</h3><p><b>Cannot be used:</b> "
+                f"{e(entry.error)}</p>")
+    rows = "".join(f"<tr><th align='left'>{e(k)}</th><td>{e(v)}</td></tr>"
+                   for k, v in entry.spec.card().items())
     flag = " <i>(default for this task)</i>" if is_default else ""
-    return (f"<h3>{entry.spec.name} {entry.spec.version}{flag}</h3>"
-            f"<p>{entry.spec.description}</p><table>{rows}</table>"
-            f"<p><small>{entry.origin} model: {entry.path}</small></p>")
+    return (f"<h3>{e(entry.spec.name)} {e(entry.spec.version)}{flag}</h3>"
+            f"<p>{e(entry.spec.description)}</p><table>{rows}</table>"
+            f"<p><small>{e(entry.origin)} model: {e(entry.path)}</small></p>")
 
 
 class ModelsDialog(QDialog):
@@ -45,6 +56,8 @@ class ModelsDialog(QDialog):
         self.list.setObjectName("ArcticAssistModelsList")
         self.card = QTextBrowser(self)
         self.card.setObjectName("ArcticAssistModelCard")
+        self.card.setOpenLinks(False)  # nothing in a card is followed
+        self.card.setOpenExternalLinks(False)
         self.default_button = QPushButton("Use as default for its task", self)
         self.add_button = QPushButton("Add model file…", self)
         close = QPushButton("Close", self)
@@ -105,6 +118,9 @@ class ModelsDialog(QDialog):
         try:
             models.register(path, settings.user_models_dir())
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            QMessageBox.warning(self, "Arctic Assist", f"This model cannot be used:\n{exc}")
+            box = QMessageBox(QMessageBox.Warning, "Arctic Assist",
+                              f"This model cannot be used:\n{exc}", parent=self)
+            box.setTextFormat(Qt.PlainText)  # the message may quote the model file
+            box.exec_()
             return
         self.reload()
