@@ -172,7 +172,19 @@ def run_dir(args: argparse.Namespace) -> Path:
 
 
 def resume_checkpoint(args: argparse.Namespace) -> str | None:
-    """The checkpoint to resume from: ``--resume PATH``, or the newest one for 'last'."""
+    """The checkpoint to resume from: ``--resume PATH``, or the newest one for 'last'.
+
+    The file is first read weights-only (:func:`.checkpoint.load_checkpoint_file`), so a
+    crafted checkpoint is refused before Lightning unpickles it."""
+    path = _resume_path(args)
+    if path is not None:
+        from .checkpoint import load_checkpoint_file
+
+        load_checkpoint_file(path)
+    return path
+
+
+def _resume_path(args: argparse.Namespace) -> str | None:
     resume = getattr(args, "resume", None)
     if not resume:
         return None

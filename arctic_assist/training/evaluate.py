@@ -279,16 +279,10 @@ def export_main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from .methods import load_checkpoint
 
-    module = load_checkpoint(a.checkpoint)
-    ckpt_step = None
-    try:
-        import torch
+    from .checkpoint import load_checkpoint_file
 
-        ckpt_step = torch.load(a.checkpoint, map_location="cpu", weights_only=False).get(
-            "global_step"
-        )
-    except Exception:  # noqa: BLE001
-        pass
+    module = load_checkpoint(a.checkpoint)  # weights only, refuses a crafted file
+    ckpt_step = load_checkpoint_file(a.checkpoint).get("global_step")
     metrics = json.loads(Path(a.metrics_json).read_text()) if a.metrics_json else {}
     steps = (ckpt_step or 0) // module.optimizer_steps_per_batch
     path, _ = export_method(

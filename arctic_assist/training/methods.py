@@ -391,7 +391,9 @@ def make_method(config: TrainConfig, meta: dict[str, Any] | None = None) -> Segm
 
 def load_checkpoint(path: str) -> SegmentationMethod:
     """Rebuild the method from a Lightning checkpoint (config and meta are in it)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    from .checkpoint import load_checkpoint_file
+
+    ckpt = load_checkpoint_file(path)  # weights only: never runs code from the file
     hp = ckpt.get("hyper_parameters", {})
     cfg = TrainConfig.from_dict(hp.get("config", {}))
     module = make_method(cfg, hp.get("meta", {}))

@@ -197,7 +197,9 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
 
         load_onnx_weights(target, path, optional=("pseudo_head.",))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        from .checkpoint import load_checkpoint_file
+
+        state = load_checkpoint_file(path)  # weights only: never runs code from the file
         state = state.get("state_dict", state)
         teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
         student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
