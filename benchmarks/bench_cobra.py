@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from osgeo import gdal, ogr  # noqa: E402
 
+from arctic_assist.core import contour as C  # noqa: E402
 from arctic_assist.io.trace import TraceRequest, front_distance, run_tracing  # noqa: E402
 
 gdal.UseExceptions()
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = {
         "model": f"{res.model_name} {res.model_version}", "provider": res.provider,
         "window_px": list(f.window), "length_m": round(f.length_m, 1),
+        "self_intersections": C.self_intersections(f.map_xy),
         "convergence_m": round(f.convergence_m, 2),
         "trace_time_s_median": round(sorted(times)[len(times) // 2], 3),
         "reference_dates": len(dists),

@@ -76,6 +76,97 @@ def map_to_model(m: np.ndarray, width: int, height: int, gt: tuple[float, ...]) 
     return pixel_to_normalized(map_to_pixel(m, gt), width, height)
 
 
+# ----------------------------------------------------------------------------- the tile
+
+def bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, fill: float | np.ndarray = 0.0
+             ) -> np.ndarray:
+    """Sample ``img`` (C, H, W) at float pixel coordinates ``xs``, ``ys`` (same shape)
+    -> (C, ...) float32; outside the image the samples blend into ``fill`` (a scalar or
+    one value per channel)."""
+    c, h, w = img.shape
+    x0 = np.floor(xs).astype(np.int64)
+    y0 = np.floor(ys).astype(np.int64)
+    fx = (xs - x0).astype(np.float32)
+    fy = (ys - y0).astype(np.float32)
+    out = np.zeros((c,) + xs.shape, dtype=np.float32)
+    wsum = np.zeros(xs.shape, dtype=np.float32)
+    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                        (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        xx, yy = x0 + dx, y0 + dy
+        ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
+        v = img[:, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+        out += np.where(ok, wgt, 0.0) * v
+        wsum += np.where(ok, wgt, 0.0)
+    fill = np.asarray(fill, dtype=np.float32).reshape((-1,) + (1,) * xs.ndim)
+    return (out + (1.0 - wsum) * fill).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileFit:
+    """A ``height x width`` window fitted into the model's square ``tile``: one isotropic
+    scale, centred, the rest of the tile filled with the window's mean (letterbox).
+
+    This is THE geometry of a COBRA model: training views, held-out evaluation and the
+    plugin all run the model on a ``tile x tile`` input made by :meth:`image`, and map its
+    vertices back with :meth:`to_window`. ``tile px = scale * window px + offset``.
+    """
+
+    tile: int
+    height: int
+    width: int
+    scale: float
+    offset: tuple[float, float]
+
+    def matrix(self) -> np.ndarray:
+        """2 x 3 affine, window px -> tile px."""
+        return np.array([[self.scale, 0.0, self.offset[0]], [0.0, self.scale, self.offset[1]]])
+
+    def to_tile(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        return p * self.scale + np.asarray(self.offset)
+
+    def to_window(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        return (p - np.asarray(self.offset)) / self.scale
+
+    def model_to_window(self, v: np.ndarray) -> np.ndarray:
+        """Model vertices (``[-1, 1]`` xy of the tile) -> window pixel ``(x, y)``."""
+        return self.to_window(normalized_to_pixel(v, self.tile, self.tile))
+
+    def window_to_model(self, p: np.ndarray) -> np.ndarray:
+        return pixel_to_normalized(self.to_tile(p), self.tile, self.tile)
+
+    def image(self, img: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """The ``(C, tile, tile)`` float32 model input of the window ``img`` (C, H, W):
+        bilinear samples, the letterbox (and ``valid == False`` pixels) at the mean of the
+        window's (valid) pixels, per channel."""
+        img = np.asarray(img, dtype=np.float32)
+        if img.shape[-2:] != (self.height, self.width):
+            raise ValueError(f"window is {img.shape[-2:]}, the fit was made for "
+                             f"{(self.height, self.width)}")
+        vals = img[:, valid] if valid is not None and valid.any() else img.reshape(
+            img.shape[0], -1)
+        mean = vals.mean(axis=1).astype(np.float32)
+        if valid is not None and not valid.all():
+            img = np.where(valid[None], img, mean[:, None, None]).astype(np.float32)
+        t = np.arange(self.tile, dtype=np.float64)
+        yy, xx = np.meshgrid(t, t, indexing="ij")
+        src = self.to_window(np.stack([xx, yy], axis=-1))
+        return bilinear(img, src[..., 0], src[..., 1], mean)
+
+
+def fit_window(height: int, width: int, tile: int) -> TileFit:
+    """Fit a ``height x width`` px window into a ``tile`` px square (see :class:`TileFit`):
+    pixel-centre grids, the window's longer side spans the tile exactly."""
+    if tile < 2 or height < 1 or width < 1:
+        raise ValueError(f"cannot fit a {height} x {width} window into a {tile} px tile")
+    s = (tile - 1) / max(height - 1, width - 1, 1)
+    c = (tile - 1) / 2.0
+    off = (c - s * (width - 1) / 2.0, c - s * (height - 1) / 2.0)
+    return TileFit(tile=int(tile), height=int(height), width=int(width), scale=float(s),
+                   offset=(float(off[0]), float(off[1])))
+
+
 # ----------------------------------------------------------------------------- boxes
 
 
@@ -248,6 +339,42 @@ def mean_vertex_distance(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ValueError(f"vertex counts differ: {a.shape} vs {b.shape}")
     return float(np.linalg.norm(a - b, axis=-1).mean())
+
+
+def self_intersections(line: np.ndarray) -> int:
+    """Number of pairs of non-adjacent segments of ``line`` that cross (proper crossings
+    and touching; 0 for a simple polyline)."""
+    p = np.asarray(line, dtype=np.float64)
+    if len(p) < 4:
+        return 0
+    a, b = p[:-1], p[1:]                               # segments (S, 2)
+
+    def orient(o, q, r):                               # sign of (q - o) x (r - o), pairwise
+        return np.sign((q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1])
+                       - (q[..., 1] - o[..., 1]) * (r[..., 0] - o[..., 0]))
+
+    A, B = a[:, None], b[:, None]
+    P, Q = a[None], b[None]
+    d1, d2 = orient(A, B, P), orient(A, B, Q)
+    d3, d4 = orient(P, Q, A), orient(P, Q, B)
+    cross = (d1 * d2 <= 0) & (d3 * d4 <= 0)
+    # collinear pairs only count when their extents overlap
+    coll = (d1 == 0) & (d2 == 0)
+    if coll.any():
+        lo = np.minimum(A, B)
+        hi = np.maximum(A, B)
+        lo2 = np.minimum(P, Q)
+        hi2 = np.maximum(P, Q)
+        overlap = np.all((lo <= hi2) & (lo2 <= hi), axis=-1)
+        cross &= ~coll | overlap
+    i, j = np.triu_indices(len(a), k=2)                # non-adjacent pairs
+    return int(cross[i, j].sum())
+
+
+def path_length_ratio(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Length of ``pred`` over the length of ``ref`` (1 for a line as long as the front;
+    a zig-zag is much longer)."""
+    return polyline_length(pred) / max(polyline_length(ref), 1e-12)
 
 
 def convergence(iterations: list[np.ndarray]) -> float:

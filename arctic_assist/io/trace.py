@@ -362,9 +362,12 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
         if not valid.all():  # fill with the mean of the valid pixels (neutral for the model)
             for c in range(arr.shape[0]):
                 arr[c][~valid] = float(arr[c][valid].mean())
-        x = normalize(arr, spec)[None].astype(np.float32)
+        # the window fitted into the model's tile: the geometry it was trained and
+        # evaluated on (core.contour.fit_window, shared with training/cobra.py)
+        fit = C.fit_window(h, w, spec.tile_size)
+        x = fit.image(normalize(arr, spec))[None].astype(np.float32)
         steps = model.run(x)
-        iters_work = [C.model_to_map(s, w, h, gt) for s in steps]
+        iters_work = [C.pixel_to_map(fit.model_to_window(s), gt) for s in steps]
         iters = [_transform_points(s, work, rsrs) for s in iters_work]
         fronts.append(TracedFront(
             aoi_id=aoi_id, map_xy=iters[-1], iterations=iters,

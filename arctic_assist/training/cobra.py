@@ -16,6 +16,9 @@
   stopped between them; loss Soft-DTW (gamma 0.001, squared distance, coordinates in
   [-1, 1]) summed over the iterations.
 - ONNX: outputs ``contour_0 .. contour_3`` (N x 64 x 2, (x, y) in [-1, 1]).
+- Geometry: the model runs on a square tile of ``--size`` px (the metadata's
+  ``tile.size``); a window (a held-out image, the plugin's AOI box) is fitted into it by
+  :func:`arctic_assist.core.contour.fit_window` in evaluation and in the plugin alike.
 """
 
 from __future__ import annotations
@@ -247,46 +250,89 @@ class FrontDataset(torch.utils.data.Dataset):
                 torch.from_numpy(front_heatmap(front, self.size)))
 
 
-def pad_to_multiple(img: np.ndarray, multiple: int = MULTIPLE_OF
-                    ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Edge-pad (C, H, W) at the bottom/right to a multiple; returns the padded image and
-    the original (H, W)."""
-    h, w = img.shape[-2:]
-    ph = (-h) % multiple
-    pw = (-w) % multiple
-    if ph or pw:
-        img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    return img, (h, w)
+def torch_runner(model: Cobra):
+    """``run(x (1, C, T, T) float32) -> [(V, 2) model coordinates]`` for a torch model."""
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [s[0].double().numpy() for s in model(torch.from_numpy(x))]
+    return run
 
 
-def predict_native(model: Cobra, image: np.ndarray) -> list[np.ndarray]:
-    """Run the model on a whole (C, H, W) image at its own pixel size -> iterations as
-    window pixel coordinates of the padded image (which keeps the origin)."""
-    padded, _ = pad_to_multiple(image)
-    ph, pw = padded.shape[-2:]
-    with torch.no_grad():
-        steps = model(torch.from_numpy(padded[None].astype(np.float32)))
-    return [C.normalized_to_pixel(s[0].numpy(), pw, ph) for s in steps]
+def onnx_runner(path: str):
+    """``(run, tile size)`` of an exported contour model (onnxruntime on the CPU)."""
+    from ..core.onnx_model import OnnxModel
+
+    m = OnnxModel.load(str(path), "cpu", task="contour", tool="COBRA evaluation")
+    names = [o.name for o in m.spec.outputs]
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float64)[0] for o in m.run(x, names)]
+    return run, int(m.spec.tile_size)
 
 
-def evaluate(model: Cobra, samples: list[FR.FrontSample]) -> dict[str, float]:
-    """Held-out metrics at native resolution: mean vertex distance and mean symmetric
-    point-to-polyline distance, in px (and m where the pixel size is known)."""
-    was = model.training
-    model.eval()
-    mvd, msd, msd_m = [], [], []
+def predict_window(run, image: np.ndarray, tile: int) -> list[np.ndarray]:
+    """Every iteration's polyline in window pixels for a whole (C, H, W) window, fitted
+    into the model's tile with :func:`arctic_assist.core.contour.fit_window`, the one
+    geometry shared with training views and the plugin (:mod:`arctic_assist.io.trace`)."""
+    fit = C.fit_window(image.shape[-2], image.shape[-1], tile)
+    x = fit.image(image)[None].astype(np.float32)
+    return [fit.model_to_window(s) for s in run(x)]
+
+
+def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
+    """Baseline: a straight line across the middle of the window (left to right)."""
+    h, w = shape
+    return FR.resample_polyline(np.array([[0.0, (h - 1) / 2.0], [w - 1.0, (h - 1) / 2.0]]), n)
+
+
+def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
+    """Held-out metrics, each image fitted into the ``tile`` as the plugin does.
+
+    ``model`` is a :class:`Cobra` or a runner (``torch_runner`` / ``onnx_runner``). In px
+    of the original image (and m where the pixel size is known): mean symmetric
+    point-to-polyline distance (per iteration too), mean vertex distance; the baseline of
+    a straight line across the middle of each image; diagnostics of the line's shape:
+    polylines that cross themselves, length over the true front's, and the orientation
+    (the share of images whose vertex order matches the front's better than reversed).
+    """
+    run = model
+    if isinstance(model, nn.Module):
+        was = model.training
+        model.eval()
+        run = torch_runner(model)
+    per_iter: list[list[float]] = []
+    mvd, msd, msd_m, base, crossing, ratio, oriented = [], [], [], [], [], [], []
     for s in samples:
-        pred = predict_native(model, s.image)[-1]
-        mvd.append(C.mean_vertex_distance(pred, s.front))
-        d = C.mean_symmetric_distance(pred, s.front, step=0.5)
+        steps = predict_window(run, s.image, tile)
+        pred = steps[-1]
+        per_iter.append([C.mean_symmetric_distance(p, s.front, step=0.5) for p in steps])
+        d = per_iter[-1][-1]
         msd.append(d)
+        mvd.append(C.mean_vertex_distance(pred, s.front))
         if s.pixel_size_m:
             msd_m.append(d * s.pixel_size_m)
-    model.train(was)
-    out = {"n_images": len(samples),
-           "mean_vertex_distance_px": float(np.mean(mvd)) if mvd else float("nan"),
-           "mean_distance_px": float(np.mean(msd)) if msd else float("nan"),
-           "median_distance_px": float(np.median(msd)) if msd else float("nan")}
+        base.append(C.mean_symmetric_distance(middle_line(s.image.shape[-2:]), s.front,
+                                              step=0.5))
+        crossing.append(C.self_intersections(pred))
+        ratio.append(C.path_length_ratio(pred, s.front))
+        oriented.append(C.mean_vertex_distance(pred, s.front)
+                        < C.mean_vertex_distance(pred, s.front[::-1]))
+    if isinstance(model, nn.Module):
+        model.train(was)
+    nan = float("nan")
+    out: dict[str, Any] = {
+        "n_images": len(samples), "tile_size": int(tile),
+        "mean_distance_px": float(np.mean(msd)) if msd else nan,
+        "median_distance_px": float(np.median(msd)) if msd else nan,
+        "mean_vertex_distance_px": float(np.mean(mvd)) if mvd else nan,
+        "middle_line_distance_px": float(np.mean(base)) if base else nan,
+        "per_iteration_distance_px": [float(v) for v in np.mean(per_iter, axis=0)]
+        if per_iter else [],
+        "self_intersecting": int(sum(c > 0 for c in crossing)),
+        "crossings_mean": float(np.mean(crossing)) if crossing else nan,
+        "length_ratio_mean": float(np.mean(ratio)) if ratio else nan,
+        "oriented_share": float(np.mean(oriented)) if oriented else nan,
+    }
     if msd_m:
         out["mean_distance_m"] = float(np.mean(msd_m))
     return out
@@ -380,8 +426,9 @@ def model_spec(model: Cobra, *, pixel_size_m: float | None, provenance: dict[str
             "COBRA calving-front tracer (Heidler et al. 2023): 64-vertex open polyline with the "
             "glacier on the left of the vertex order; every iteration's contour is an output. "
             "Input: raw band values as float32; the window is standardised per image inside "
-            "the graph. Window: the AOI box in its own frame at pixel_size_m, each side a "
-            f"multiple of {MULTIPLE_OF} px."),
+            "the graph. Window: the AOI box in its own frame at pixel_size_m, fitted into "
+            f"the square tile of tile.size px ({tile_size}; one scale, centred, the rest at "
+            "the window's mean), as in training and evaluation."),
         "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "bands": list(bands),
                   "normalization": {"type": "none"},
                   "nodata": {"value": None, "fill": 0.0}},
@@ -473,7 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frontlearning", help="FrontLearning train folder (images/, labels_1px/)")
     p.add_argument("--labels", default="labels_1px", help="FrontLearning label folder")
     p.add_argument("--data", help="Arctic Assist training-data folder (task 'contour')")
-    p.add_argument("--out", required=True, help="output ONNX path")
+    p.add_argument("--out", help="output ONNX path (required unless --evaluate)")
+    p.add_argument("--evaluate", metavar="MODEL.onnx",
+                   help="no training: evaluate an exported COBRA model on the held-out "
+                        "images (--holdout) at its metadata's tile size; prints JSON")
     p.add_argument("--holdout", default="", help="path/row groups to hold out (comma list)")
     p.add_argument("--synthetic", type=float, default=0.3,
                    help="fraction of synthetic fronts in a batch (1.0 = synthetic only)")
@@ -549,7 +599,7 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
     trainer = build_trainer(args, [])
     trainer.fit(module, train_dataloaders=dl, ckpt_path=resume_checkpoint(args))
     model = module.model.cpu().eval()
-    metrics = evaluate(model, test_s) if test_s else {}
+    metrics = evaluate(model, test_s, args.size) if test_s else {}
     metrics["train_images"] = len(train_s)
     return model, metrics
 
@@ -564,6 +614,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     from .common import emit, progress_mode
 
+    if args.evaluate:
+        return _evaluate_main(args)
+    if not args.out:
+        raise SystemExit("--out is required (or --evaluate MODEL.onnx)")
     model, metrics = train(args)
     log.info("held-out metrics: %s", metrics)
     if progress_mode(args) == "json":
@@ -602,6 +656,21 @@ def _main(args: argparse.Namespace) -> int:
         emit("done", output=str(args.out), metrics=metrics)
     else:
         print(f"exported {args.out}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_main(args: argparse.Namespace) -> int:
+    """``--evaluate MODEL.onnx``: held-out metrics of an exported model, as JSON."""
+    samples = load_samples(args)
+    _, test_s = _split_holdout(samples, args.holdout)
+    if not test_s:
+        raise SystemExit("--evaluate: no held-out image (give --holdout GROUPS)")
+    run, tile = onnx_runner(args.evaluate)
+    metrics = evaluate(run, test_s, tile)
+    print(json.dumps(metrics, indent=1))
+    if args.metrics_json:
+        with open(args.metrics_json, "w") as fh:
+            json.dump(metrics, fh, indent=1)
     return 0
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core import contour as C
+
 log = logging.getLogger(__name__)
 
 N_VERTICES = 64
@@ -266,23 +268,8 @@ def _thin_columns(mask: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- sampling
 
 
-def bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Sample ``img`` (C, H, W) at float pixel coordinates (same shape arrays) -> (C, ...)."""
-    c, h, w = img.shape
-    x0 = np.floor(xs).astype(np.int64)
-    y0 = np.floor(ys).astype(np.int64)
-    fx = (xs - x0).astype(np.float32)
-    fy = (ys - y0).astype(np.float32)
-    out = np.zeros((c,) + xs.shape, dtype=np.float32)
-    wsum = np.zeros(xs.shape, dtype=np.float32)
-    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
-                        (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-        xx, yy = x0 + dx, y0 + dy
-        ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-        v = img[:, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
-        out += np.where(ok, wgt, 0.0) * v
-        wsum += np.where(ok, wgt, 0.0)
-    return out + (1.0 - wsum) * fill
+#: bilinear sampling of (C, H, W) images at float pixel coordinates (shared with the plugin)
+bilinear = C.bilinear
 
 
 def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
@@ -483,20 +470,12 @@ def augment(sample: FrontSample, rng: np.random.Generator, out_size: int = 192,
 
 def center_fit(sample: FrontSample, out_size: int = 192, n: int = N_VERTICES
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Deterministic evaluation view: the whole image scaled to fit ``out_size``, centred.
+    """Deterministic evaluation view: the whole image fitted into ``out_size`` exactly as
+    the plugin fits its window (:func:`arctic_assist.core.contour.fit_window`).
 
     Returns ``(image, front in tile px, 2x3 matrix source px -> tile px)``.
     """
     h, w = sample.image.shape[-2:]
-    s = min((out_size - 1) / max(h - 1, 1), (out_size - 1) / max(w - 1, 1))
-    c_src = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    c_out = np.array([(out_size - 1) / 2.0] * 2)
-    m = np.array([[s, 0.0, c_out[0] - s * c_src[0]], [0.0, s, c_out[1] - s * c_src[1]]])
-    a = np.vstack([m, [0, 0, 1]])
-    inv = np.linalg.inv(a)
-    yy, xx = np.mgrid[0:out_size, 0:out_size].astype(np.float64)
-    sx = inv[0, 0] * xx + inv[0, 2]
-    sy = inv[1, 1] * yy + inv[1, 2]
-    img = bilinear(sample.image, sx, sy, float(sample.image.mean()))
-    front = resample_polyline(sample.front @ m[:, :2].T + m[:, 2], n)
-    return img, front, m
+    fit = C.fit_window(h, w, out_size)
+    front = resample_polyline(fit.to_tile(sample.front), n)
+    return fit.image(sample.image), front, fit.matrix()

@@ -93,3 +93,42 @@ def test_percentile_stretch_range():
     x = np.arange(100, dtype=np.float32).reshape(10, 10) * 100
     s = C.percentile_stretch(x)
     assert s.min() == 0 and s.max() == 1
+
+
+def test_fit_window_letterbox_into_the_tile():
+    fit = C.fit_window(208, 304, 128)
+    # the longer side spans the tile exactly, centred; pixel centres map onto pixel centres
+    k = 207 * 127 / 303
+    np.testing.assert_allclose(fit.to_tile([[0, 0], [303, 207]]),
+                               [[0, (127 - k) / 2], [127, (127 + k) / 2]])
+    p = np.array([[12.3, 45.6], [300.0, 1.0]])
+    np.testing.assert_allclose(fit.to_window(fit.to_tile(p)), p)
+    np.testing.assert_allclose(fit.model_to_window(fit.window_to_model(p)), p)
+    # the image: a ramp is resampled linearly, the letterbox holds the window's mean
+    yy, xx = np.mgrid[0:208, 0:304].astype(np.float32)
+    img = np.stack([xx, 2 * yy + 5])
+    tile = fit.image(img)
+    assert tile.shape == (2, 128, 128) and tile.dtype == np.float32
+    row = 64                                               # inside the window
+    np.testing.assert_allclose(tile[0, row], np.arange(128) * 303 / 127, atol=1e-3)
+    np.testing.assert_allclose(tile[1, 0], img[1].mean(), rtol=1e-6)   # letterbox
+    # invalid pixels take the mean of the valid ones
+    valid = np.ones((208, 304), bool)
+    valid[:, :152] = False
+    t2 = fit.image(img, valid)
+    np.testing.assert_allclose(t2[0, row, 10], img[0][:, 152:].mean(), rtol=1e-5)
+    with pytest.raises(ValueError):
+        fit.image(img[:, :100])
+
+
+def test_self_intersections_and_length_ratio():
+    straight = np.stack([np.linspace(0, 10, 20), np.zeros(20)], 1)
+    assert C.self_intersections(straight) == 0
+    assert C.self_intersections(np.array([[0, 0], [2, 0], [2, 1], [1, -1]])) == 1
+    # a zig-zag folding back over itself
+    zig = np.array([[0, 0], [4, 0], [0, 1], [4, 1], [0, -1.0]])
+    assert C.self_intersections(zig) >= 2
+    # collinear, overlapping back-track counts; collinear disjoint does not
+    assert C.self_intersections(np.array([[0, 0], [1, 0], [2, 0], [3, 0], [0.5, 0]])) >= 1
+    assert C.path_length_ratio(zig, straight) == pytest.approx(
+        C.polyline_length(zig) / 10.0)

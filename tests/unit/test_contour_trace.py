@@ -175,9 +175,12 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     w, h = f.window
     assert w % 16 == 0 and h % 16 == 0
     assert w * PS >= 2400 - 1e-6 and h * PS >= 1400 - 1e-6
-    # independent expectation: model (x, y) -> c + x (w-1)/2 PS e - y (h-1)/2 PS n
-    exp = (c[None] + FINAL[:, :1] * (w - 1) / 2 * PS * e[None]
-           - FINAL[:, 1:] * (h - 1) / 2 * PS * n[None])
+    # independent expectation: the window is fitted into the model's square tile (its
+    # longer side spans the tile, centred), so model (x, y) in [-1, 1] of the tile ->
+    # c + x (L-1)/2 PS e - y (L-1)/2 PS n with L = max(w, h)
+    L = max(w, h)
+    exp = (c[None] + FINAL[:, :1] * (L - 1) / 2 * PS * e[None]
+           - FINAL[:, 1:] * (L - 1) / 2 * PS * n[None])
     err_px = np.linalg.norm(f.map_xy - exp, axis=1).max() / PS
     assert err_px < 0.01, err_px
     lines, srs = read_gpkg_lines(out)
@@ -190,8 +193,8 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     assert attrs["source"] == "img.tif" and attrs["provider"]
     assert attrs["length_m"] == pytest.approx(C.polyline_length(exp), rel=1e-6)
     # convergence: mean displacement of the last iteration in metres
-    prev = (c[None] + STEPS[2][:, :1] * (w - 1) / 2 * PS * e[None]
-            - STEPS[2][:, 1:] * (h - 1) / 2 * PS * n[None])
+    prev = (c[None] + STEPS[2][:, :1] * (L - 1) / 2 * PS * e[None]
+            - STEPS[2][:, 1:] * (L - 1) / 2 * PS * n[None])
     assert attrs["convergence"] == pytest.approx(
         np.linalg.norm(exp - prev, axis=1).mean(), rel=1e-6)
     it_lines, _ = read_gpkg_lines(its)

@@ -171,3 +171,72 @@ def test_cli_warm_start_from_exported_model(tmp_path):
         assert torch.equal(ta, tb), name
     with pytest.raises(ValueError, match="does not hold the weights"):
         load_onnx_weights(CB.Cobra(width=64, head_dim=16), first)
+
+
+def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
+    """Training views, the held-out evaluation, the exported metadata and the plugin
+    (io/trace) all run the model on the window fitted into the same square tile
+    (core.contour.fit_window). Fails when any of them uses another geometry (e.g. the
+    native window, or a tile size other than the metadata's)."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    pytest.importorskip("onnxruntime")
+    from osgeo import ogr, osr
+
+    from arctic_assist.io.trace import TraceRequest, run_tracing
+    from arctic_assist.training.export import read_spec
+
+    tile, ps = 64, 49.0
+    # training: --size is the tile of the training views AND of the exported metadata
+    cli = tmp_path / "cli.onnx"
+    assert CB.main(["--synthetic", "1.0", "--steps", "1", "--size", str(tile),
+                    "--batch-size", "2", "--width", "32", "--head-dim", "16", "--out", str(cli),
+                    "--threads", "1", "--log-dir", str(tmp_path / "runs"), "--progress", "none",
+                    "--checkpoint-every", "0"]) == 0
+    assert read_spec(cli).tile_size == tile
+    assert CB.FrontDataset([], 1, size=tile, synthetic=1.0)[0][0].shape == (1, tile, tile)
+    # a model with non-trivial output, exported with that tile
+    m = tiny().eval()
+    with torch.no_grad():
+        m.head.offset.weight.normal_(0, 0.5)     # lines spanning ~10-25 px
+    path = tmp_path / "m.onnx"
+    CB.export(m, CB.model_spec(m, pixel_size_m=ps, provenance={"method": "cobra"},
+                               tile_size=tile), str(path), size=tile)
+    # a non-square window (multiples of 16, so the plugin reads exactly this grid)
+    h, w = 48, 96
+    s = FR.synthetic_front(np.random.default_rng(3), 96)
+    img = (s.image[:, 24:72, :] * 1000 + 200).astype(np.float32)
+    # the evaluation view of a training sample is the same fit
+    timg, _, mat = FR.center_fit(FR.FrontSample(img, s.front), tile)
+    fit = C.fit_window(h, w, tile)
+    np.testing.assert_allclose(timg, fit.image(img))
+    np.testing.assert_allclose(mat, fit.matrix())
+    # held-out evaluation path (torch) vs. onnx runner at the metadata tile
+    ev = CB.predict_window(CB.torch_runner(m), img, tile)
+    run, meta_tile = CB.onnx_runner(str(path))
+    assert meta_tile == tile
+    np.testing.assert_allclose(CB.predict_window(run, img, meta_tile)[-1], ev[-1], atol=1e-3)
+    # the plugin: a GeoTIFF of the window and a box on exactly its extent
+    x0, y0 = 500000.0, 8600000.0
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32620)
+    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "w.tif"), w, h, 1,
+                                              gdal.GDT_Float32)
+    gt = (x0, ps, 0.0, y0, 0.0, -ps)
+    ds.SetGeoTransform(gt)
+    ds.SetProjection(srs.ExportToWkt())
+    ds.GetRasterBand(1).WriteArray(img[0])
+    ds = None
+    vds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "box.gpkg"))
+    lyr = vds.CreateLayer("box", srs=srs, geom_type=ogr.wkbPolygon)
+    ring = [(x0, y0), (x0 + w * ps, y0), (x0 + w * ps, y0 - h * ps), (x0, y0 - h * ps), (x0, y0)]
+    feat = ogr.Feature(lyr.GetLayerDefn())
+    feat.SetGeometry(ogr.CreateGeometryFromWkt(
+        "POLYGON((" + ",".join(f"{a} {b}" for a, b in ring) + "))"))
+    lyr.CreateFeature(feat)
+    vds = None
+    res = run_tracing(TraceRequest(str(tmp_path / "w.tif"), str(path), str(tmp_path / "box.gpkg"),
+                                   str(tmp_path / "out.gpkg")))
+    f = res.fronts[0]
+    assert f.window == (w, h)
+    for got, want in zip(f.iterations, ev):
+        np.testing.assert_allclose(C.map_to_pixel(got, gt), want, atol=0.05)
