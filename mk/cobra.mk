@@ -8,6 +8,9 @@
 #   make bench-cobra           inference timing of the bundled model
 #
 # CPU by default (nice, one thread): COBRA_TRAIN_ARGS="--threads 2" or "--accelerator gpu".
+# Resumable: a checkpoint every COBRA_CKPT_EVERY steps under runs/cobra/checkpoints; when
+# runs/cobra/checkpoints/last.ckpt exists, `make models-cobra` continues it (up to
+# COBRA_STEPS; raise COBRA_STEPS to train on). COBRA_RESUME= (empty) starts afresh.
 
 COBRA_DATA ?= $(DATA)/calving/frontlearning/train
 COBRA_HOLDOUT ?= 023006
@@ -20,6 +23,9 @@ COBRA_VERTEX_WEIGHT ?= 1.0
 COBRA_MODEL ?= models/calving_front_cobra.onnx
 COBRA_TRAIN_ARGS ?= --threads 1
 COBRA_NICE ?= nice -n 15
+COBRA_CKPT_EVERY ?= 250
+COBRA_EVAL_EVERY ?= 250
+COBRA_RESUME ?= $(if $(wildcard runs/cobra/checkpoints/last.ckpt),last,)
 
 .PHONY: models-cobra cobra-demo bench-cobra
 
@@ -29,6 +35,8 @@ models-cobra:
 	  --holdout $(COBRA_HOLDOUT) --synthetic $(COBRA_SYNTHETIC) --steps $(COBRA_STEPS) \
 	  --batch-size $(COBRA_BATCH) --size $(COBRA_SIZE) \
 	  --vertex-weight $(COBRA_VERTEX_WEIGHT) --log-dir runs --run-name cobra \
+	  --checkpoint-every $(COBRA_CKPT_EVERY) --eval-every $(COBRA_EVAL_EVERY) \
+	  $(if $(COBRA_RESUME),--resume $(COBRA_RESUME)) \
 	  --metrics-json runs/cobra/heldout_metrics.json --out $(COBRA_MODEL) $(COBRA_TRAIN_ARGS)
 	@ls -l $(COBRA_MODEL)
 

@@ -212,20 +212,73 @@ def cobra_loss(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0
     return sum(soft_dtw(s.float(), target.float(), gamma).mean() for s in steps)
 
 
+def spacing_penalty(v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per sample ``sum_i (|v[i+1] - v[i]| - l)^2`` with ``l`` the target's (equal) vertex
+    spacing: zero for an ordered line as long as the front, large for a cluster or a
+    zig-zag (which has the same Soft-DTW alignment cost but long, uneven steps)."""
+    seg = torch.sqrt(((v[:, 1:] - v[:, :-1]) ** 2).sum(-1) + 1e-12)
+    ref = torch.sqrt(((target[:, 1:] - target[:, :-1]) ** 2).sum(-1) + 1e-12).mean(
+        1, keepdim=True)
+    return ((seg - ref) ** 2).sum(1)
+
+
+def contour_losses(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001,
+                   vertex_weight: float = 0.0, spacing_weight: float = 0.0,
+                   orientation: str = "fixed") -> dict[str, torch.Tensor]:
+    """The snake's losses summed over the iterations, mean over the batch.
+
+    ``orientation='fixed'``: against the front as given (glacier on the left).
+    ``'free'``: per sample, the smaller of the losses against the front and against the
+    reversed front, so the vertex order is not a coin toss the model hedges on (the
+    glacier side is left to the data convention of the winning direction).
+    Returns ``loss`` (total), ``dtw``, ``vertex``, ``spacing`` and ``oriented`` (share of
+    samples whose loss picked the given direction).
+    """
+    y = target.float()
+    dirs = [y, y.flip(1)] if orientation == "free" else [y]
+    per_dir = []
+    parts = []
+    for t in dirs:
+        dtw = sum(soft_dtw(s.float(), t, gamma) for s in steps)
+        vert = sum(((s.float() - t) ** 2).sum(-1).sum(-1) for s in steps)
+        per_dir.append(dtw + vertex_weight * vert)
+        parts.append((dtw, vert))
+    if len(dirs) == 2:
+        pick = (per_dir[1] < per_dir[0]).detach()
+        total = torch.where(pick, per_dir[1], per_dir[0])
+        dtw = torch.where(pick, parts[1][0], parts[0][0])
+        vert = torch.where(pick, parts[1][1], parts[0][1])
+        oriented = 1.0 - pick.float().mean()
+    else:
+        total, (dtw, vert) = per_dir[0], parts[0]
+        oriented = torch.ones(())
+    spacing = sum(spacing_penalty(s.float(), y) for s in steps)
+    total = total + spacing_weight * spacing
+    return {"loss": total.mean(), "dtw": dtw.mean(), "vertex": vert.mean(),
+            "spacing": spacing.mean(), "oriented": oriented}
+
+
 # ----------------------------------------------------------------------------- data
 
 
 class FrontDataset(torch.utils.data.Dataset):
     """Random augmented tiles (``size`` px) from real samples and synthetic fronts.
 
-    Index ``i`` seeds its own generator, so a run is reproducible and workers agree.
+    Index ``i`` (+ ``offset``) seeds its own generator, so a run is reproducible and
+    workers agree; a resumed run starts at ``offset = step x batch`` and sees the views
+    the uninterrupted run would have seen.
     Yields ``(image (C, S, S) float32, front (64, 2) xy in [-1, 1], heat-map (1, S/4,
     S/4))``.
     """
 
     def __init__(self, samples: list[FR.FrontSample], length: int, size: int = 192,
-                 synthetic: float = 0.3, seed: int = 0, in_channels: int = 1) -> None:
+                 synthetic: float = 0.3, seed: int = 0, in_channels: int = 1,
+                 scale_range: tuple[float, float] = (0.7, 1.4), shift: float = 0.2,
+                 offset: int = 0) -> None:
         self.samples = samples
+        self.offset = offset
+        self.scale_range = tuple(scale_range)
+        self.shift = shift
         self.length = length
         self.size = size
         self.synthetic = synthetic if samples else 1.0
@@ -236,14 +289,15 @@ class FrontDataset(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, i])
+        rng = np.random.default_rng([self.seed, i + self.offset])
         if rng.random() < self.synthetic:
             s = FR.synthetic_front(rng, self.size)
             if self.in_channels > 1:
                 s.image = np.repeat(s.image, self.in_channels, 0)
         else:
             s = self.samples[int(rng.integers(len(self.samples)))]
-        img, front = FR.augment(s, rng, self.size)
+        img, front = FR.augment(s, rng, self.size, scale_range=self.scale_range,
+                                shift=self.shift)
         v = C.pixel_to_normalized(front, self.size, self.size)
         return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
                 torch.from_numpy(v.astype(np.float32)),
@@ -355,7 +409,8 @@ if L is not None:
                      lr: float = 1e-3, weight_decay: float = 1e-4, steps: int = 1000,
                      warmup: int = 100, gamma: float = 0.001,
                      index_feature: bool = True, aux_weight: float = 1.0,
-                     vertex_weight: float = 0.0) -> None:
+                     vertex_weight: float = 0.0, spacing_weight: float = 0.0,
+                     orientation: str = "fixed") -> None:
             super().__init__()
             self.save_hyperparameters()
             self.model = Cobra(in_channels=in_channels, width=width, head_dim=head_dim,
@@ -368,11 +423,13 @@ if L is not None:
         def training_step(self, batch, batch_idx):  # noqa: D401
             x, y, heat = batch
             steps, feats = self.model.forward_with_features(x)
-            loss = cobra_loss(steps, y, self.hparams.gamma)
-            self.log("dtw_loss", loss, prog_bar=True)
-            if self.hparams.vertex_weight > 0:
-                loss = loss + self.hparams.vertex_weight * sum(
-                    ((s - y) ** 2).sum(-1).sum(-1).mean() for s in steps)
+            parts = contour_losses(steps, y, self.hparams.gamma, self.hparams.vertex_weight,
+                                   self.hparams.spacing_weight, self.hparams.orientation)
+            loss = parts["loss"]
+            self.log("dtw_loss", parts["dtw"], prog_bar=True)
+            self.log("vertex_loss", parts["vertex"])
+            self.log("spacing_loss", parts["spacing"])
+            self.log("oriented_share", parts["oriented"])
             if self.aux is not None:
                 aux = F.binary_cross_entropy_with_logits(self.aux(*feats), heat)
                 self.log("aux_loss", aux, prog_bar=True)
@@ -407,6 +464,28 @@ if L is not None:
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+    class HeldoutCurve(L.Callback):
+        """Every ``every`` steps: held-out metrics (:func:`evaluate`) appended as one JSON
+        line to ``path`` (the validation curve; nothing is selected on it)."""
+
+        def __init__(self, samples: list[FR.FrontSample], tile: int, every: int,
+                     path: str) -> None:
+            self.samples, self.tile, self.every, self.path = samples, tile, every, path
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = int(trainer.global_step)
+            if self.every <= 0 or step % self.every:
+                return
+            m = evaluate(pl_module.model, self.samples, self.tile)
+            keep = ("mean_distance_px", "per_iteration_distance_px", "self_intersecting",
+                    "length_ratio_mean", "oriented_share")
+            row = {"step": step, **{k: m[k] for k in keep}}
+            log.info("held-out at step %d: %s", step, row)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
 
 # ----------------------------------------------------------------------------- export
@@ -536,6 +615,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the training-only front heat-map loss (0: off)")
     p.add_argument("--vertex-weight", type=float, default=0.0,
                    help="weight of an extra squared vertex-distance loss (0: off)")
+    p.add_argument("--spacing-weight", type=float, default=0.0,
+                   help="weight of the vertex-spacing loss (ordered, evenly spaced vertices; "
+                        "0: off)")
+    p.add_argument("--orientation", choices=("fixed", "free"), default="fixed",
+                   help="fixed: loss against the front as oriented (glacier on the left); "
+                        "free: the smaller loss of the front and its reverse")
+    p.add_argument("--scale-range", type=float, nargs=2, default=(0.7, 1.4),
+                   metavar=("LO", "HI"),
+                   help="zoom of the training views, log-uniform, relative to the front "
+                        "filling 85 %% of the tile (0.25 1.2 spans a whole FrontLearning "
+                        "image fitted into the tile up to a box tight around the front)")
+    p.add_argument("--shift", type=float, default=0.2,
+                   help="the front's centre lands within this many tiles of the centre")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="held-out metrics every N steps to <log-dir>/<run>/"
+                        "heldout_curve.jsonl (0: only at the end)")
     p.add_argument("--no-index-feature", action="store_true",
                    help="the authors' head input exactly (no vertex-index channel)")
     p.add_argument("--pixel-size-m", type=float, default=FR.FRONTLEARNING_PIXEL_SIZE_M)
@@ -586,18 +681,34 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
     module = CobraModule(in_channels=in_ch, width=args.width, head_dim=args.head_dim,
                          lr=args.lr, steps=args.steps,
                          index_feature=not args.no_index_feature,
-                         aux_weight=args.aux_weight, vertex_weight=args.vertex_weight)
+                         aux_weight=args.aux_weight, vertex_weight=args.vertex_weight,
+                         spacing_weight=args.spacing_weight, orientation=args.orientation)
     if args.base_model:
         from .export import load_onnx_weights
 
         load_onnx_weights(module.model, args.base_model)
+    ckpt = resume_checkpoint(args)
+    start = 0
+    if ckpt:
+        from .checkpoint import load_checkpoint_file
+
+        start = int(load_checkpoint_file(ckpt).get("global_step", 0))
+        log.info("resuming from %s at step %d", ckpt, start)
     ds = FrontDataset(train_s, length=args.steps * args.batch_size, size=args.size,
-                      synthetic=args.synthetic, seed=args.seed, in_channels=in_ch)
+                      synthetic=args.synthetic, seed=args.seed, in_channels=in_ch,
+                      scale_range=tuple(args.scale_range), shift=args.shift,
+                      offset=start * args.batch_size)
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
                                      num_workers=args.num_workers, drop_last=True,
                                      persistent_workers=args.num_workers > 0)
-    trainer = build_trainer(args, [])
-    trainer.fit(module, train_dataloaders=dl, ckpt_path=resume_checkpoint(args))
+    callbacks = []
+    if args.eval_every and test_s:
+        from .common import run_dir
+
+        callbacks.append(HeldoutCurve(test_s, args.size, args.eval_every,
+                                      str(run_dir(args) / "heldout_curve.jsonl")))
+    trainer = build_trainer(args, callbacks)
+    trainer.fit(module, train_dataloaders=dl, ckpt_path=ckpt)
     model = module.model.cpu().eval()
     metrics = evaluate(model, test_s, args.size) if test_s else {}
     metrics["train_images"] = len(train_s)
@@ -647,7 +758,10 @@ def _main(args: argparse.Namespace) -> int:
         "code_version": code_version(),
         "command": training_command(),
         "architecture": {"backbone": "LightBackbone", **model.hparams_dict},
-        "loss": "soft-DTW gamma 0.001 summed over iterations",
+        "loss": (f"soft-DTW gamma 0.001 summed over iterations, orientation "
+                 f"{args.orientation}; vertex weight {args.vertex_weight}, spacing weight "
+                 f"{args.spacing_weight}, aux heat-map weight {args.aux_weight}"),
+        "augmentation": {"scale_range": list(args.scale_range), "shift": args.shift},
     }
     spec = model_spec(model, pixel_size_m=args.pixel_size_m, provenance=provenance,
                       version=args.model_version, tile_size=args.size)

@@ -315,19 +315,24 @@ def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
 
 def random_affine(rng: np.random.Generator, src_shape: tuple[int, int], front: np.ndarray,
                   out_size: int, scale_range: tuple[float, float] = (0.7, 1.4),
-                  rotate_deg: float = 15.0, dihedral: bool = True
+                  rotate_deg: float = 15.0, dihedral: bool = True, shift: float = 0.2
                   ) -> tuple[np.ndarray, bool]:
     """A random source->output 2x3 affine: zoom, small rotation, rot90s, flips, shift.
 
-    The front's centre lands near the tile centre (within a quarter tile). Returns the
-    matrix and whether it mirrors the picture (odd number of flips).
+    The zoom is log-uniform in ``scale_range`` times the scale that makes the front's
+    extent 85 % of the tile (never enlarging the source): ``scale_range`` (0.25, 1.2)
+    spans fronts from a fifth of the tile (a FrontLearning image fitted whole) to the
+    whole tile (a box drawn tight around the front). The front's centre lands within
+    ``shift`` tiles of the tile centre. Returns the matrix and whether it mirrors the
+    picture (odd number of flips).
     """
     h, w = src_shape
     c_front = np.asarray(front, dtype=np.float64).mean(axis=0)
     ext = max(np.ptp(front[:, 0]), np.ptp(front[:, 1]), 1.0)
     # base scale fits the front's extent into ~75 % of the tile, then zoom
     base = min(1.0, 0.85 * out_size / ext)
-    s = base * rng.uniform(*scale_range)
+    lo, hi = scale_range
+    s = base * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     th = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
     k = int(rng.integers(0, 4)) if dihedral else 0
     th += k * np.pi / 2
@@ -335,8 +340,8 @@ def random_affine(rng: np.random.Generator, src_shape: tuple[int, int], front: n
     r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]) * s
     if flip:
         r = r @ np.diag([-1.0, 1.0])
-    shift = rng.uniform(-0.2, 0.2, size=2) * out_size
-    centre_out = np.array([(out_size - 1) / 2.0, (out_size - 1) / 2.0]) + shift
+    off = rng.uniform(-shift, shift, size=2) * out_size
+    centre_out = np.array([(out_size - 1) / 2.0, (out_size - 1) / 2.0]) + off
     t = centre_out - r @ c_front
     return np.hstack([r, t[:, None]]), flip
 
@@ -446,14 +451,16 @@ def synthetic_front(rng: np.random.Generator, size: int = 192,
 
 def augment(sample: FrontSample, rng: np.random.Generator, out_size: int = 192,
             n: int = N_VERTICES, scale_range: tuple[float, float] = (0.7, 1.4),
-            photometric_aug: bool = True, tries: int = 10) -> tuple[np.ndarray, np.ndarray]:
+            photometric_aug: bool = True, tries: int = 10, shift: float = 0.2
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Random geometric (image and vertices together) + photometric augmentation.
 
     Returns ``(image (C, S, S) float32, front (n, 2) pixel xy)``.
     """
     img = sample.image
     for _ in range(tries):
-        m, flip = random_affine(rng, img.shape[-2:], sample.front, out_size, scale_range)
+        m, flip = random_affine(rng, img.shape[-2:], sample.front, out_size, scale_range,
+                                shift=shift)
         res = warp_sample(img, sample.front, m, out_size, n, flip_parity=flip)
         if res is not None:
             break

@@ -240,3 +240,39 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     assert f.window == (w, h)
     for got, want in zip(f.iterations, ev):
         np.testing.assert_allclose(C.map_to_pixel(got, gt), want, atol=0.05)
+
+
+def test_resume_continues_a_run_with_the_views_it_would_have_seen(tmp_path):
+    from arctic_assist.training.checkpoint import load_checkpoint_file
+
+    common = ["--synthetic", "1.0", "--size", "64", "--batch-size", "2", "--width", "32",
+              "--head-dim", "16", "--threads", "1", "--progress", "none",
+              "--checkpoint-every", "2", "--log-dir", str(tmp_path / "runs"),
+              "--run-name", "c"]
+    assert CB.main(common + ["--steps", "2", "--out", str(tmp_path / "a.onnx")]) == 0
+    ckpts = tmp_path / "runs" / "c" / "checkpoints"
+    assert load_checkpoint_file(ckpts / "last.ckpt")["global_step"] == 2
+    assert CB.main(common + ["--steps", "4", "--resume", "last",
+                             "--out", str(tmp_path / "b.onnx")]) == 0
+    assert load_checkpoint_file(ckpts / "last.ckpt")["global_step"] == 4
+    # the resumed run's first view is the uninterrupted run's view number 2 x batch
+    a = CB.FrontDataset([], length=8, size=64, synthetic=1.0)
+    b = CB.FrontDataset([], length=8, size=64, synthetic=1.0, offset=4)
+    assert torch.equal(a[4][0], b[0][0])
+
+
+def test_orientation_free_and_spacing_losses():
+    y = torch.tensor(C.pixel_to_normalized(FR.synthetic_front(np.random.default_rng(1), 64)
+                                           .front, 64, 64), dtype=torch.float32)[None]
+    pred = [y * 0.9, y.flip(1) * 0.95]
+    fixed = CB.contour_losses(pred, y, vertex_weight=1.0)
+    free = CB.contour_losses(pred, y, vertex_weight=1.0, orientation="free")
+    free_rev = CB.contour_losses(pred, y.flip(1), vertex_weight=1.0, orientation="free")
+    assert float(free["loss"]) < float(fixed["loss"])
+    # orientation-free: reversing the target changes nothing
+    assert float(free["loss"]) == pytest.approx(float(free_rev["loss"]), rel=1e-5)
+    # the spacing penalty: 0 for the front itself, large for a zig-zag over it
+    assert float(CB.spacing_penalty(y, y)) < 1e-4
+    zig = y.clone()
+    zig[:, 1::2] = y.flip(1)[:, 1::2]
+    assert float(CB.spacing_penalty(zig, y)) > 100 * float(CB.spacing_penalty(y * 0.9, y))
