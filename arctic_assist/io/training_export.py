@@ -7,12 +7,21 @@ area); lines become calving-front chips with the front as a polyline in chip pix
 The folder is written under a temporary name beside the destination and swapped in at the
 end, so an interrupted export leaves the previous folder intact; the same input gives the
 same folder, byte for byte.
+
+Nothing we did not write is ever deleted: an existing OUTPUT folder is replaced only when it
+is empty or a previous export of ours (its ``manifest.json`` says
+``arctic_assist:export_training_data`` and it holds nothing but that manifest and the chips
+it lists); any other folder is refused, untouched. Temporaries carry the process id and a
+marker file, so the next export to the same OUTPUT removes what a killed run left.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,6 +38,9 @@ gdal.UseExceptions()
 ogr.UseExceptions()
 LOG = logging.getLogger(__name__)
 REVIEWED = ("accepted", "edited")
+BUILDER = "arctic_assist:export_training_data"
+#: a file inside every temporary folder of ours: only folders holding it are ever removed
+TEMP_MARKER = ".arctic_assist_export_temporary"
 VAL_EVERY = 5  # every 5th chip (on a diagonal pattern) is held out for validation metrics
 
 
@@ -91,6 +103,11 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     transform = None if srs.IsSame(target) else osr.CoordinateTransformation(srs, target)
     has_status = layer.GetLayerDefn().GetFieldIndex("status") >= 0
+    if only_reviewed and not has_status:
+        raise InputError(
+            f"LABELS: {labels_path} has no 'status' field, so ONLY_REVIEWED cannot tell "
+            "reviewed features from the others. Review the proposals first (the Review panel "
+            "writes 'status'), or set ONLY_REVIEWED to false to export every feature.")
     counts: dict[str, int] = {}
     out_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out_path))
     out = out_ds.CreateLayer("labels", target,
@@ -189,15 +206,17 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
     for r in rasters[1:] + list(unlabelled):
         if gdal.Open(r) is None:
             raise InputError(f"RASTERS/UNLABELLED: {r} is not a raster GDAL can read.")
-    out = Path(output_dir)
+    out = Path(os.path.abspath(os.path.expanduser(output_dir)))
     parent = out.parent
+    check_destination(out)  # before anything is written: never delete what is not ours
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"OUTPUT: cannot create '{parent}': {exc}") from None
     if not os.access(parent, os.W_OK):
         raise InputError(f"OUTPUT: folder '{parent}' is not writable.")
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=parent))
+    clean_stale_temporaries(out, say)
+    work = _make_work_dir(out)
     try:
         labels_tmp = work / "_labels.gpkg"
         kind, n, repaired, counts = collect_labels(labels_path, labels_layer, target,
@@ -211,6 +230,15 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                              f"({summary or 'empty layer'}). Review some proposals first"
                              f"{' or export all features' if only_reviewed else ''}.")
         say(f"Labels: {n} {kind} feature(s) exported of {summary}.")
+        on_rasters = _count_on_rasters(labels_tmp, rasters, target)
+        if on_rasters == 0:
+            raise InputError(
+                f"LABELS: none of the {n} label feature(s) of {labels_path} lies on the "
+                f"raster(s) ({', '.join(Path(r).name for r in rasters)}); the export would "
+                "hold background only. Check that LABELS and RASTERS cover the same area.")
+        if on_rasters < n:
+            say(f"{n - on_rasters} of {n} label feature(s) lie outside every raster and are "
+                "not in the export.")
         if is_canceled and is_canceled():
             raise CanceledError()
         dest = work / "data"
@@ -221,7 +249,7 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                       "only_reviewed": only_reviewed}
         if kind == "polygon":
             all_rasters = rasters + [str(u) for u in unlabelled]
-            data = D.build_dataset(
+            data = _reading(D.build_dataset,
                 all_rasters, str(labels_tmp), dest, chip_size, aoi_path=aoi_path,
                 split_fn=lambda ri, x, y, w, h: _split(x // chip_size + y // chip_size),
                 labelled=[True] * len(rasters) + [False] * len(unlabelled),
@@ -229,7 +257,7 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
             n_chips, n_unl = len(data.chips), len(data.unlabelled)
         else:
             (dest / "chips").mkdir(parents=True)
-            chips = _line_chips(rasters, labels_tmp, dest, chip_size, None)
+            chips = _reading(_line_chips, rasters, labels_tmp, dest, chip_size, None)
             if not chips:
                 raise InputError("LABELS: none of the fronts lies inside the rasters.")
             band_names = [first.GetRasterBand(i + 1).GetDescription() or f"band{i + 1}"
@@ -261,20 +289,209 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _swap_in(new: Path, out: Path) -> None:
-    """Replace ``out`` by ``new`` so that one of the two complete folders always exists."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
+def _reading(fn, *args, **kwargs):
+    """Call ``fn``; a GDAL read error (truncated or corrupt raster) becomes one sentence."""
     try:
-        new.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        return fn(*args, **kwargs)
+    except RuntimeError as exc:  # GDAL errors name the file
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"RASTERS: a raster could not be read ({msg}). The file may be truncated or "
+            "corrupt: check it with 'gdalinfo -checksum' or export it again.") from None
+    except MemoryError:
+        raise InputError("RASTERS: the rasters are too large to cut into chips in memory; "
+                         "clip them to the reviewed area (AOI) first.") from None
 
+
+def _count_on_rasters(labels_path: Path, rasters: Sequence[str],
+                      target: osr.SpatialReference) -> int:
+    """How many label features intersect the footprint of at least one raster."""
+    footprints = []
+    for r in rasters:
+        ds = gdal.Open(r)
+        gt, w, h = ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize
+        ring = ogr.Geometry(ogr.wkbLinearRing)
+        for c, row in ((0, 0), (w, 0), (w, h), (0, h), (0, 0)):
+            ring.AddPoint_2D(gt[0] + c * gt[1] + row * gt[2], gt[3] + c * gt[4] + row * gt[5])
+        poly = ogr.Geometry(ogr.wkbPolygon)
+        poly.AddGeometry(ring)
+        wkt = ds.GetProjection()
+        if wkt:
+            srs = osr.SpatialReference(wkt=wkt)
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            if not srs.IsSame(target):
+                poly = poly.Clone()
+                poly.Segmentize(max(abs(gt[1]) * w, abs(gt[5]) * h) / 20)
+                poly.Transform(osr.CoordinateTransformation(srs, target))
+        footprints.append(poly)
+    ds_l = ogr.Open(str(labels_path))
+    n = 0
+    for feat in ds_l.GetLayer(0):
+        g = feat.GetGeometryRef()
+        if g is not None and any(g.Intersects(fp) for fp in footprints):
+            n += 1
+    return n
+
+
+def _our_manifest(folder: Path) -> dict | None:
+    """The manifest of a previous export of ours in ``folder``, else None."""
+    from ..training.data import FORMAT
+
+    try:
+        doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None
+    prov = doc.get("provenance")
+    if not isinstance(prov, dict) or prov.get("builder") != BUILDER:
+        return None
+    return doc
+
+
+def _listed_files(doc: dict) -> set[str]:
+    """Relative paths of the files a manifest of ours says the export wrote."""
+    files = {"manifest.json"}
+    for entry in list(doc.get("chips") or []) + list(doc.get("unlabelled") or []):
+        if not isinstance(entry, dict):
+            continue
+        for key in ("image", "mask"):
+            value = entry.get(key)
+            if isinstance(value, str) and not os.path.isabs(value):
+                files.add(Path(value).as_posix())
+    return files
+
+
+def check_destination(out: Path) -> None:
+    """Refuse an OUTPUT that the export could not replace without deleting others' files.
+
+    Allowed: a path that does not exist, an empty folder, or a previous export of ours
+    that holds nothing but its manifest and the chips the manifest lists.
+    """
+    if out.is_symlink():
+        raise InputError(f"OUTPUT: '{out}' is a symbolic link; give the path of a new or "
+                         "empty folder. Nothing was changed.")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"OUTPUT: '{out}' is a file, not a folder; give the path of a new "
+                         "or empty folder. Nothing was changed.")
+    try:
+        entries = sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise InputError(f"OUTPUT: cannot read the folder '{out}' ({exc.strerror}).") from None
+    if not entries:
+        return
+    doc = _our_manifest(out)
+    if doc is None:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more"
+                                          if len(entries) > 5 else "")
+        raise InputError(
+            f"OUTPUT: the folder '{out}' is not empty ({shown}) and is not a previous "
+            "training-data export (no manifest.json written by Export training data). "
+            "Nothing was changed: the export never deletes files it did not write; choose a "
+            "new or empty folder.")
+    listed = _listed_files(doc)
+    foreign: list[str] = []
+    for root, dirs, files in os.walk(out, followlinks=False):
+        rel_root = Path(root).relative_to(out)
+        for d in dirs:
+            rel = (rel_root / d).as_posix()
+            if os.path.islink(os.path.join(root, d)) or rel not in ("chips", "unlabelled"):
+                foreign.append(rel + "/")
+        dirs[:] = [d for d in dirs if (rel_root / d).as_posix() in ("chips", "unlabelled")
+                   and not os.path.islink(os.path.join(root, d))]
+        foreign += [(rel_root / f).as_posix() for f in files
+                    if (rel_root / f).as_posix() not in listed]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (f" and {len(foreign) - 5} more"
+                                                  if len(foreign) > 5 else "")
+        raise InputError(
+            f"OUTPUT: '{out}' is a previous export but also holds files the export did not "
+            f"write ({shown}). Nothing was changed: move them elsewhere or choose another "
+            "folder.")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another export in this process (QGIS runs algorithms in threads)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _temp_prefix(out: Path) -> str:
+    return f".{out.name}.part-"
+
+
+def clean_stale_temporaries(out: Path, say: Callable[[str], None] = LOG.info) -> list[Path]:
+    """Remove the temporary folders of earlier exports to ``out`` whose process is gone.
+
+    Only folders named like ours *and* holding :data:`TEMP_MARKER` are touched. A run killed
+    between the two renames of a swap left the previous export inside its temporary folder
+    (``previous``): it is put back first when OUTPUT is missing.
+    """
+    prefix = _temp_prefix(out)
+    removed = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        if not p.name.startswith(prefix) or p.is_symlink() or not p.is_dir():
+            continue
+        m = re.match(r"(\d+)-", p.name[len(prefix):])
+        if not m or _alive(int(m.group(1))) or not (p / TEMP_MARKER).is_file():
+            continue
+        previous = p / "previous"
+        if previous.is_dir() and not out.exists() and not out.is_symlink():
+            previous.rename(out)
+            say(f"Restored the previous export {out} that an interrupted run had moved aside.")
+        shutil.rmtree(p, ignore_errors=True)
+        say(f"Removed {p.name}, left by an interrupted export.")
+        removed.append(p)
+    return removed
+
+
+def _make_work_dir(out: Path) -> Path:
+    work = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}-", dir=out.parent))
+    (work / TEMP_MARKER).write_text("Arctic Assist export in progress; safe to delete when "
+                                    "no export is running.\n", encoding="utf-8")
+    return work
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)),
+              rename_exchange) == 0
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Replace ``out`` by ``new`` so that one of the two complete folders always exists.
+
+    ``out`` (checked again: empty or a previous export of ours) is exchanged atomically with
+    ``new`` where the system allows it, else moved into the run's temporary folder first; the
+    old content ends up inside the temporary folder, which the caller removes.
+    """
+    check_destination(out)
+    if out.exists():
+        if _exchange(new, out):
+            return
+        previous = new.parent / "previous"
+        out.rename(previous)
+        try:
+            new.rename(out)
+        except OSError:
+            previous.rename(out)
+            raise
+    else:
+        new.rename(out)
