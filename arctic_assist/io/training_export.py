@@ -41,6 +41,9 @@ REVIEWED = ("accepted", "edited")
 BUILDER = "arctic_assist:export_training_data"
 #: a file inside every temporary folder of ours: only folders holding it are ever removed
 TEMP_MARKER = ".arctic_assist_export_temporary"
+#: the export cuts chips from each raster held whole in memory: bound it before reading
+MAX_RASTER_BYTES = 2 * 1024 ** 3
+MIN_CHIP, MAX_CHIP = 16, 4096
 VAL_EVERY = 5  # every 5th chip (on a diagonal pattern) is held out for validation metrics
 
 
@@ -199,13 +202,20 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
     rasters = [str(r) for r in rasters]
     if not rasters:
         raise InputError("RASTERS: give at least one source raster.")
-    first = gdal.Open(rasters[0])
+    if not MIN_CHIP <= int(chip_size) <= MAX_CHIP:
+        raise InputError(f"CHIP_SIZE must be between {MIN_CHIP} and {MAX_CHIP} pixels; got "
+                         f"{chip_size}.")
+    first = _open_raster(rasters[0])
     if first is None:
-        raise InputError(f"RASTERS: {rasters[0]} is not a raster GDAL can read.")
+        what = "does not exist" if not os.path.exists(rasters[0]) else \
+            "is not a raster GDAL can read"
+        raise InputError(f"RASTERS: {rasters[0]} {what}.")
     target = _srs_of(first, rasters[0])
-    for r in rasters[1:] + list(unlabelled):
-        if gdal.Open(r) is None:
+    for r in rasters + list(unlabelled):
+        ds = _open_raster(r)
+        if ds is None:
             raise InputError(f"RASTERS/UNLABELLED: {r} is not a raster GDAL can read.")
+        _check_raster_size(ds, r)
     out = Path(os.path.abspath(os.path.expanduser(output_dir)))
     parent = out.parent
     check_destination(out)  # before anything is written: never delete what is not ours
@@ -287,6 +297,27 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                             n, repaired, n_chips, n_unl, counts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _open_raster(path: str):
+    try:
+        return gdal.Open(path)
+    except RuntimeError:
+        return None
+
+
+def _check_raster_size(ds, path: str) -> None:
+    """Refuse a raster too large to hold in memory, before anything is read."""
+    px = ds.RasterXSize * ds.RasterYSize
+    size = px * (sum(gdal.GetDataTypeSize(ds.GetRasterBand(i + 1).DataType) // 8
+                     for i in range(ds.RasterCount)) + 2)  # the bands, the mask and labels
+    if size > MAX_RASTER_BYTES:
+        raise InputError(
+            f"RASTERS: {path} is {ds.RasterXSize} x {ds.RasterYSize} px with "
+            f"{ds.RasterCount} band(s), {size / 1024 ** 3:.1f} GB in memory; the export holds "
+            f"one raster at a time and is limited to {MAX_RASTER_BYTES / 1024 ** 3:.0f} GB. "
+            "Clip the raster to the reviewed area first (Raster > Extraction > Clip Raster "
+            "by Extent).")
 
 
 def _reading(fn, *args, **kwargs):

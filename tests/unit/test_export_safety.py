@@ -244,3 +244,39 @@ def test_killed_export_keeps_the_previous_one_and_next_run_cleans_up(scene, tmp_
     export(scene, out)  # the next run removes what the killed one left
     assert leftovers(tmp_path, "data") == []
     assert digest(out) == first
+
+
+def test_raster_too_large_for_memory_is_refused_before_reading(scene, tmp_path):
+    from osgeo import gdal
+
+    _, labels = scene
+    huge = tmp_path / "huge.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(huge), 100000, 100000, 4, gdal.GDT_UInt16,
+                                              options=["TILED=YES", "SPARSE_OK=TRUE",
+                                                       "BIGTIFF=YES"])
+    ds.SetGeoTransform((ORIGIN[0], 10, 0, ORIGIN[1], 0, -10))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32608)
+    ds.SetProjection(srs.ExportToWkt())
+    ds = None
+    with pytest.raises(InputError, match="limited to 2 GB") as info:
+        export_training_data(str(labels), [str(huge)], str(tmp_path / "data"), chip_size=48)
+    assert "100000 x 100000" in str(info.value) and "huge.tif" in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a raster at all"])
+def test_empty_or_non_raster_file(scene, tmp_path, content):
+    _, labels = scene
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match="not a raster GDAL can read"):
+        export_training_data(str(labels), [str(bad)], str(tmp_path / "data"), chip_size=48)
+    with pytest.raises(InputError, match="does not exist"):
+        export_training_data(str(labels), [str(tmp_path / "nope.tif")], str(tmp_path / "data"),
+                             chip_size=48)
+
+
+def test_chip_size_out_of_range(scene, tmp_path):
+    with pytest.raises(InputError, match="between 16 and 4096"):
+        export_training_data(str(scene[1]), [str(scene[0])], str(tmp_path / "data"),
+                             chip_size=100000)
