@@ -44,6 +44,8 @@ TEMP_MARKER = ".arctic_assist_export_temporary"
 #: the export cuts chips from each raster held whole in memory: bound it before reading
 MAX_RASTER_BYTES = 2 * 1024 ** 3
 MIN_CHIP, MAX_CHIP = 16, 4096
+#: without an AOI, the reviewed area is every reviewed feature grown by this many pixels
+REVIEW_BUFFER_PX = 16
 VAL_EVERY = 5  # every 5th chip (on a diagonal pattern) is held out for validation metrics
 
 
@@ -257,6 +259,15 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                       "rasters": rasters, "unlabelled_rasters": list(unlabelled),
                       "builder": "arctic_assist:export_training_data",
                       "only_reviewed": only_reviewed}
+        if kind == "polygon" and not aoi_path:
+            # unreviewed is not background: without an AOI only the surroundings of what
+            # the expert looked at (accepted, edited and rejected features) are labelled
+            aoi_path = str(reviewed_area(labels_path, labels_layer, target, first,
+                                         work / "_reviewed_area.gpkg", only_reviewed))
+            provenance["reviewed_area"] = (
+                f"features reviewed, buffered by {REVIEW_BUFFER_PX} px (no AOI given)")
+            say(f"No AOI: pixels farther than {REVIEW_BUFFER_PX} px from a reviewed feature "
+                "are 'ignore' (give an AOI for an area you reviewed completely).")
         if kind == "polygon":
             all_rasters = rasters + [str(u) for u in unlabelled]
             data = _reading(D.build_dataset,
@@ -526,3 +537,48 @@ def _swap_in(new: Path, out: Path) -> None:
             raise
     else:
         new.rename(out)
+
+
+def reviewed_area(labels_path: str, layer_name: str | None, target: osr.SpatialReference,
+                  raster: gdal.Dataset, out_path: Path, only_reviewed: bool) -> Path:
+    """The area an expert reviewed, when no AOI says so: every feature they decided on
+    (status accepted, edited or rejected; every feature when ONLY_REVIEWED is off) grown by
+    :data:`REVIEW_BUFFER_PX` pixels of ``raster``, in ``target``'s CRS, written to
+    ``out_path`` (GeoPackage, one multipolygon). Pixels outside it are 'ignore': the slumps
+    the model missed elsewhere in the scene are not taught as background, and rejected
+    proposals (false positives) are background."""
+    src = ogr.Open(labels_path)
+    layer = src.GetLayerByName(layer_name) if layer_name else src.GetLayer(0)
+    srs = layer.GetSpatialRef()
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    transform = None if srs.IsSame(target) else osr.CoordinateTransformation(srs, target)
+    has_status = layer.GetLayerDefn().GetFieldIndex("status") >= 0
+    decided = REVIEWED + ("rejected",)
+    gt = raster.GetGeoTransform()
+    distance = REVIEW_BUFFER_PX * max(abs(gt[1]), abs(gt[5]))
+    area = ogr.Geometry(ogr.wkbMultiPolygon)
+    parts = []
+    layer.ResetReading()
+    for feat in layer:
+        if has_status and only_reviewed and (feat.GetField("status") or "") not in decided:
+            continue
+        geom = feat.GetGeometryRef()
+        if geom is None or geom.IsEmpty():
+            continue
+        geom = geom.Clone()
+        if not geom.IsValid():
+            geom = geom.MakeValid()
+            if geom is None or geom.IsEmpty():
+                continue
+        if transform is not None:
+            geom.Transform(transform)
+        parts.append(geom.Buffer(distance, 8))
+    for g in parts:
+        area = area.Union(g) if not area.IsEmpty() else g.Clone()
+    out_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out_path))
+    out = out_ds.CreateLayer("reviewed_area", target, ogr.wkbMultiPolygon)
+    f = ogr.Feature(out.GetLayerDefn())
+    f.SetGeometry(ogr.ForceToMultiPolygon(area))
+    out.CreateFeature(f)
+    out_ds = None
+    return out_path

@@ -68,7 +68,26 @@ def test_accepted_and_rejected_become_mask_values(provider, raster, tmp_path):
     masks = [gdal.Open(str(out / c["mask"])).ReadAsArray() for c in manifest["chips"]]
     total = sum(int((m == 1).sum()) for m in masks)
     assert total == 400  # the accepted 200 m x 200 m square at 10 m: 20 x 20 pixels
-    assert all(set(np.unique(m)) <= {0, 1} for m in masks)  # rejected/proposed: background
+    assert all(set(np.unique(m)) <= {0, 1, 255} for m in masks)
+    # no AOI: only what the expert decided on (and 16 px around it) is labelled; the
+    # rejected square is background, the never-reviewed 'proposed' one is 'ignore'
+    ds = gdal.Open(str(raster))
+    inv = gdal.InvGeoTransform(ds.GetGeoTransform())
+
+    def value_at(x, y):
+        col, row = (int(v) for v in gdal.ApplyGeoTransform(inv, x, y))
+        for c in manifest["chips"]:
+            cgt = gdal.Open(str(out / c["mask"])).GetGeoTransform()
+            c0, r0 = int(round((cgt[0] - ORIGIN[0]) / 10)), int(round((ORIGIN[1] - cgt[3]) / 10))
+            m = gdal.Open(str(out / c["mask"])).ReadAsArray()
+            if 0 <= row - r0 < m.shape[0] and 0 <= col - c0 < m.shape[1]:
+                return int(m[row - r0, col - c0])
+        return None
+
+    assert value_at(x0 + 100, y0 + 100) == 1  # accepted
+    assert value_at(x0 + 500, y0 + 100) == 0  # rejected: background
+    assert value_at(x0 + 50, y0 - 250) in (255, None)  # proposed, never reviewed: ignore
+    assert "reviewed_area" in manifest["provenance"]
     assert manifest["unlabelled"] and manifest["provenance"]["labels"] == [str(labels)]
 
 
