@@ -183,6 +183,13 @@ class ModelSpec:
 # ----------------------------------------------------------------------------- helpers
 
 
+#: upper bounds on sizes read from a model file (checked before anything is allocated)
+MAX_TILE_SIZE = 4096
+MAX_BANDS = 64
+MAX_VERTICES = 4096
+MAX_ITERATIONS = 64
+
+
 def _get(doc: Mapping[str, Any], path: str, default: Any = ..., ) -> Any:
     cur: Any = doc
     for part in path.split("."):
@@ -288,6 +295,9 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
             shape=tuple(out.get("shape", ())),
             activation=_choice(out, "activation", ACTIVATIONS, "none"),
         ))
+    if len(bands) > MAX_BANDS:
+        raise ModelSpecError(f"model metadata: field 'input.bands' lists {len(bands)} bands; "
+                             f"at most {MAX_BANDS} are supported")
     contour = None
     if task == "contour":
         contour = ContourSpec(
@@ -297,10 +307,23 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
                                 "xy_normalized_align_corners"),
         )
     tile_size = _num(doc, "tile.size", positive=True, integer=True)
+    if tile_size > MAX_TILE_SIZE:  # sizes from a file are bounded before anything is allocated
+        raise ModelSpecError(
+            f"model metadata: field 'tile.size' is {tile_size} px; Arctic Assist runs tiles of "
+            f"at most {MAX_TILE_SIZE} px (a larger tile would exhaust the memory)")
     overlap = _num(doc, "tile.overlap", 0, integer=True)
     if not 0 <= overlap < tile_size:
         raise ModelSpecError(
             f"model metadata: field 'tile.overlap' must be in [0, tile.size); got {overlap}")
+    if contour is not None and (contour.vertices > MAX_VERTICES
+                                or contour.iterations > MAX_ITERATIONS):
+        raise ModelSpecError(
+            f"model metadata: fields 'contour.vertices' ({contour.vertices}) and "
+            f"'contour.iterations' ({contour.iterations}) must be at most {MAX_VERTICES} and "
+            f"{MAX_ITERATIONS}")
+    if _num(doc, "tile.multiple_of", 1, positive=True, integer=True) > tile_size:
+        raise ModelSpecError("model metadata: field 'tile.multiple_of' must be at most "
+                             f"tile.size ({tile_size})")
     threshold = _num(doc, "threshold", 0.5)
     if task == "segmentation" and not 0.0 < threshold < 1.0:
         raise ModelSpecError(

@@ -31,6 +31,8 @@ ogr.UseExceptions()
 osr.UseExceptions()
 
 LOG = logging.getLogger(__name__)
+#: an AOI box is read whole: its side in model pixels is bounded before anything is allocated
+MAX_AOI_SIDE_PX = 8192
 
 ProgressFn = Callable[[float], Any]
 CancelFn = Callable[[], bool]
@@ -344,6 +346,12 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
     say(f"Tracing {len(aois)} front(s) with {spec.name} {spec.version} on {model.provider}; "
         f"pixel size {pixel * unit_m:.1f} m")
     for k, (aoi_id, pts) in enumerate(aois):
+        xs, ys = pts[:, 0], pts[:, 1]
+        area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+        if not area > pixel * pixel:  # also NaN
+            raise InputError(
+                f"AOI {aoi_id}: the box has no area (its corners are collinear or within one "
+                "pixel); draw a box around the glacier terminus")
         box = C.oriented_box(pts)
         poly = ogr.CreateGeometryFromWkt(
             "POLYGON((" + ",".join(f"{x!r} {y!r}" for x, y in
@@ -354,11 +362,26 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
         if inter < 0.999:
             say(f"AOI {aoi_id}: {100 * (1 - inter):.0f} % of the box is outside the raster")
         gt, w, h = C.window_geotransform(box, pixel, mult, min_size=2 * mult)
-        arr, valid = read_window(src, bands, work, gt, w, h, src_pixel, pixel)
+        if max(w, h) > MAX_AOI_SIDE_PX:
+            raise InputError(
+                f"AOI {aoi_id}: the box is {w} x {h} px at the model's {pixel * unit_m:g} m "
+                f"pixels ({max(w, h) * pixel * unit_m / 1000:.0f} km); boxes are limited to "
+                f"{MAX_AOI_SIDE_PX} px per side: draw a box around one glacier terminus")
+        try:
+            arr, valid = read_window(src, bands, work, gt, w, h, src_pixel, pixel)
+        except RuntimeError as exc:  # GDAL: truncated or corrupt file
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "read error"
+            raise InputError(
+                f"{req.raster_path} could not be read inside AOI {aoi_id} ({msg}); the file "
+                "may be truncated or corrupt: check it with 'gdalinfo -checksum'") from None
+        valid &= np.all(np.isfinite(arr), axis=0)  # NaN/inf pixels carry no data
         if spec.nodata_value is not None:
             valid &= ~np.any(arr == spec.nodata_value, axis=0)
         if not valid.any():
-            raise InputError(f"AOI {aoi_id}: no valid raster pixels inside the box")
+            raise InputError(
+                f"AOI {aoi_id}: no valid pixel of {os.path.basename(req.raster_path)} "
+                f"(band(s) {', '.join(map(str, bands))}) inside the box: all nodata or NaN; "
+                "move the box over image data or choose another raster")
         if not valid.all():  # fill with the mean of the valid pixels (neutral for the model)
             for c in range(arr.shape[0]):
                 arr[c][~valid] = float(arr[c][valid].mean())
