@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class StreamStats:
     max_buffer_rows: int = 0
     panels: int = 0
     max_buffer_cols: int = 0
+    #: seconds in the main thread outside ``predict`` and waits: batching, padding, the
+    #: weighted accumulation and the final division (the blending)
+    blend_seconds: float = 0.0
 
 
 #: target width of a column panel; wider grids are processed panel by panel
@@ -249,6 +253,7 @@ def sliding_window_stream(
                 pending_read = pool.submit(load, i + 1) if i + 1 < len(batches) else None
             else:
                 data, valid = load(i)
+            t_blend = time.perf_counter()
             c_lo, c_hi = cols[0], cols[-1] + tw
             valid_buf[:, c_lo - p0:c_hi - p0] |= valid
             run_cols = []
@@ -265,7 +270,9 @@ def sliding_window_stream(
                 run_cols.append(c0)
             if tiles:
                 batch = np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
+                stats.blend_seconds += time.perf_counter() - t_blend
                 out = np.asarray(predict(batch), dtype=np.float32)
+                t_blend = time.perf_counter()
                 if out.shape[0] != len(tiles) or out.shape[1] != out_channels \
                         or out.shape[2] < th or out.shape[3] < tw:
                     raise ValueError(
@@ -275,10 +282,12 @@ def sliding_window_stream(
                     acc[:, :, c0 - p0:c0 - p0 + tw] += out[k, :, :th, :tw] * weights
                 stats.tiles_run += len(tiles)
             done += len(cols)
+            stats.blend_seconds += time.perf_counter() - t_blend
             if progress is not None:
                 progress(100.0 * done / n_total)
             if i + 1 < len(batches) and batches[i + 1][:2] == (pi, ri):
                 continue
+            t_blend = time.perf_counter()
             # end of a tile row: rows [r0, next_r0) of the panel's own columns are final (no
             # later tile of this panel starts above; the previous panel's share is in carry)
             last = ri == len(row_starts) - 1
@@ -291,6 +300,7 @@ def sliding_window_stream(
                 carry[:, r0:r0 + n_final, :p2 - p1] = acc[:, :n_final, p1 - p0:p2 - p0]
             block, vblock = _finish(block, row_sum32[r0:r0 + n_final], col_sum32[p0:p1],
                                     valid_buf[:n_final, :p1 - p0], nodata)
+            stats.blend_seconds += time.perf_counter() - t_blend
             for f in pending_writes:  # keep at most one write in flight (bounded memory)
                 f.result()
             pending_writes = []
@@ -300,6 +310,7 @@ def sliding_window_stream(
                 write(r0, p0, block, vblock)
             if pi == 0:
                 stats.rows_written += n_final
+            t_blend = time.perf_counter()
             if last:  # the next panel starts with empty buffers
                 acc[:] = 0.0
                 valid_buf[:] = False
@@ -309,6 +320,7 @@ def sliding_window_stream(
                 valid_buf[:keep] = valid_buf[n_final:]
                 acc[:, keep:] = 0.0
                 valid_buf[keep:] = False
+            stats.blend_seconds += time.perf_counter() - t_blend
         for f in pending_writes:
             f.result()
     finally:

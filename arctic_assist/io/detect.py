@@ -7,16 +7,18 @@
 2. build the processing grid (a VRT: the source pixels, or a warp to the model's pixel size
    and, for a geographic CRS, to the UTM zone) limited to the extent and the mask;
 3. stream overlapping tiles through the model (:mod:`arctic_assist.core.tiling`), writing
-   the blended probability (Float32 GeoTIFF) and the thresholded mask (uint8 GeoTIFF) block
-   by block, one column panel at a time;
-4. polygonise, filter, score, simplify, reproject to the raster's CRS and write the
-   GeoPackage (:mod:`arctic_assist.io.vector`).
+   the blended probability (Float32 GeoTIFF) block by block, one column panel at a time;
+4. vectorise the probability window by window: threshold, clean up, label, drop small
+   components, polygonise, score, simplify, reproject to the raster's CRS, and write the
+   GeoPackage in batches (:mod:`arctic_assist.io.vector`).
 
 Every output is written under a temporary name in its own folder and moved into place with
 ``os.replace`` at the very end; on any error or cancel the temporaries are removed, so
 nothing is left at the output paths. Memory is bounded by one row of tiles of one column
-panel (plus GDAL's block cache, limited to :data:`GDAL_CACHE_MB` during the run), whatever
-the raster size.
+panel (plus GDAL's block cache, limited to :data:`GDAL_CACHE_MB` during the run) and then
+by one vectorising window, whatever the raster size or the number of polygons. The time of
+every phase (read, normalise, onnxruntime, blend, write rasters, vectorise, write features)
+is logged at the end of the run and returned in :attr:`DetectResult.timings`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -35,6 +37,7 @@ from ..core.bands import resolve_bands
 from ..core.errors import CanceledError, InputError
 from ..core.onnx_model import OnnxModel
 from ..core.tiling import sliding_window_stream
+from . import leftovers
 from .raster import (
     GTIFF_TILED,
     GridReader,
@@ -45,7 +48,7 @@ from .raster import (
     gdal_cache_limit,
     open_raster,
 )
-from .vector import build_features, write_gpkg
+from .vector import Cleanup, FeatureWriter, vectorise
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class DetectRequest:
     threshold: float | None = None        # default: the model's
     min_area_m2: float = 0.0
     simplify_m: float = 0.0
+    cleanup: Cleanup | None = None        # small segments, holes, majority filter (pixels)
     device: str = "auto"                  # auto | cpu | cuda
     batch_size: int = 4
     layer_name: str = "thaw_slumps"
@@ -101,6 +105,9 @@ class DetectResult:
     tiles_skipped: int
     seconds: float
     inference_seconds: float  # sum of session.run times
+    #: seconds per phase: read, normalise, onnxruntime, blend, write_rasters, vectorise,
+    #: write_features (read/normalise/write_rasters run in worker threads, overlapping)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _check_output(path: str, what: str, suffixes: tuple[str, ...]) -> str:
@@ -128,9 +135,8 @@ def _check_output(path: str, what: str, suffixes: tuple[str, ...]) -> str:
 
 
 def _temp_name(final: str, run_id: str, tag: str) -> str:
-    folder, name = os.path.split(final)
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.{run_id[:12]}.{tag}{ext}")
+    """Named by process and run, so that a later run removes what a killed one left."""
+    return leftovers.temp_name(final, tag, run_id)
 
 
 def _remove(path: str) -> None:
@@ -172,6 +178,9 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                  if req.probability_path else None)
     if req.min_area_m2 < 0 or req.simplify_m < 0:
         raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
+    for final in (out_path, prob_path):
+        if final:
+            leftovers.clean_stale(final, say)
     gdal = _gdal()
     temps: list[str] = []
     grid = None
@@ -193,7 +202,8 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             check_cancel()
             grid = build_grid(ds, info, bands, spec, req.extent, req.mask_path,
                               workdir=os.path.dirname(out_path))
-            check_has_valid_data(grid, spec, req.raster_path)
+            check_has_valid_data(grid, spec, req.raster_path,
+                                 progress=lambda p: report(0.05 * p), is_canceled=is_canceled)
             crs_name = grid.srs.GetName()
             say(f"Processing grid {grid.width} x {grid.height} px at "
                 f"{grid.pixel_size * grid.metres_per_unit:.2f} m in {crs_name}"
@@ -209,22 +219,21 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                 grid_prob = _temp_name(prob_path, run_id, "part")
             else:
                 grid_prob = _temp_name(out_path, run_id, "prob") + ".tif"
-            mask_tif = _temp_name(out_path, run_id, "mask") + ".tif"
-            temps += [grid_prob, mask_tif]
+            temps.append(grid_prob)
             temp_opts = _temp_options()
             prob_opts = PROBABILITY_OPTIONS if (prob_path and same_crs) else temp_opts
             prob_w = PanelWriter(grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA,
                                  options=prob_opts)
-            mask_w = PanelWriter(mask_tif, grid, gdal.GDT_Byte, None, options=temp_opts)
             n_positive = 0
+            t_write = 0.0
 
             def write(row0: int, col0: int, block: np.ndarray, valid: np.ndarray) -> None:
-                nonlocal n_positive
+                nonlocal n_positive, t_write
+                t0 = time.perf_counter()
                 p = block[0]
                 prob_w.write(row0, col0, p)
-                m = (p > threshold) & valid
-                n_positive += int(np.count_nonzero(m))
-                mask_w.write(row0, col0, m.astype(np.uint8))
+                n_positive += int(np.count_nonzero(p > threshold))  # nodata (-1) never is
+                t_write += time.perf_counter() - t0
 
             reader = GridReader(grid, spec)
             model.reset_timer()
@@ -234,18 +243,11 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                     out_channels=1, batch_size=req.batch_size, nodata=PROBABILITY_NODATA,
                     progress=lambda p: report(0.9 * p), is_canceled=is_canceled)
             finally:
+                t0 = time.perf_counter()
                 prob_w.close()
-                mask_w.close()
+                t_write += time.perf_counter() - t0
             say(f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
                 f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime")
-            check_cancel()
-
-            proposals = build_features(
-                mask_tif, grid_prob, grid_gt=grid.geotransform, grid_srs=grid.srs,
-                metres_per_unit=grid.metres_per_unit, out_srs=info.srs,
-                min_area_m2=req.min_area_m2, simplify_m=req.simplify_m,
-                is_canceled=is_canceled,
-                progress=lambda p: report(90.0 + 0.08 * p)) if n_positive else []
             check_cancel()
 
             attrs = {
@@ -256,7 +258,23 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             }
             tmp_gpkg = _temp_name(out_path, run_id, "part")
             temps.append(tmp_gpkg)
-            n = write_gpkg(tmp_gpkg, req.layer_name, info.srs, proposals, attrs)
+            writer = FeatureWriter(tmp_gpkg, req.layer_name, info.srs, attrs)
+            try:
+                vstats = vectorise(
+                    grid_prob, writer, threshold=threshold,
+                    metres_per_unit=grid.metres_per_unit, grid_srs=grid.srs,
+                    out_srs=info.srs, min_area_m2=req.min_area_m2, simplify_m=req.simplify_m,
+                    cleanup=req.cleanup, is_canceled=is_canceled,
+                    progress=lambda p: report(90.0 + 0.08 * p)) if n_positive else None
+                n = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            if vstats is not None:
+                say(f"{vstats.components} component(s) after clean-up, {n} kept "
+                    f"(min area {req.min_area_m2:g} m2"
+                    + (f"; {req.cleanup.describe()}" if req.cleanup else "") + ")")
+            check_cancel()
 
             tmp_prob_final = None
             if prob_path:
@@ -291,9 +309,20 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
     del ds
     seconds = time.perf_counter() - t_start
     report(100.0)
+    v_total = vstats.seconds if vstats is not None else 0.0
+    v_write = writer.seconds
+    timings = {
+        "read": reader.read_seconds, "normalise": reader.normalise_seconds,
+        "onnxruntime": model.inference_seconds, "blend": stats.blend_seconds,
+        "write_rasters": t_write, "vectorise": max(0.0, v_total - (vstats.write_seconds
+                                                                   if vstats else 0.0)),
+        "write_features": v_write, "total": seconds,
+    }
+    say("Time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + " (read, normalise and write rasters overlap with onnxruntime)")
     say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")
     return DetectResult(
         output_path=out_path, probability_path=prob_path, n_features=n,
         provider=model.provider, run_id=run_id, tiles_run=stats.tiles_run,
         tiles_skipped=stats.tiles_skipped, seconds=seconds,
-        inference_seconds=model.inference_seconds)
+        inference_seconds=model.inference_seconds, timings=timings)

@@ -15,19 +15,21 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import InputError
+from ..core.errors import CanceledError, InputError
 from ..core.normalize import prepare, valid_mask
 from ..core.spec import ModelSpec
 
 LOG = logging.getLogger(__name__)
 
+#: side of the windows of the nodata scan (read decimated 8x)
+SCAN_WINDOW = 4096
 #: relative pixel-size difference under which no resampling is done
 PIXEL_SIZE_TOLERANCE = 0.01
 GTIFF_TILED = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
@@ -183,6 +185,32 @@ class ProcessingGrid:
     source_vrt: str
     mask_ds: Any = None
     temp_paths: list[str] = field(default_factory=list)
+    #: (dataset, band numbers, column offset, row offset) of the source pixels when the grid
+    #: is a plain window of the raster (not warped): lets sparse, empty blocks be skipped
+    source: tuple[Any, list[int], int, int] | None = None
+
+    def empty_fill_is_invalid(self, spec_nodata: Any) -> bool:
+        """True when pixels of absent (sparse) blocks read as nodata: GDAL fills them with
+        the band's nodata value, else 0."""
+        if any(v is not None for v in self.nodata):
+            return True
+        return spec_nodata is not None and float(spec_nodata) == 0.0
+
+    def window_is_empty(self, r0: int, c0: int, nr: int, nc: int) -> bool:
+        """True when every source band reports the window as absent blocks (a sparse
+        GeoTIFF), so that reading it would only give fill values. Cheap: no pixel is read."""
+        if self.source is None:
+            return False
+        gdal = _gdal()
+        ds, bands, co, ro = self.source
+        try:
+            for b in bands:
+                flags, _ = ds.GetRasterBand(b).GetDataCoverageStatus(co + c0, ro + r0, nc, nr)
+                if flags != gdal.GDAL_DATA_COVERAGE_STATUS_EMPTY:
+                    return False
+        except (RuntimeError, AttributeError):
+            return False
+        return True
 
     @property
     def pixel_size(self) -> float:
@@ -270,6 +298,7 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
         vrt_path = src_vrt
         vds = gdal.Open(vrt_path)
         alpha = None
+        source = (ds, list(bands), c0, r0)
         LOG.info("processing grid: source pixels, window %d,%d %dx%d", c0, r0, c1 - c0, r1 - r0)
     else:
         gdal.Translate(src_vrt, ds, format="VRT", bandList=list(bands))
@@ -296,6 +325,7 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
                   resampleAlg=alg, dstAlpha=True, **kwargs)
         vds = gdal.Open(vrt_path)
         alpha = vds.RasterCount
+        source = None
         LOG.info("processing grid: warped to %s at %.3f m (%s), %dx%d",
                  target.GetAttrValue("PROJCS") or target.GetName(), res * mpu, alg,
                  vds.RasterXSize, vds.RasterYSize)
@@ -305,7 +335,7 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
         geotransform=tuple(vds.GetGeoTransform()), srs=srs_traditional(target), n_bands=n,
         nodata=[vds.GetRasterBand(i + 1).GetNoDataValue() for i in range(n)],
         alpha_band=alpha, warped=warp, metres_per_unit=_metres_per_unit(target),
-        source_vrt=src_vrt)
+        source_vrt=src_vrt, source=source)
     if mask_path:
         try:
             grid.mask_ds = rasterize_mask(mask_path, grid, workdir)
@@ -348,7 +378,8 @@ class GridReader:
     def __init__(self, grid: ProcessingGrid, spec: ModelSpec) -> None:
         self.grid = grid
         self.spec = spec
-        self.read_seconds = 0.0
+        self.read_seconds = 0.0       # GDAL reads (and warping)
+        self.normalise_seconds = 0.0  # validity mask and normalisation
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw band values (C x nr x nc) and the extra validity (alpha and mask) or None."""
@@ -370,18 +401,26 @@ class GridReader:
 
         t0 = time.perf_counter()
         arr, extra = self.raw(r0, c0, nr, nc)
+        t1 = time.perf_counter()
         x, valid = prepare(arr, self.spec, self.grid.nodata, extra)
-        self.read_seconds += time.perf_counter() - t0
+        self.read_seconds += t1 - t0
+        self.normalise_seconds += time.perf_counter() - t1
         return x, valid
 
 
 def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
-                         samples: int = 8, size: int = 64) -> None:
+                         samples: int = 8, size: int = 64,
+                         progress: Callable[[float], None] | None = None,
+                         is_canceled: Callable[[], bool] | None = None,
+                         window: int = SCAN_WINDOW) -> None:
     """Raise InputError when the processing area holds only nodata (cheap in the usual case).
 
     A few small full-resolution windows are probed first; only if none of them holds valid
-    data is the whole area read decimated (average resampling honours nodata, so a small
-    valid patch still shows), which is one bounded-memory pass.
+    data is the area scanned window by window (``window`` px, read decimated with average
+    resampling, which honours nodata, so a small valid patch still shows). Windows whose
+    blocks are absent from a sparse GeoTIFF are skipped without reading. The scan reports
+    ``progress`` (0..100) and raises :class:`CanceledError` when ``is_canceled()``: a huge,
+    mostly empty raster never sits in one long read.
     """
     gdal = _gdal()
     reader = GridReader(grid, spec)
@@ -399,25 +438,39 @@ def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
                 v &= extra
             if v.any():
                 return
-    bx, by = min(grid.width, 512), min(grid.height, 512)
-    arr = grid.ds.ReadAsArray(0, 0, grid.width, grid.height, buf_xsize=bx, buf_ysize=by,
-                              resample_alg=gdal.GRIORA_Average)
-    if arr.ndim == 2:
-        arr = arr[None]
-    v = np.ones(arr.shape[1:], dtype=bool)
-    if grid.alpha_band is not None:
-        v &= arr[grid.alpha_band - 1] > 0
-        arr = arr[: grid.n_bands]
-    v &= valid_mask(arr, nodata)
-    if grid.mask_ds is not None:
-        m = grid.mask_ds.GetRasterBand(1).ReadAsArray(
-            0, 0, grid.width, grid.height, buf_xsize=bx, buf_ysize=by,
-            resample_alg=gdal.GRIORA_Average)
-        v &= m > 0
-    if not v.any():
-        raise InputError(
-            f"{path} holds only nodata in the area to process (nodata value "
-            f"{_fmt_nodata(nodata)}); choose another raster, extent or mask.")
+    skip_empty = grid.empty_fill_is_invalid(spec.nodata_value)
+    windows = [(r0, c0) for r0 in range(0, grid.height, window)
+               for c0 in range(0, grid.width, window)]
+    factor = max(1, window // 512)
+    for i, (r0, c0) in enumerate(windows):
+        if is_canceled is not None and is_canceled():
+            raise CanceledError()
+        if progress is not None:
+            progress(100.0 * i / len(windows))
+        nr, nc = min(window, grid.height - r0), min(window, grid.width - c0)
+        if skip_empty and grid.window_is_empty(r0, c0, nr, nc):
+            continue
+        bx, by = max(1, -(-nc // factor)), max(1, -(-nr // factor))
+        arr = grid.ds.ReadAsArray(c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by,
+                                  resample_alg=gdal.GRIORA_Average)
+        if arr.ndim == 2:
+            arr = arr[None]
+        v = np.ones(arr.shape[1:], dtype=bool)
+        if grid.alpha_band is not None:
+            v &= arr[grid.alpha_band - 1] > 0
+            arr = arr[: grid.n_bands]
+        v &= valid_mask(arr, nodata)
+        if grid.mask_ds is not None:
+            m = grid.mask_ds.GetRasterBand(1).ReadAsArray(
+                c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by, resample_alg=gdal.GRIORA_Average)
+            v &= m > 0
+        if v.any():
+            if progress is not None:
+                progress(100.0)
+            return
+    raise InputError(
+        f"{path} holds only nodata in the area to process (nodata value "
+        f"{_fmt_nodata(nodata)}); choose another raster, extent or mask.")
 
 
 def _fmt_nodata(nodata: Any) -> str:

@@ -1,28 +1,45 @@
-"""Vectorising the thresholded mask and writing the proposals GeoPackage (GDAL/OGR only).
+"""Vectorising the probability raster into scored polygons, in bounded memory (GDAL/OGR).
 
-- :func:`polygonize` runs ``gdal.Polygonize`` on the uint8 mask with **4-connectedness**:
-  pixels touching only at a corner become separate polygons. 8-connectedness would merge
-  slumps that touch diagonally and produce self-touching rings (invalid OGC polygons) that
-  QGIS's editing tools and the review panel handle badly; the model's blended probability
-  is smooth, so 4-connectedness splits almost nothing real.
-- :func:`build_features` drops polygons under ``min_area_m2`` (area on the processing grid,
-  metres), scores each polygon with the mean probability of its pixels (reading only the
-  polygon's bounding-box window of the probability raster), simplifies it
-  (``SimplifyPreserveTopology``, metres) and reprojects it to the raster's CRS.
-- :func:`write_gpkg` writes the GeoPackage: fields ``score``, ``area_m2``, ``model``,
-  ``model_version``, ``provider``, ``source``, ``run_id``, ``created`` (ISO-8601 UTC) and
-  ``status`` (``'proposed'``). Zero features is a valid GeoPackage.
+:func:`vectorise` reads the blended probability GeoTIFF in windows (:data:`WINDOW` px
+square, plus a halo for the clean-up) and never holds more than one window, whatever the
+raster size or the number of polygons:
+
+1. threshold (``p > threshold`` at valid pixels), then the optional clean-up
+   (:class:`Cleanup`, :mod:`arctic_assist.core.components`): a majority (= median) filter,
+   then holes of fewer than ``fill_holes_px`` pixels filled. Both read the halo, so they
+   give the same result as on the whole raster (holes up to :data:`MAX_HALO` pixels);
+2. label the 4-connected components of the window (numpy); one ``bincount`` gives every
+   component's pixel count and probability sum (the mean score; filled holes count);
+3. drop components under ``min_segment_px`` pixels or ``min_area_m2`` **before** any
+   geometry is built, then ``gdal.Polygonize`` the remaining labels once per window
+   (4-connectedness: pixels touching only at a corner are separate polygons, never a
+   self-touching ring), in integer pixel coordinates;
+4. a component that touches an inner window edge is a *piece*: pieces are joined across
+   the edges by a union-find over the labels on both sides, their counts and sums added,
+   the small ones dropped, and the pieces of one component unioned into one polygon (exact:
+   integer coordinates) at the end;
+5. every polygon is moved to map coordinates, simplified (``SimplifyPreserveTopology``,
+   metres), reprojected to the output CRS and handed to a :class:`FeatureWriter`, which
+   writes the GeoPackage in transactions of :data:`BATCH` features.
+
+Fields: ``score`` (mean probability of the polygon's pixels), ``area_m2`` (pixel count x
+pixel area on the processing grid), ``model``, ``model_version``, ``provider``,
+``source``, ``run_id``, ``created`` (ISO-8601 UTC) and ``status`` (``'proposed'``). Zero
+features is a valid GeoPackage.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
 from ..core.errors import CanceledError
 from .raster import _gdal, srs_traditional
 
@@ -33,143 +50,345 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("provider", "str"), ("source", "str"), ("run_id", "str"), ("created", "str"),
     ("status", "str"),
 )
+#: side of the square windows the probability raster is vectorised in (multiple of 256)
+WINDOW = 2048
+#: features per GeoPackage transaction
+BATCH = 20000
+#: the largest halo read around a window for the clean-up (holes up to this many pixels
+#: are filled whatever the windows; larger limits still fill holes inside one window)
+MAX_HALO = 256
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Clean-up of the thresholded mask (all in pixels of the processing grid; 0 = off)."""
+
+    min_segment_px: int = 0   # drop components with fewer pixels
+    fill_holes_px: int = 0    # fill holes with fewer pixels
+    filter_size: int = 0      # majority (binary median) filter window, odd; 0 or 1 = off
+
+    def __post_init__(self) -> None:
+        if self.min_segment_px < 0 or self.fill_holes_px < 0 or self.filter_size < 0:
+            raise ValueError("clean-up sizes must be >= 0")
+        if self.filter_size > 1 and self.filter_size % 2 == 0:
+            raise ValueError(f"the filter size must be odd; got {self.filter_size}")
+
+    def describe(self) -> str:
+        parts = [f"segments < {self.min_segment_px} px removed" if self.min_segment_px > 1
+                 else "", f"holes < {self.fill_holes_px} px filled" if self.fill_holes_px > 1
+                 else "", f"{self.filter_size}x{self.filter_size} majority filter"
+                 if self.filter_size > 1 else ""]
+        return "; ".join(p for p in parts if p) or "no clean-up"
+
+
+#: the defaults of ``detect_thaw_slumps`` (chosen on the Peel image, see the README)
+DEFAULT_CLEANUP = Cleanup(min_segment_px=4, fill_holes_px=4, filter_size=0)
 
 
 @dataclass
-class Proposal:
-    """One output polygon (WKB in the output CRS) and its per-feature values."""
+class VectoriseStats:
+    """What :func:`vectorise` did, and where its time went."""
 
-    wkb: bytes
-    score: float
-    area_m2: float
-
-
-def polygonize(mask_path: str) -> tuple[Any, Any]:
-    """Polygons of the non-zero pixels of a uint8 mask (4-connected); (datasource, layer)."""
-    gdal = _gdal()
-    from osgeo import ogr
-
-    src = gdal.Open(mask_path)
-    band = src.GetRasterBand(1)
-    mem = ogr.GetDriverByName("Memory").CreateDataSource("polygons")
-    srs = src.GetSpatialRef()
-    layer = mem.CreateLayer("polygons", srs=srs, geom_type=ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("dn", ogr.OFTInteger))
-    gdal.Polygonize(band, band, layer, 0, [], callback=None)  # mask = band: skip zeros
-    src = None
-    return mem, layer
+    components: int = 0        # after clean-up, before the size filters (pieces joined)
+    written: int = 0
+    pieces: int = 0            # components cut by window edges
+    windows: int = 0
+    seconds: float = 0.0       # the whole vectorise call
+    write_seconds: float = 0.0  # inside the FeatureWriter (geometry to GeoPackage)
+    extra: dict[str, float] = field(default_factory=dict)
 
 
-def _pixel_window(env: tuple[float, float, float, float], gt: tuple[float, ...],
-                  width: int, height: int) -> tuple[int, int, int, int]:
-    xmin, xmax, ymin, ymax = env
-    c0 = int(np.floor((xmin - gt[0]) / gt[1] + 1e-6))
-    c1 = int(np.ceil((xmax - gt[0]) / gt[1] - 1e-6))
-    r0 = int(np.floor((ymax - gt[3]) / gt[5] + 1e-6))
-    r1 = int(np.ceil((ymin - gt[3]) / gt[5] - 1e-6))
-    c0, r0 = max(c0, 0), max(r0, 0)
-    c1, r1 = min(c1, width), min(r1, height)
-    return c0, r0, max(c1 - c0, 1), max(r1 - r0, 1)
+class FeatureWriter:
+    """A new GeoPackage layer of proposals, written in transactions of ``batch`` features.
+
+    ``attrs`` are the per-run string fields (model, provider, ...); :meth:`add` takes the
+    geometry (in ``srs``) and the per-feature values. :meth:`close` commits and returns the
+    count; :meth:`abort` closes without committing the current batch (the caller removes
+    the file).
+    """
+
+    def __init__(self, path: str, layer_name: str, srs: Any, attrs: dict[str, str],
+                 batch: int = BATCH) -> None:
+        _gdal()
+        from osgeo import ogr
+
+        self._ogr = ogr
+        types = {"real": ogr.OFTReal, "str": ogr.OFTString}
+        self.ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+        self.layer = self.ds.CreateLayer(layer_name, srs=srs_traditional(srs),
+                                         geom_type=ogr.wkbMultiPolygon,
+                                         options=["SPATIAL_INDEX=YES"])
+        for name, kind in FIELDS:
+            self.layer.CreateField(ogr.FieldDefn(name, types[kind]))
+        self.defn = self.layer.GetLayerDefn()
+        names = [name for name, _ in FIELDS]
+        self.i_score, self.i_area = names.index("score"), names.index("area_m2")
+        self.template = ogr.Feature(self.defn)  # the per-run fields, copied per feature
+        for key, value in attrs.items():
+            self.template.SetField(names.index(key), value)
+        self.batch = max(1, int(batch))
+        self.count = 0
+        self.pending = 0
+        self.seconds = 0.0
+        self.layer.StartTransaction()
+
+    def add(self, geom: Any, score: float, area_m2: float) -> None:
+        t0 = time.perf_counter()
+        ogr = self._ogr
+        feat = self.template.Clone()
+        feat.SetGeometryDirectly(ogr.ForceToMultiPolygon(geom))
+        if math.isfinite(score):
+            feat.SetField(self.i_score, score)
+        feat.SetField(self.i_area, area_m2)
+        self.layer.CreateFeature(feat)
+        self.count += 1
+        self.pending += 1
+        if self.pending >= self.batch:
+            self.layer.CommitTransaction()
+            self.layer.StartTransaction()
+            self.pending = 0
+        self.seconds += time.perf_counter() - t0
+
+    def close(self) -> int:
+        t0 = time.perf_counter()
+        if self.ds is not None:
+            self.layer.CommitTransaction()
+            self.ds.FlushCache()
+            self.layer = None
+            self.ds = None  # the spatial index is built here
+        self.seconds += time.perf_counter() - t0
+        return self.count
+
+    def abort(self) -> None:
+        if self.ds is not None:
+            try:
+                self.layer.RollbackTransaction()
+            except RuntimeError:  # pragma: no cover - nothing to roll back
+                pass
+            self.layer = None
+            self.ds = None
 
 
-def polygon_score(geom: Any, prob_band: Any, gt: tuple[float, ...], width: int, height: int,
-                  nodata: float = -1.0) -> float:
-    """Mean probability of the pixels inside ``geom`` (window read of its bounding box)."""
-    gdal = _gdal()
-    from osgeo import ogr
-
-    c0, r0, nc, nr = _pixel_window(geom.GetEnvelope(), gt, width, height)
-    prob = prob_band.ReadAsArray(c0, r0, nc, nr)
-    mem = gdal.GetDriverByName("MEM").Create("", nc, nr, 1, gdal.GDT_Byte)
-    mem.SetGeoTransform((gt[0] + c0 * gt[1], gt[1], 0.0, gt[3] + r0 * gt[5], 0.0, gt[5]))
-    vds = ogr.GetDriverByName("Memory").CreateDataSource("one")
-    srs = geom.GetSpatialReference()
-    if srs is not None:
-        mem.SetSpatialRef(srs)
-    lyr = vds.CreateLayer("one", srs=srs, geom_type=ogr.wkbPolygon)
-    feat = ogr.Feature(lyr.GetLayerDefn())
-    feat.SetGeometry(geom)
-    lyr.CreateFeature(feat)
-    gdal.RasterizeLayer(mem, [1], lyr, burn_values=[1])
-    inside = (mem.GetRasterBand(1).ReadAsArray() > 0) & (prob != nodata)
-    if not inside.any():
-        return float("nan")
-    return float(prob[inside].mean())
-
-
-def build_features(
-    mask_path: str, prob_path: str, *, grid_gt: tuple[float, ...], grid_srs: Any,
-    metres_per_unit: float, out_srs: Any, min_area_m2: float = 0.0, simplify_m: float = 0.0,
-    is_canceled: Callable[[], bool] | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> list[Proposal]:
-    """Polygonise, filter, score, simplify and reproject; returns the proposals."""
-    gdal = _gdal()
+def _affine(gt: tuple[float, ...]) -> Any:
+    """Pixel coordinates (x = column, y = -row) to map coordinates, as a coordinate
+    transformation (a PROJ affine pipeline; applied in C by ``Geometry.Transform``)."""
     from osgeo import osr
 
-    mem, layer = polygonize(mask_path)
-    prob_ds = gdal.Open(prob_path)
-    prob_band = prob_ds.GetRasterBand(1)
-    nodata = prob_band.GetNoDataValue()
-    nodata = -1.0 if nodata is None else nodata
-    width, height = prob_ds.RasterXSize, prob_ds.RasterYSize
+    opts = osr.CoordinateTransformationOptions()
+    opts.SetOperation(f"+proj=affine +xoff={gt[0]!r} +yoff={gt[3]!r} +s11={gt[1]!r} "
+                      f"+s12={-gt[2]!r} +s21={gt[4]!r} +s22={-gt[5]!r}")
+    return osr.CoordinateTransformation(None, None, opts)
+
+
+def _polygons(labels: np.ndarray, gt: tuple[float, ...]) -> Any:
+    """(label, polygon) of each 4-connected region of equal non-zero ``labels`` (int32),
+    with geotransform ``gt``; ``gdal.Polygonize`` on the array, in C."""
+    gdal = _gdal()
+    from osgeo import gdal_array, ogr
+
+    src = gdal_array.OpenArray(labels)
+    src.SetGeoTransform(gt)
+    band = src.GetRasterBand(1)
+    mem = ogr.GetDriverByName("Memory").CreateDataSource("window")
+    layer = mem.CreateLayer("window", geom_type=ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("label", ogr.OFTInteger))
+    gdal.Polygonize(band, band, layer, 0, [], callback=None)
+    for feat in layer:
+        yield feat.GetFieldAsInteger(0), feat.GetGeometryRef().Clone()
+    layer = None
+    mem = None
+    src = None
+
+
+def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
+    return [(r, min(r + size, height), c, min(c + size, width))
+            for r in range(0, height, size) for c in range(0, width, size)]
+
+
+def vectorise(
+    prob_path: str, writer: FeatureWriter, *, threshold: float, metres_per_unit: float,
+    grid_srs: Any, out_srs: Any, min_area_m2: float = 0.0, simplify_m: float = 0.0,
+    cleanup: Cleanup | None = None, window: int = WINDOW,
+    is_canceled: Callable[[], bool] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> VectoriseStats:
+    """Vectorise the probability GeoTIFF ``prob_path`` into ``writer`` (see module doc).
+
+    Pixels equal to the band's nodata are invalid (never foreground). Returns the stats;
+    the caller closes the writer.
+    """
+    gdal = _gdal()
+    from osgeo import ogr, osr
+
+    t_start = time.perf_counter()
+    cleanup = cleanup or Cleanup()
+    stats = VectoriseStats()
+    w_seconds0 = writer.seconds
+    ds = gdal.Open(prob_path)
+    band = ds.GetRasterBand(1)
+    nodata = band.GetNoDataValue()
+    gt = tuple(ds.GetGeoTransform())
+    height, width = ds.RasterYSize, ds.RasterXSize
+    pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit ** 2
+    min_px = max(1, int(cleanup.min_segment_px))
+
+    def big_enough(counts: np.ndarray) -> np.ndarray:
+        return (counts >= min_px) & (counts * pixel_area >= min_area_m2)
+
+    to_map = _affine(gt)
     gsrs, osrs = srs_traditional(grid_srs), srs_traditional(out_srs)
-    ct = None if gsrs.IsSame(osrs) else osr.CoordinateTransformation(gsrs, osrs)
-    n = layer.GetFeatureCount()
-    out: list[Proposal] = []
+    to_out = None if gsrs.IsSame(osrs) else osr.CoordinateTransformation(gsrs, osrs)
     tol = simplify_m / metres_per_unit if simplify_m > 0 else 0.0
-    for i, feat in enumerate(layer):
-        if is_canceled is not None and i % 64 == 0 and is_canceled():
-            raise CanceledError()
-        geom = feat.GetGeometryRef()
-        area = geom.GetArea() * metres_per_unit ** 2
-        if area < min_area_m2:
-            continue
-        score = polygon_score(geom, prob_band, grid_gt, width, height, nodata)
-        g = geom.Clone()
+
+    def emit(geom: Any, score: float, area: float, pixel_coords: bool) -> None:
+        if pixel_coords:
+            geom.Transform(to_map)
         if tol > 0:
-            simplified = g.SimplifyPreserveTopology(tol)
+            simplified = geom.SimplifyPreserveTopology(tol)
             if simplified is not None and not simplified.IsEmpty():
-                g = simplified
-        if ct is not None:
-            g.Transform(ct)
-        out.append(Proposal(wkb=bytes(g.ExportToWkb()), score=score, area_m2=area))
-        if progress is not None and n:
-            progress(100.0 * (i + 1) / n)
-    prob_ds = None
-    del layer, mem  # the layer belongs to the datasource: release both together
-    LOG.info("%d polygon(s) vectorised, %d kept (min area %.1f m2)", n, len(out), min_area_m2)
-    return out
+                geom = simplified
+        if to_out is not None:
+            geom.Transform(to_out)
+        writer.add(geom, score, area)
 
+    hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
+    hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
+    wins = _windows(height, width, max(16, int(window)))
+    prev_bottom = np.zeros(width, dtype=np.int64)   # global piece ids, last row of a band
+    left_col = np.zeros(0, dtype=np.int64)          # ... last column of the previous window
+    pairs_a: list[np.ndarray] = []
+    pairs_b: list[np.ndarray] = []
+    piece_ids: list[np.ndarray] = []
+    piece_counts: list[np.ndarray] = []
+    piece_sums: list[np.ndarray] = []
+    piece_wkb: dict[int, bytes] = {}
+    base = 0
+    t_label = t_poly = t_read = 0.0
+    for wi, (r0, r1, c0, c1) in enumerate(wins):
+        if is_canceled is not None and is_canceled():
+            raise CanceledError()
+        t0 = time.perf_counter()
+        # region A: the window plus the hole halo; E: A plus the filter halo
+        ar0, ar1 = max(0, r0 - hh), min(height, r1 + hh)
+        ac0, ac1 = max(0, c0 - hh), min(width, c1 + hh)
+        er0, er1 = max(0, ar0 - hf), min(height, ar1 + hf)
+        ec0, ec1 = max(0, ac0 - hf), min(width, ac1 + hf)
+        prob = band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
+        t1 = time.perf_counter()
+        t_read += t1 - t0
+        valid = prob != nodata if nodata is not None else np.isfinite(prob)
+        mask = (prob > threshold) & valid
+        if not mask.any():
+            left_col = np.zeros(r1 - r0, dtype=np.int64)
+            if r1 < height:
+                prev_bottom[c0:c1] = 0
+            stats.windows += 1
+            continue
+        if hf:
+            mask = majority_filter(mask, valid, cleanup.filter_size)
+            sl = (slice(ar0 - er0, ar1 - er0), slice(ac0 - ec0, ac1 - ec0))
+            mask, valid, prob = mask[sl], valid[sl], prob[sl]
+        if hh:
+            mask = fill_holes(mask, valid, cleanup.fill_holes_px)
+        sl = (slice(r0 - ar0, r1 - ar0), slice(c0 - ac0, c1 - ac0))
+        mask, prob = mask[sl], prob[sl]
+        runs = label_runs(mask, 4)
+        n = runs.n
+        stats.windows += 1
+        if n == 0:
+            left_col = np.zeros(r1 - r0, dtype=np.int64)
+            if r1 < height:
+                prev_bottom[c0:c1] = 0
+            continue
+        counts = runs.counts()
+        sums = runs.sums(prob)
+        on_edge = np.zeros(runs.row.size, dtype=bool)
+        if r0 > 0:
+            on_edge |= runs.row == 0
+        if r1 < height:
+            on_edge |= runs.row == r1 - r0 - 1
+        if c0 > 0:
+            on_edge |= runs.start == 0
+        if c1 < width:
+            on_edge |= runs.end == c1 - c0
+        seam = np.zeros(n, dtype=bool)
+        seam[runs.comp[on_edge]] = True
+        keep = ~seam & big_enough(counts)
+        stats.components += int(np.count_nonzero(~seam))
+        # global piece ids: base + component + 1; join across the edges above and left
+        for side, other in (("top", prev_bottom[c0:c1] if r0 > 0 else None),
+                            ("left", left_col if c0 > 0 else None)):
+            if other is None:
+                continue
+            mine = runs.edge_labels(side)
+            both = (other > 0) & (mine > 0)
+            pairs_a.append(other[both])
+            pairs_b.append(mine[both] + base)
+        right = runs.edge_labels("right")
+        left_col = np.where(right > 0, right + base, 0)
+        if r1 < height:
+            bottom = runs.edge_labels("bottom")
+            prev_bottom[c0:c1] = np.where(bottom > 0, bottom + base, 0)
+        if seam.any():
+            ids = np.flatnonzero(seam)
+            piece_ids.append(ids + 1 + base)
+            piece_counts.append(counts[ids])
+            piece_sums.append(sums[ids])
+        t2 = time.perf_counter()
+        t_label += t2 - t1
+        numbers = np.arange(1, n + 1)
+        if keep.any():  # whole components: polygonised in map coordinates
+            win_gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2],
+                      gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
+            for lbl, geom in _polygons(runs.paint(numbers, keep), win_gt):
+                emit(geom, float(sums[lbl - 1] / counts[lbl - 1]),
+                     float(counts[lbl - 1]) * pixel_area, False)
+        if seam.any():  # pieces: integer pixel coordinates (x = column, y = -row)
+            for lbl, geom in _polygons(runs.paint(numbers, seam),
+                                       (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0)):
+                piece_wkb[base + lbl] = bytes(geom.ExportToWkb())
+        t_poly += time.perf_counter() - t2
+        base += n
+        if progress is not None:
+            progress(100.0 * (wi + 1) / len(wins))
 
-def write_gpkg(path: str, layer_name: str, srs: Any, proposals: Iterable[Proposal],
-               attrs: dict[str, str]) -> int:
-    """Write proposals to a new GeoPackage at ``path``; returns the feature count."""
-    _gdal()
-    from osgeo import ogr
-
-    types = {"real": ogr.OFTReal, "str": ogr.OFTString}
-    drv = ogr.GetDriverByName("GPKG")
-    ds = drv.CreateDataSource(path)
-    layer = ds.CreateLayer(layer_name, srs=srs_traditional(srs), geom_type=ogr.wkbMultiPolygon,
-                           options=["SPATIAL_INDEX=YES"])
-    for name, kind in FIELDS:
-        layer.CreateField(ogr.FieldDefn(name, types[kind]))
-    defn = layer.GetLayerDefn()
-    count = 0
-    layer.StartTransaction()
-    for p in proposals:
-        feat = ogr.Feature(defn)
-        geom = ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkb(p.wkb))
-        feat.SetGeometry(geom)
-        if np.isfinite(p.score):
-            feat.SetField("score", float(p.score))
-        feat.SetField("area_m2", float(p.area_m2))
-        for key, value in attrs.items():
-            feat.SetField(key, value)
-        layer.CreateFeature(feat)
-        count += 1
-    layer.CommitTransaction()
-    ds.FlushCache()
+    # pieces cut by window edges: join, filter, union
+    if piece_ids:
+        ids = np.concatenate(piece_ids)
+        cnt = np.concatenate(piece_counts)
+        sm = np.concatenate(piece_sums)
+        pa = np.concatenate(pairs_a) if pairs_a else np.zeros(0, np.int64)
+        pb = np.concatenate(pairs_b) if pairs_b else np.zeros(0, np.int64)
+        comp = connected_roots(ids.size, np.searchsorted(ids, pa), np.searchsorted(ids, pb))
+        n_comp = int(comp.max()) + 1
+        g_cnt = np.bincount(comp, weights=cnt, minlength=n_comp)
+        g_sum = np.bincount(comp, weights=sm, minlength=n_comp)
+        ok = big_enough(g_cnt)
+        stats.pieces = int(ids.size)
+        stats.components += n_comp
+        order = np.argsort(comp, kind="stable")
+        bounds = np.flatnonzero(np.diff(comp[order])) + 1
+        for members in np.split(order, bounds):
+            if is_canceled is not None and is_canceled():
+                raise CanceledError()
+            k = int(comp[members[0]])
+            if not ok[k]:
+                continue
+            geoms = [ogr.CreateGeometryFromWkb(piece_wkb[int(ids[m])]) for m in members]
+            if len(geoms) == 1:
+                geom = geoms[0]
+            else:
+                multi = ogr.Geometry(ogr.wkbMultiPolygon)
+                for g in geoms:
+                    multi.AddGeometryDirectly(g)
+                geom = multi.UnionCascaded()
+            emit(geom, float(g_sum[k] / g_cnt[k]), float(g_cnt[k]) * pixel_area, True)
     ds = None
-    return count
+    stats.written = writer.count
+    stats.seconds = time.perf_counter() - t_start
+    stats.write_seconds = writer.seconds - w_seconds0
+    stats.extra = {"read": t_read, "label": t_label, "polygonize": t_poly}
+    LOG.info("%d component(s) after clean-up, %d written (min %d px, min area %.1f m2; "
+             "%d pieces joined across %d windows)", stats.components, stats.written, min_px,
+             min_area_m2, stats.pieces, stats.windows)
+    return stats

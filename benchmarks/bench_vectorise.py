@@ -1,0 +1,214 @@
+"""Benchmark: detection when the model proposes hundreds of thousands of polygons (CPU).
+
+A U-Net-like ONNX graph with random weights (``tests/onnx_factory.conv_net_model``, width
+16, 256 px tiles, 15 % overlap as in Deepness's default) on 4-band uint8 noise rasters
+(a 2048 px noise tile mosaicked by a VRT, so the input costs no disk), thresholded at the
+median of its output, so that it proposes polygons everywhere. Each size runs
+``run_detection`` in a fresh subprocess with the default clean-up of
+``detect_thaw_slumps`` and prints:
+
+- wall time / time inside ``session.run`` (target <= 1.3),
+- the child's peak RSS (``VmHWM``; target <= 1 GB, flat in raster size and polygon count),
+- polygons written, the time per phase from the run's log.
+
+``--overhead`` also runs ``bench_detect``'s (a) measurement (U-Net-like, 3072^2 px, few
+polygons; target <= 1.10) in the same invocation, so the ratios are measured side by side.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_vectorise.py --sizes 2048            # smoke (1 min)
+    .venv/bin/python benchmarks/bench_vectorise.py --sizes 8192,16384 --overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from onnx_factory import conv_net_model, make_spec  # noqa: E402
+
+from arctic_assist.core.spec import Normalization  # noqa: E402
+
+NOISE = 2048
+#: the model's threshold is this percentile of its output on the noise: 25 % foreground in
+#: blobs, below the percolation threshold (at 50 % one component spans the raster)
+QUANTILE = 75
+BANDS = ("red", "green", "blue", "nir")
+
+
+def noise_tile(path: Path, seed: int = 0) -> Path:
+    """2048^2 x 4 uint8: smoothed noise (blobs of about 4 x 4 px), 1 m, EPSG:32633."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    rng = np.random.default_rng(seed)
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), NOISE, NOISE, 4, gdal.GDT_Byte,
+                                              options=["TILED=YES", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform((500000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0))
+    ds.SetProjection(_wkt(32633))
+    for b in range(4):
+        a = rng.normal(0, 1, (NOISE // 4, NOISE // 4)).astype(np.float32)
+        a = np.kron(a, np.ones((4, 4), np.float32))
+        a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
+        a = np.pad(a, ((0, 1), (0, 1)), mode="edge")
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(np.clip(128 + 40 * a, 1, 255).astype(np.uint8))
+        band.SetDescription(BANDS[b])
+    ds = None
+    return path
+
+
+def mosaic(tile: Path, path: Path, size: int) -> Path:
+    """A VRT of ``size`` x ``size`` px repeating ``tile``."""
+    from osgeo import gdal
+
+    src = gdal.Open(str(tile))
+    gt = src.GetGeoTransform()
+    n = -(-size // NOISE)
+    lines = [f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}">',
+             f"<SRS>{_wkt(32633)}</SRS>",
+             f"<GeoTransform>{gt[0]}, {gt[1]}, 0, {gt[3]}, 0, {gt[5]}</GeoTransform>"]
+    for b in range(4):
+        lines.append(f'<VRTRasterBand dataType="Byte" band="{b + 1}">'
+                     f"<Description>{BANDS[b]}</Description>")
+        for i in range(n):
+            for j in range(n):
+                w, h = min(NOISE, size - j * NOISE), min(NOISE, size - i * NOISE)
+                lines.append(
+                    f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{tile}</SourceFilename>"
+                    f"<SourceBand>{b + 1}</SourceBand>"
+                    f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                    f'<DstRect xOff="{j * NOISE}" yOff="{i * NOISE}" xSize="{w}" ySize="{h}"/>'
+                    "</SimpleSource>")
+        lines.append("</VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _wkt(epsg: int) -> str:
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def unet(path: Path, tile: Path) -> Path:
+    """The random-weight U-Net-like model, thresholded at the :data:`QUANTILE` percentile of
+    its output on the noise tile."""
+    spec = make_spec(bands=BANDS, dtype="uint8", normalization=Normalization("scale",
+                     scale=1 / 255.0), pixel_size_m=1.0, tile_size=256, tile_overlap=38,
+                     multiple_of=2, nodata_value=None)
+    conv_net_model(path, in_channels=4, width=16, depth=2, spec=spec, seed=3)
+    import onnxruntime as ort
+    from osgeo import gdal
+
+    x = gdal.Open(str(tile)).ReadAsArray(0, 0, 256, 256).astype(np.float32)[None] / 255.0
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    p = sess.run(None, {"image": x})[0]
+    thr = float(np.clip(np.percentile(p, QUANTILE), 0.01, 0.99))
+    spec = make_spec(**{**spec.__dict__, "threshold": thr})
+    return conv_net_model(path, in_channels=4, width=16, depth=2, spec=spec, seed=3)
+
+
+def vm_hwm_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def child(raster: str, model: str, out: str) -> None:
+    from arctic_assist.io.detect import DetectRequest, run_detection
+    from arctic_assist.io.vector import DEFAULT_CLEANUP
+
+    res = run_detection(DetectRequest(raster, model, out, batch_size=4,
+                                      cleanup=DEFAULT_CLEANUP))
+    print(json.dumps({"peak_rss_mb": vm_hwm_kb() / 1024, "seconds": res.seconds,
+                      "inference_seconds": res.inference_seconds, "tiles": res.tiles_run,
+                      "features": res.n_features, "timings": res.timings}))
+
+
+def measure(raster: Path, model: Path, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(raster), str(model), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="8192,16384")
+    ap.add_argument("--overhead", action="store_true",
+                    help="also bench_detect's (a): U-Net-like, 3072^2, few polygons")
+    ap.add_argument("--workdir")
+    ap.add_argument("--child", nargs=3, metavar=("RASTER", "MODEL", "OUT"))
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aa_vec_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        tile = noise_tile(work / "noise.tif")
+        model = unet(work / "unet_noise.onnx", tile)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            raster = mosaic(tile, work / f"noise_{size}.vrt", size)
+            out = work / f"vec_{size}.gpkg"
+            t = time.perf_counter()
+            data = measure(raster, model, out)
+            wall = time.perf_counter() - t
+            tm = data["timings"]
+            rows.append((
+                f"{size} x {size}",
+                f"{data['seconds'] / data['inference_seconds']:.3f}",
+                f"{data['peak_rss_mb']:.0f} MB",
+                f"{data['features']}",
+                f"{data['seconds']:.1f} s wall ({wall:.1f} s with start-up), "
+                f"{data['inference_seconds']:.1f} s in session.run; "
+                + ", ".join(f"{k} {v:.1f}" for k, v in tm.items() if k != "total")))
+            out.unlink(missing_ok=True)
+        if args.overhead:
+            from bench_detect import synthetic_raster, unet_model
+
+            from arctic_assist.io.detect import DetectRequest, run_detection
+
+            u = unet_model(work / "unet.onnx")
+            r = synthetic_raster(work / "ovh_3072.tif", 3072)
+            run_detection(DetectRequest(str(r), str(u), str(work / "warm.gpkg")))
+            res = run_detection(DetectRequest(str(r), str(u), str(work / "ovh.gpkg"),
+                                              str(work / "ovh_prob.tif")))
+            rows.append(("(a) 3072 x 3072", f"{res.seconds / res.inference_seconds:.3f}",
+                         "-", f"{res.n_features}",
+                         f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in "
+                         "session.run; " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                     res.timings.items() if k != "total")))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'raster':<16} {'wall/ORT':>8} {'peak RSS':>9} {'polygons':>9}  notes")
+    for name, ratio, rss, n, note in rows:
+        print(f"{name:<16} {ratio:>8} {rss:>9} {n:>9}  {note}")
+    print("(targets: wall / ORT <= 1.3 with many polygons, <= 1.10 for (a); peak RSS <= 1 GB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
