@@ -210,3 +210,49 @@ def slump_image(height: int = 120, width: int = 150, seed: int = 0) -> np.ndarra
     img[:, 40:70, 50:90] = rng.integers(6000, 7000, size=(4, 30, 40))
     img[:, :, width - 10:] = 0
     return img
+
+
+def deepness_zoo_model(path: Path | str, weights: Sequence[float], bias: float = 0.0, *,
+                       tile: int | None = 256, batch: int | None = 1,
+                       metadata: dict[str, Any] | None = None) -> Path:
+    """A segmentation model built the way Deepness's model zoo builds them.
+
+    ``torch.onnx.export`` with a dummy input and no dynamic axes gives a graph fixed to
+    ``[batch, C, tile, tile]`` (``None``: that dimension is dynamic); the output is softmax
+    class probabilities ``[batch, 2, tile, tile]`` (class 1 = the object, probability
+    ``sigmoid(sum_b w[b] x[b] + bias)`` of the normalised input); metadata is added as the
+    Deepness docs show, one ``metadata_props`` entry per key with a ``json.dumps`` value.
+    """
+    import json
+
+    c = len(weights)
+    w = np.zeros((2, c, 1, 1), np.float32)
+    w[1, :, 0, 0] = weights
+    inits = [numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(np.asarray([0.0, bias], np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1]),
+             helper.make_node("Softmax", ["logits"], ["output"], axis=1)]
+    n = batch if batch else "batch_size"
+    hw = [tile, tile] if tile else ["height", "width"]
+    graph = helper.make_graph(
+        nodes, "deepness_zoo",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, c, *hw])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, 2, *hw])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="pytorch")
+    model.ir_version = 8
+    meta = {"model_type": "Segmentor", "class_names": {0: "background", 1: "object"},
+            "resolution": 1000, "tile_size": tile or 512, "tiles_overlap": 15,
+            "seg_thresh": 0.5, "seg_small_segment": 7}
+    meta.update(metadata or {})
+    for key, value in meta.items():
+        if value is None:
+            continue
+        m = model.metadata_props.add()
+        m.key = key
+        m.value = json.dumps(value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

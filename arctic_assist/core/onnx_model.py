@@ -117,16 +117,27 @@ def read_model_info(path: str) -> ModelInfo:
     if not inputs or not graph.output:
         raise ModelError(f"{path} is not a usable ONNX model: it has no graph inputs/outputs")
     n_inputs = None
+    input_size = None
     try:
         first = graph.input[[i.name for i in graph.input].index(inputs[0])]
         dims = first.type.tensor_type.shape.dim
         if len(dims) == 4 and dims[1].HasField("dim_value"):
             n_inputs = int(dims[1].dim_value)
+        fixed = [int(d.dim_value) for d in dims[2:] if d.HasField("dim_value")
+                 and d.dim_value > 0] if len(dims) == 4 else []
+        if len(fixed) == 2:  # a fixed spatial input size wins over the metadata's tile
+            if fixed[0] != fixed[1]:
+                raise ModelError(
+                    f"{path}: the model's input is fixed to {fixed[0]} x {fixed[1]} px; "
+                    "Arctic Assist runs square tiles only (export the model with a square "
+                    "or dynamic input size)")
+            input_size = fixed[0]
     except (ValueError, IndexError):
         pass
     props = {p.key: p.value for p in model.metadata_props}
     spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=inputs[0],
-                                    output_names=[o.name for o in graph.output], path=path)
+                                    output_names=[o.name for o in graph.output], path=path,
+                                    input_size=input_size)
     return ModelInfo(spec=spec, opset=_default_opset(model), input_name=inputs[0],
                      output_names=[o.name for o in graph.output], props=props)
 
@@ -190,6 +201,10 @@ class OnnxModel:
         self.input_name = input_name
         self.output_names = output_names
         self.provider: str = session.get_providers()[0]
+        batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
+        #: a batch size fixed in the graph (Deepness's model zoo exports batch 1), else None
+        self.fixed_batch: int | None = batch_dim if isinstance(batch_dim, int) \
+            and batch_dim > 0 else None
         self.inference_seconds = 0.0
         self.calls = 0
 
@@ -291,6 +306,16 @@ class OnnxModel:
         probability, as Deepness models do for a foreground class.
         """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        fb = self.fixed_batch
+        if fb is not None and batch.shape[0] != fb:  # the graph runs exactly fb tiles
+            n = batch.shape[0]
+            parts = []
+            for i in range(0, n, fb):
+                part = batch[i:i + fb]
+                if part.shape[0] < fb:  # pad the last call by repeating its last tile
+                    part = np.concatenate([part, np.repeat(part[-1:], fb - part.shape[0], 0)])
+                parts.append(self.predict(part))
+            return np.concatenate(parts)[:n]
         out_spec = self.spec.outputs[0]
         name = out_spec.name if out_spec.name in self.output_names else self.output_names[0]
         (out,) = self.run(batch, [name])

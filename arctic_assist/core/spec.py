@@ -29,15 +29,18 @@ The document lives under the metadata key :data:`METADATA_KEY` and looks like::
                      "metrics": {"iou": 0.4}, "created": "...", "code_version": "0.1.0"}
     }
 
-Models exported for the Deepness plugin (keys ``model_type``, ``class_names``,
-``resolution``, ``tiles_size``, ...) are mapped onto the same :class:`ModelSpec`.
+Models exported for the Deepness plugin (the keys its code reads: ``model_type``,
+``class_names``, ``resolution``, ``tile_size``, ``tiles_overlap``, ``seg_thresh``,
+``standardization_mean``/``_std``, ...; see :data:`DEEPNESS_KEYS`) are mapped onto the same
+:class:`ModelSpec`. A fixed spatial input size in the graph wins over the metadata's tile
+size.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from collections.abc import Mapping
 
@@ -355,8 +358,12 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
     )
 
 
-DEEPNESS_KEYS = ("model_type", "class_names", "resolution", "tiles_size", "tiles_overlap",
-                 "seg_thresh", "standardization_mean", "standardization_std")
+#: the keys Deepness's own code reads (``processing/models/model_base.py``, checked against
+#: PUTvision/qgis-plugin-deepness at f450c63): its docs say ``tiles_size``, its code reads
+#: ``tile_size`` (we read both, the code's first); ``names`` is the old ``class_names``
+DEEPNESS_KEYS = ("model_type", "class_names", "names", "resolution", "tile_size",
+                 "tiles_size", "tiles_overlap", "seg_thresh", "seg_small_segment",
+                 "standardization_mean", "standardization_std")
 
 
 def _loads(value: str, key: str) -> Any:
@@ -371,26 +378,34 @@ def _loads(value: str, key: str) -> Any:
 
 
 def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
-                  output_names: list[str]) -> ModelSpec:
+                  output_names: list[str], input_size: int | None = None) -> ModelSpec:
     """Map the Deepness plugin's metadata keys onto a :class:`ModelSpec`.
 
     Deepness feeds uint8 images divided by 255, then optionally standardised with
     ``standardization_mean``/``standardization_std``; ``resolution`` is cm per pixel and
-    ``tiles_overlap`` a percentage of the tile size.
+    ``tiles_overlap`` a percentage of the tile size (``int(tile * pct / 100 * 2) // 2``
+    pixels, as Deepness rounds it). The tile size is the graph's fixed input size
+    (``input_size``) when it has one, else ``tile_size``, else ``tiles_size``, else 512.
+    ``seg_small_segment`` (Deepness's median-filter size) is kept in the provenance.
     """
     model_type = _loads(props["model_type"], "model_type")
     if model_type != "Segmentor":
         raise ModelSpecError(
             f"Deepness metadata: model_type '{model_type}' is not supported; Arctic Assist "
             "runs Deepness models of type 'Segmentor'")
-    class_names = _loads(props.get("class_names", "null"), "class_names")
+    key = "class_names" if "class_names" in props else "names"
+    class_names = _loads(props.get(key, "null"), key)
+    if isinstance(class_names, list) and class_names and isinstance(class_names[0], Mapping):
+        class_names = class_names[0]  # one dict per output: the first output is used
     if isinstance(class_names, Mapping):
         classes = tuple(str(class_names[k]) for k in sorted(class_names, key=lambda k: int(k)))
     else:
         classes = ("background", "object")
     resolution_cm = _loads(props["resolution"], "resolution") if "resolution" in props else None
-    tile = int(_loads(props.get("tiles_size", "512"), "tiles_size"))
+    tile_key = "tile_size" if "tile_size" in props else "tiles_size"
+    tile = int(input_size or _loads(props.get(tile_key, "512"), tile_key))
     overlap_pct = float(_loads(props.get("tiles_overlap", "15"), "tiles_overlap"))
+    overlap = int(tile * overlap_pct / 100 * 2) // 2
     threshold = float(_loads(props.get("seg_thresh", "0.5"), "seg_thresh"))
     doc: dict[str, Any] = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -400,7 +415,7 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
                   "bands": [f"band{i + 1}" for i in range(n_inputs)],
                   "normalization": {"type": "scale", "scale": 1 / 255.0, "offset": 0.0}},
         "pixel_size_m": (float(resolution_cm) / 100.0) if resolution_cm else None,
-        "tile": {"size": tile, "overlap": int(round(tile * overlap_pct / 100.0))},
+        "tile": {"size": tile, "overlap": min(overlap, tile - 1)},
         "classes": list(classes),
         "threshold": threshold,
         "outputs": [{"name": n, "activation": "none"} for n in output_names],
@@ -411,6 +426,9 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
             "mean": list(_loads(props["standardization_mean"], "standardization_mean")),
             "std": list(_loads(props["standardization_std"], "standardization_std")),
         }
+    if "seg_small_segment" in props:
+        doc["provenance"] = {"deepness_seg_small_segment": _loads(props["seg_small_segment"],
+                                                                  "seg_small_segment")}
     spec = validate_metadata(doc)
     return ModelSpec(**{**spec.__dict__, "source_format": "deepness"})
 
@@ -418,18 +436,26 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
 def spec_from_metadata_props(props: Mapping[str, str], *, n_inputs: int | None = None,
                              input_name: str = "image",
                              output_names: list[str] | None = None,
-                             path: str = "model") -> ModelSpec:
-    """Build the spec from an ONNX model's ``metadata_props`` (ours, else Deepness's)."""
+                             path: str = "model", input_size: int | None = None) -> ModelSpec:
+    """Build the spec from an ONNX model's ``metadata_props`` (ours, else Deepness's).
+
+    ``input_size``: the graph's fixed (square) spatial input size, if it has one; it wins
+    over any tile size in the metadata (the model cannot run on another size).
+    """
     if METADATA_KEY in props:
         try:
             doc = json.loads(props[METADATA_KEY])
         except ValueError as exc:
             raise ModelSpecError(
                 f"{path}: metadata key '{METADATA_KEY}' is not valid JSON ({exc})") from exc
-        return validate_metadata(doc)
+        spec = validate_metadata(doc)
+        if input_size and input_size != spec.tile_size:
+            spec = replace(spec, tile_size=int(input_size),
+                           tile_overlap=min(spec.tile_overlap, int(input_size) // 2))
+        return spec
     if "model_type" in props:
         return from_deepness(props, n_inputs=n_inputs or 3, input_name=input_name,
-                             output_names=output_names or ["output"])
+                             output_names=output_names or ["output"], input_size=input_size)
     raise ModelSpecError(
         f"{path} carries no Arctic Assist metadata (key '{METADATA_KEY}') and no Deepness "
         "metadata: it was not exported by arctic_assist.training. Export models with "
