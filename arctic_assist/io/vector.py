@@ -264,9 +264,58 @@ def vectorise(
     piece_wkb: dict[int, bytes] = {}
     base = 0
     t_label = t_poly = t_read = 0.0
+    def flush_pieces(frontier: np.ndarray | None) -> None:
+        """Join the pieces seen so far; write the components that can grow no more (none of
+        their pieces on ``frontier``, the last row of the band above; None: all)."""
+        nonlocal piece_ids, piece_counts, piece_sums, pairs_a, pairs_b
+        if not piece_ids:
+            return
+        ids = np.concatenate(piece_ids)
+        cnt = np.concatenate(piece_counts)
+        sm = np.concatenate(piece_sums)
+        pa = np.searchsorted(ids, np.concatenate(pairs_a)) if pairs_a else np.zeros(0, int)
+        pb = np.searchsorted(ids, np.concatenate(pairs_b)) if pairs_b else np.zeros(0, int)
+        comp = connected_roots(ids.size, pa, pb)
+        n_comp = int(comp.max()) + 1
+        growing = np.zeros(n_comp, dtype=bool)
+        if frontier is not None:
+            f = frontier[frontier > 0]
+            growing[comp[np.searchsorted(ids, f)]] = True
+        g_cnt = np.bincount(comp, weights=cnt, minlength=n_comp)
+        g_sum = np.bincount(comp, weights=sm, minlength=n_comp)
+        ok = big_enough(g_cnt)
+        done = ~growing[comp]
+        stats.pieces += int(np.count_nonzero(done))
+        stats.components += int(np.count_nonzero(~growing))
+        order = np.argsort(comp, kind="stable")
+        bounds = np.flatnonzero(np.diff(comp[order])) + 1
+        for members in np.split(order, bounds):
+            k = int(comp[members[0]])
+            if growing[k]:
+                continue
+            wkbs = [piece_wkb.pop(int(ids[m])) for m in members]
+            if not ok[k]:
+                continue
+            geoms = [ogr.CreateGeometryFromWkb(w) for w in wkbs]
+            if len(geoms) == 1:
+                geom = geoms[0]
+            else:
+                multi = ogr.Geometry(ogr.wkbMultiPolygon)
+                for g in geoms:
+                    multi.AddGeometryDirectly(g)
+                geom = multi.UnionCascaded()
+            emit(geom, float(g_sum[k] / g_cnt[k]), float(g_cnt[k]) * pixel_area, True)
+        keep = ~done
+        piece_ids, piece_counts, piece_sums = [ids[keep]], [cnt[keep]], [sm[keep]]
+        pair_keep = growing[comp[pa]] if pa.size else np.zeros(0, bool)
+        pairs_a = [ids[pa[pair_keep]]]
+        pairs_b = [ids[pb[pair_keep]]]
+
     for wi, (r0, r1, c0, c1) in enumerate(wins):
         if is_canceled is not None and is_canceled():
             raise CanceledError()
+        if c0 == 0 and wi > 0:  # a band is done: what it holds of the pieces is final
+            flush_pieces(prev_bottom)
         t0 = time.perf_counter()
         # region A: the window plus the hole halo; E: A plus the filter halo
         ar0, ar1 = max(0, r0 - hh), min(height, r1 + hh)
@@ -352,37 +401,7 @@ def vectorise(
         if progress is not None:
             progress(100.0 * (wi + 1) / len(wins))
 
-    # pieces cut by window edges: join, filter, union
-    if piece_ids:
-        ids = np.concatenate(piece_ids)
-        cnt = np.concatenate(piece_counts)
-        sm = np.concatenate(piece_sums)
-        pa = np.concatenate(pairs_a) if pairs_a else np.zeros(0, np.int64)
-        pb = np.concatenate(pairs_b) if pairs_b else np.zeros(0, np.int64)
-        comp = connected_roots(ids.size, np.searchsorted(ids, pa), np.searchsorted(ids, pb))
-        n_comp = int(comp.max()) + 1
-        g_cnt = np.bincount(comp, weights=cnt, minlength=n_comp)
-        g_sum = np.bincount(comp, weights=sm, minlength=n_comp)
-        ok = big_enough(g_cnt)
-        stats.pieces = int(ids.size)
-        stats.components += n_comp
-        order = np.argsort(comp, kind="stable")
-        bounds = np.flatnonzero(np.diff(comp[order])) + 1
-        for members in np.split(order, bounds):
-            if is_canceled is not None and is_canceled():
-                raise CanceledError()
-            k = int(comp[members[0]])
-            if not ok[k]:
-                continue
-            geoms = [ogr.CreateGeometryFromWkb(piece_wkb[int(ids[m])]) for m in members]
-            if len(geoms) == 1:
-                geom = geoms[0]
-            else:
-                multi = ogr.Geometry(ogr.wkbMultiPolygon)
-                for g in geoms:
-                    multi.AddGeometryDirectly(g)
-                geom = multi.UnionCascaded()
-            emit(geom, float(g_sum[k] / g_cnt[k]), float(g_cnt[k]) * pixel_area, True)
+    flush_pieces(None)
     ds = None
     stats.written = writer.count
     stats.seconds = time.perf_counter() - t_start
