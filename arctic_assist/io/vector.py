@@ -82,7 +82,7 @@ class Cleanup:
 
 
 #: the defaults of ``detect_thaw_slumps`` (chosen on the Peel image, see the README)
-DEFAULT_CLEANUP = Cleanup(min_segment_px=4, fill_holes_px=4, filter_size=0)
+DEFAULT_CLEANUP = Cleanup(min_segment_px=4, fill_holes_px=16, filter_size=0)
 
 
 @dataclass

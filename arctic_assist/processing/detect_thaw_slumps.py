@@ -24,6 +24,12 @@ from ..core.errors import InputError
 from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
 
 DEVICES = ["auto", "cpu", "cuda"]
+#: majority (binary median) filter choices and their window sizes
+FILTERS = ["none", "3 x 3", "5 x 5", "7 x 7"]
+FILTER_SIZES = [0, 3, 5, 7]
+#: clean-up defaults (pixels), chosen on the Peel image (see HELP); the same as
+#: ``arctic_assist.io.vector.DEFAULT_CLEANUP`` (numpy is imported only when the algorithm runs)
+DEFAULT_MIN_SEGMENT, DEFAULT_FILL_HOLES, DEFAULT_FILTER = 4, 16, 0
 #: the loaded output layer is called "<LAYER_NAME> (<raster layer>, <HH:MM:SS>)"
 LAYER_NAME = "Thaw slump proposals"
 
@@ -54,6 +60,9 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
     SIMPLIFY = "SIMPLIFY"
+    MIN_SEGMENT = "MIN_SEGMENT"
+    FILL_HOLES = "FILL_HOLES"
+    FILTER = "FILTER"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
@@ -76,6 +85,15 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         "<li><b>THRESHOLD</b>: probability threshold; empty = the model's.</li>"
         "<li><b>MIN_AREA</b> (m2): smaller polygons are dropped. <b>SIMPLIFY</b> (m): "
         "simplification tolerance.</li>"
+        "<li>Clean-up of the thresholded mask, in pixels of the model's grid, before any "
+        "polygon is built: <b>MIN_SEGMENT</b> (default 4): segments with fewer pixels are "
+        "removed; <b>FILL_HOLES</b> (default 16): holes with fewer pixels are filled (the "
+        "experts of the Peel digitisation experiment drew no holes at all); <b>FILTER</b> "
+        "(default none; qgis_process: 0 = none, 1 = 3 x 3, 2 = 5 x 5, 3 = 7 x 7): a "
+        "majority (binary median) filter. The defaults were chosen on the Peel Sentinel-2 "
+        "image against 12 experts' labels: they change the IoU by less than 0.005 at any "
+        "threshold, while the median filter helped or hurt depending on the threshold "
+        "(+0.008 to -0.026), so it stays off. 0 switches a clean-up off.</li>"
         "<li><b>DEVICE</b>: auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
         "provider that actually ran is logged and stored on every feature.</li>"
         "<li><b>OUTPUT</b>: GeoPackage of polygons with score, area_m2, model, "
@@ -108,6 +126,17 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.SIMPLIFY, "Simplification tolerance (m)", QgsProcessingParameterNumber.Double,
             defaultValue=5.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_SEGMENT, "Remove segments smaller than (pixels)",
+            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_MIN_SEGMENT,
+            minValue=0, maxValue=1_000_000))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.FILL_HOLES, "Fill holes smaller than (pixels)",
+            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_FILL_HOLES,
+            minValue=0, maxValue=1_000_000))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.FILTER, "Majority (median) filter", options=FILTERS,
+            defaultValue=FILTER_SIZES.index(DEFAULT_FILTER)))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=DEVICES, defaultValue=0))
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -146,6 +175,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                                                       context) or None
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         from ..io.detect import DetectRequest, run_detection
+        from ..io.vector import Cleanup
 
         progress, is_canceled, log = self.callbacks(feedback)
         result = run_detection(
@@ -155,6 +185,11 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 mask_path=mask_path, threshold=threshold,
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
                 simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
+                cleanup=Cleanup(
+                    min_segment_px=self.parameterAsInt(parameters, self.MIN_SEGMENT, context),
+                    fill_holes_px=self.parameterAsInt(parameters, self.FILL_HOLES, context),
+                    filter_size=FILTER_SIZES[self.parameterAsEnum(parameters, self.FILTER,
+                                                                  context)]),
                 device=device),
             progress=progress, is_canceled=is_canceled, log=log)
         if context.willLoadLayerOnCompletion(output):
