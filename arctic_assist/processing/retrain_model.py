@@ -2,13 +2,21 @@
 
 Training needs PyTorch, which QGIS's Python usually lacks: the algorithm runs
 ``PYTHON -m arctic_assist.training ...`` in a subprocess, streams its JSON progress lines
-into the Processing log and progress bar, stops it on Cancel (checkpoints already written
-stay, so the run can be resumed), and registers the exported model in the user models
-folder, where the detection and tracing algorithms can use it at once.
+into the Processing log and progress bar, stops it on Cancel, and registers the exported
+model in the user models folder, where the detection and tracing algorithms can use it at
+once.
+
+The run's folder ``<OUTPUT>_run/`` holds ``run.json`` (what was trained), the logs and the
+checkpoints. A rerun with the same DATA, TASK, METHOD and OUTPUT continues from the newest
+checkpoint (``--resume``); a finished run removes the folder, and so does a failed or
+canceled run that had not reached its first checkpoint. The new model is exported inside
+the folder under its final file name (so its metadata carries that name) and moved to
+OUTPUT at the end. The training process dies with the process that started it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -106,8 +114,10 @@ class RetrainModel(ArcticAssistAlgorithm):
         "<li><b>STEPS</b>: optimisation steps.</li>"
         "<li><b>OUTPUT</b>: the new ONNX model; it is validated, registered in the user "
         "models folder and usable at once. Its metadata holds the validation metrics.</li>"
-        "</ul><p>Cancel stops the training; checkpoints written so far are kept in the "
-        "run folder beside OUTPUT so that the run can be resumed.</p>")
+        "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
+        "folder <i>OUTPUT</i>_run beside OUTPUT, and running the algorithm again with the "
+        "same DATA, TASK, METHOD and OUTPUT continues from the newest one; a run that "
+        "finishes, or stops before its first checkpoint, leaves nothing behind.</p>")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(
@@ -156,9 +166,24 @@ class RetrainModel(ArcticAssistAlgorithm):
         self.check_python(python)
 
         work_dir = str(Path(output).with_suffix("")) + "_run"
-        partial = output + ".part.onnx"
+        run_info = {"data": str(Path(data).resolve()), "task": task,
+                    "method": method if task == "segmentation" else "cobra",
+                    "base_model": str(Path(base_model).resolve()) if base_model else None}
+        resume = prepare_run_dir(Path(work_dir), run_info, feedback.pushInfo)
+        export_dir = Path(work_dir) / "export"
+        shutil.rmtree(export_dir, ignore_errors=True)  # a killed run's partial export
+        export_dir.mkdir(parents=True)
+        partial = str(export_dir / Path(output).name)  # the final name: it is in the metadata
         cmd = build_command(python, task, method, data, partial, steps, device, base_model,
                             work_dir)
+        if task == "segmentation" and not _has_split(data, "val"):
+            cmd[cmd.index("--eval-split") + 1] = "train"
+            feedback.pushWarning(
+                "DATA has no 'val' chips (too few chips to hold some out): the model's "
+                "metrics are measured on its training chips, not held-out ones.")
+        if resume:
+            cmd += ["--resume", resume]
+            feedback.pushInfo(f"Continuing the earlier run from its checkpoint {resume}.")
         feedback.pushInfo("Running: " + " ".join(cmd))
         try:
             self.stream(cmd, feedback, work_dir)
@@ -167,9 +192,14 @@ class RetrainModel(ArcticAssistAlgorithm):
                 raise ArcticAssistError(
                     f"the training exported a '{spec.task}' model, expected '{task}'")
             os.replace(partial, output)
+        except CanceledError:
+            raise CanceledError(_stopped_message(Path(work_dir), "canceled")) from None
+        except ArcticAssistError as exc:
+            raise ArcticAssistError(f"{exc} {_stopped_message(Path(work_dir), 'failed')}"
+                                    ) from None
         finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+            shutil.rmtree(export_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing to resume
         registered = register(output, settings.user_models_dir())
         metrics = dict(spec.provenance).get("metrics", {})
         feedback.pushInfo(f"New model {spec.name} {spec.version}: {output}; registered as "
@@ -201,7 +231,8 @@ class RetrainModel(ArcticAssistAlgorithm):
         lines: queue.Queue[str | None] = queue.Queue()
         with stderr_path.open("w", encoding="utf-8") as stderr:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    env=env, start_new_session=True)
+                                    env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
 
             def pump() -> None:
                 assert proc.stdout is not None
@@ -214,9 +245,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             try:
                 while True:
                     if feedback.isCanceled():
-                        raise CanceledError(
-                            "Training canceled; the checkpoints written so far are kept in "
-                            f"{work_dir} and the run can be resumed.")
+                        raise CanceledError("Training canceled.")
                     try:
                         line = lines.get(timeout=0.2)
                     except queue.Empty:
@@ -233,6 +262,76 @@ class RetrainModel(ArcticAssistAlgorithm):
             detail = error_message or "\n".join(tail.splitlines()[-15:]) or \
                 f"exit status {proc.returncode}"
             raise ArcticAssistError(f"Training failed: {detail}")
+
+
+RUN_INFO = "run.json"
+
+
+def checkpoints(work_dir: Path) -> list[Path]:
+    """The run's checkpoints, newest last."""
+    return sorted(work_dir.glob("*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+def prepare_run_dir(work_dir: Path, run_info: dict[str, Any], say) -> str | None:
+    """Make ``work_dir`` ours for this run; the checkpoint to resume from, if any.
+
+    A folder of ours (``run.json``) for the same data, task, method and base model with a
+    checkpoint is resumed; one for something else is replaced. A folder that is not ours
+    is refused, untouched.
+    """
+    info_path = work_dir / RUN_INFO
+    if work_dir.exists():
+        try:
+            previous = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+        if previous is None:
+            if work_dir.is_dir() and not any(work_dir.iterdir()):
+                previous = {}
+            else:
+                raise InputError(
+                    f"OUTPUT: the run folder '{work_dir}' exists but was not made by Retrain "
+                    "model (no run.json); move it away or choose another OUTPUT. Nothing was "
+                    "changed.")
+        ckpts = checkpoints(work_dir)
+        if previous == run_info and ckpts:
+            return str(ckpts[-1])
+        shutil.rmtree(work_dir)
+        if previous:
+            say(f"Removed the earlier run folder {work_dir} (another DATA, TASK or METHOD).")
+    work_dir.mkdir(parents=True)
+    info_path.write_text(json.dumps(run_info, indent=1), encoding="utf-8")
+    return None
+
+
+def _stopped_message(work_dir: Path, how: str) -> str:
+    """What is left after a canceled or failed run, and how to continue: the truth."""
+    ckpts = checkpoints(work_dir)
+    if not ckpts:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return (f"Training {how} before its first checkpoint; nothing was kept and no model "
+                "was written.")
+    return (f"Training {how}; no model was written. Its checkpoint {ckpts[-1].name} is kept "
+            f"in {work_dir}: run Retrain model again with the same DATA, TASK, METHOD and "
+            "OUTPUT to continue from it.")
+
+
+def _has_split(data: str, split: str) -> bool:
+    try:
+        doc = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # the training reports a bad manifest itself
+    chips = doc.get("chips") if isinstance(doc, dict) else None
+    return any(isinstance(c, dict) and c.get("split") == split for c in chips or [])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when the process that started it dies (Linux),
+    so that a killed QGIS or qgis_process never leaves a training running on its own."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        pass
 
 
 def _handle_line(line: str, feedback) -> str | None:
