@@ -9,7 +9,8 @@
 - ``independent_warps=True`` reproduces the authors' released code, which warps the
   student view and the soft labels with *different* random parameters (an ablation).
 
-Images are float tensors in [0, 1] (after the model's normalisation), N x C x H x W.
+Images are float tensors (after the model's normalisation, about [0, 1]), N x C x H x W;
+the photometric part never clips them (see :meth:`StrongAugment.photometric`).
 """
 
 from __future__ import annotations
@@ -144,18 +145,38 @@ class StrongAugment:
     def photometric(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Gamma, brightness, contrast and Gaussian blur (p) on an image in [0, 1]."""
+        """Gamma, brightness, contrast and Gaussian blur (p) on the image only, scaled to it.
+
+        Nothing is clipped: after the model's normalisation a band spans a few hundredths
+        (standard deviation 0.03-0.06 for Sentinel-2), so fixed offsets such as the paper's
+        brightness +-0.5 and a clamp to [0, 1] would flatten most samples. Instead, per
+        sample and band (GIMP-style levels, all invertible):
+
+        - gamma ``g`` in ``cfg.gamma`` on the band rescaled to its own [min, max]:
+          ``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g`` (same range, monotone);
+        - contrast: deviations from the band mean times ``a``, ``log a`` uniform in
+          ``+-log(1 + cfg.contrast)``;
+        - brightness: ``+ b * std``, ``b`` uniform in ``+-cfg.brightness`` (in units of the
+          band's standard deviation in the sample);
+        - Gaussian blur (sigma ``cfg.blur_sigma``) with probability ``cfg.blur_p``.
+        """
         c = self.cfg
         n = x.shape[0]
         shape = (n, 1, 1, 1)
+        dev, dt = x.device, x.dtype
         lg = torch.log(torch.tensor(c.gamma))
         gamma = torch.exp(_rand(n, generator, "cpu", float(lg[0]), float(lg[1]))).view(shape)
         beta = _rand(n, generator, "cpu", -c.brightness, c.brightness).view(shape)
-        alpha = (1.0 + _rand(n, generator, "cpu", -c.contrast, c.contrast)).view(shape)
+        la = math.log1p(max(0.0, c.contrast))
+        alpha = torch.exp(_rand(n, generator, "cpu", -la, la)).view(shape)
         blur = (torch.rand(n, generator=generator) < c.blur_p).view(shape)
-        dev = x.device
-        y = x.clamp(0, 1).pow(gamma.to(dev, x.dtype))
-        y = (alpha.to(dev, x.dtype) * y + beta.to(dev, x.dtype)).clamp(0, 1)
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        hi = x.amax(dim=(-2, -1), keepdim=True)
+        span = (hi - lo).clamp_min(1e-6)
+        y = lo + span * ((x - lo) / span).clamp(0, 1).pow(gamma.to(dev, dt))
+        mean = y.mean(dim=(-2, -1), keepdim=True)
+        std = y.std(dim=(-2, -1), keepdim=True) if y.shape[-1] * y.shape[-2] > 1 else 0 * mean
+        y = mean + alpha.to(dev, dt) * (y - mean) + beta.to(dev, dt) * std
         if c.blur_p > 0 and bool(blur.any()):
             y = torch.where(blur.to(dev), gaussian_blur(y, c.blur_sigma), y)
         return y

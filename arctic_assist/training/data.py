@@ -774,8 +774,10 @@ class TileSampler:
         regions: Sequence[str] | None = None,
         unlabelled_regions: Sequence[str] | None = None,
         seed: int = 0,
+        positive_fraction: float = 0.0,
     ) -> None:
         self.data, self.tile = data, int(tile)
+        self.positive_fraction = float(positive_fraction)
         self.bl, self.bu = int(batch_labelled), int(batch_unlabelled)
         self.rng = np.random.default_rng(seed)
         chips = data.select(split, regions)
@@ -789,6 +791,14 @@ class TileSampler:
             [m.size * c.weight for (_, m), c in zip(self.labelled, chips)], dtype=np.float64
         )
         self.p_l = areas / areas.sum()
+        # positive-aware sampling: the (row, col) of every labelled RTS pixel per chip, so
+        # that a share of the crops is centred near one (thaw slumps are a few percent of
+        # the pixels; uniform crops mostly show background)
+        self._pos = [np.argwhere(m == 1) for _, m in self.labelled]
+        pos_w = np.array(
+            [len(pp) * c.weight for pp, c in zip(self._pos, chips)], dtype=np.float64
+        )
+        self.p_pos = pos_w / pos_w.sum() if pos_w.sum() > 0 else None
         self.unlabelled = [
             u for u in data.unlabelled if not unlabelled_regions or u.region in unlabelled_regions
         ]
@@ -806,11 +816,16 @@ class TileSampler:
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def _crop(self, img: np.ndarray, mask: np.ndarray | None):
+    def _crop(self, img: np.ndarray, mask: np.ndarray | None, around=None):
         t = self.tile
         c, h, w = img.shape
-        y0 = int(self.rng.integers(0, max(1, h - t + 1)))
-        x0 = int(self.rng.integers(0, max(1, w - t + 1)))
+        if around is None:
+            y0 = int(self.rng.integers(0, max(1, h - t + 1)))
+            x0 = int(self.rng.integers(0, max(1, w - t + 1)))
+        else:  # a crop that holds pixel ``around`` at a random place
+            ry, rx = (int(v) for v in around)
+            y0 = int(self.rng.integers(max(0, ry - t + 1), max(0, min(ry, h - t)) + 1))
+            x0 = int(self.rng.integers(max(0, rx - t + 1), max(0, min(rx, w - t)) + 1))
         ci = img[:, y0 : y0 + t, x0 : x0 + t]
         cm = None if mask is None else mask[y0 : y0 + t, x0 : x0 + t]
         if ci.shape[1] < t or ci.shape[2] < t:
@@ -836,8 +851,13 @@ class TileSampler:
     def batch(self) -> dict[str, np.ndarray]:
         xs, ys = [], []
         for _ in range(self.bl):
-            i = int(self.rng.choice(len(self.labelled), p=self.p_l))
-            x, y = self._crop(*self.labelled[i])
+            around = None
+            if self.p_pos is not None and self.rng.random() < self.positive_fraction:
+                i = int(self.rng.choice(len(self.labelled), p=self.p_pos))
+                around = self._pos[i][int(self.rng.integers(len(self._pos[i])))]
+            else:
+                i = int(self.rng.choice(len(self.labelled), p=self.p_l))
+            x, y = self._crop(*self.labelled[i], around=around)
             xs.append(x)
             ys.append(y)
         out = {"x_l": np.stack(xs), "y_l": np.stack(ys)}

@@ -103,6 +103,23 @@ def evaluate_data(
     return {k: scores(v) for k, v in per.items()}
 
 
+def pooled_counts_by_threshold(
+    predict: Callable[[np.ndarray], np.ndarray],
+    data: TrainingData,
+    split: str | None,
+    thresholds: Sequence[float],
+) -> list[np.ndarray]:
+    """Pooled [TP, FP, FN, TN] over the chips of ``split``, one array per threshold (one
+    prediction per chip)."""
+    total = [np.zeros(4, np.int64) for _ in thresholds]
+    for chip in data.select(split):
+        img, mask = data.read_chip(chip)
+        prob = predict_padded(predict, img)
+        for i, t in enumerate(thresholds):
+            total[i] += confusion(prob, mask, t)
+    return total
+
+
 # ----------------------------------------------------------------------------- the spec
 
 
@@ -188,6 +205,7 @@ def export_method(
     tile_size: int = 192,
     tile_overlap: int = 48,
     parity: bool = True,
+    threshold: float = 0.5,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> tuple[Path, ModelSpec]:
     """Export the module's evaluated network (teacher for PixelDINO) as a probability model."""
@@ -213,6 +231,7 @@ def export_method(
         metrics=metrics,
         tile_size=tile_size,
         tile_overlap=tile_overlap,
+        threshold=threshold,
         extra_provenance={
             "width": cfg.width,
             "train_tile": cfg.tile,

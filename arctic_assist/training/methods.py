@@ -60,9 +60,19 @@ class TrainConfig:
     teacher_temp: float = 0.5
     student_temp: float = 1.0
     center_momentum: float = 0.996
-    ema_start: float = 0.996
-    ema_end: float = 1.0
+    # None: tied to the run length (see ema_schedule); the paper's 0.996 -> 1.0 at 200k steps
+    ema_start: float | None = None
+    ema_end: float | None = None
     beta: float = 0.1
+    # the unlabelled term starts after this fraction of the run and ramps in linearly over
+    # the next semi_ramp (a pseudo-label term that starts before the supervised head has
+    # left the all-background plateau teaches "background"); 0, 0 = from the first step
+    semi_start: float = 0.25
+    semi_ramp: float = 0.25
+    # supervised loss: "bce" (the paper's) or "bce_dice" (BCE + soft Dice over the batch:
+    # thaw slumps are a few percent of the pixels)
+    loss: str = "bce_dice"
+    dice_weight: float = 1.0
     independent_warps: bool = False  # True: the released code's independent warps
     # FixMatchSeg
     fixmatch_hi: float = 0.8
@@ -80,6 +90,32 @@ class TrainConfig:
 
     def effective_warmup(self) -> int:
         return max(1, min(int(self.warmup_steps), int(self.total_steps) // 20))
+
+    def ema_schedule(self) -> tuple[float, float]:
+        """Teacher momentum (start, end) of the cosine schedule, tied to the run length.
+
+        The paper's 0.996 -> 1.0 is made for 200k steps; over a few hundred steps it leaves a
+        teacher made of the first, untrained weights. Auto (None): the teacher averages about
+        ``steps / 20`` steps at the start and ``steps / 5`` at the end (momentum
+        ``1 - 1/horizon``), capped by the paper's values, so 200k steps give the paper's
+        schedule and 600 steps a teacher of the last ~120 steps.
+        """
+        n = max(1, int(self.total_steps))
+        start = self.ema_start
+        if start is None:
+            start = min(0.996, max(0.9, 1.0 - 20.0 / n))
+        end = self.ema_end
+        if end is None:
+            end = 1.0 if n >= 100_000 else min(1.0, max(start, 1.0 - 5.0 / n))
+        return float(start), float(end)
+
+    def semi_weight_at(self, step: int) -> float:
+        """Weight (0..1) of the unlabelled term at ``step``: off, then a linear ramp."""
+        n = max(1, int(self.total_steps))
+        start, ramp = self.semi_start * n, self.semi_ramp * n
+        if step < start:
+            return 0.0
+        return 1.0 if ramp <= 0 else float(min(1.0, (step - start + 1) / ramp))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +145,30 @@ def bce_ignore(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     y = torch.where(valid, target, torch.zeros_like(target)).float()
     loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
     return (loss * valid).sum() / valid.sum().clamp_min(1)
+
+
+def dice_ignore(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss of the RTS class over the whole batch, pixels labelled 255 ignored.
+
+    ``1 - (2 sum(p y) + eps) / (sum p + sum y + eps)``; pooled over the batch (as IoU is
+    pooled over a region), so a batch without thaw slumps still penalises false positives.
+    """
+    p = torch.sigmoid(logits[:, 0].float())
+    valid = (target != IGNORE).float()
+    y = (target == 1).float() * valid
+    p = p * valid
+    inter = (p * y).sum()
+    return 1.0 - (2.0 * inter + eps) / (p.sum() + y.sum() + eps)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig):
+    """The supervised loss of ``cfg.loss``: BCE, or BCE + ``dice_weight`` x soft Dice."""
+    loss = bce_ignore(logits, target)
+    if cfg.loss == "bce_dice":
+        loss = loss + cfg.dice_weight * dice_ignore(logits, target)
+    elif cfg.loss != "bce":
+        raise ValueError(f"unknown loss '{cfg.loss}' (bce or bce_dice)")
+    return loss
 
 
 def soft_cross_entropy(
@@ -228,7 +288,7 @@ class Supervised(SegmentationMethod):
         x, y = batch["x_l"], batch["y_l"]
         if self.augment:
             x, y = self.augment_labelled(x, y)
-        loss = bce_ignore(self.student.rts(x), y)
+        loss = segmentation_loss(self.student.rts(x), y, self.cfg)
         self._log("loss", loss, prog_bar=True)
         return loss
 
@@ -249,15 +309,20 @@ class FixMatchSeg(SegmentationMethod):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x_l, y_l = self.augment_labelled(batch["x_l"], batch["y_l"])
+        ramp = self.cfg.semi_weight_at(self.global_step)
+        if ramp <= 0:  # supervised warm-up: no pseudo-labels yet
+            loss = segmentation_loss(self.student.rts(x_l), y_l, self.cfg)
+            self._log("loss", loss, prog_bar=True)
+            return loss
         v1 = weak(batch["x_u"])
         pseudo = self.pseudo_labels(v1)
         grid = self.strong.geometry(v1.shape[0], v1.shape[-2], v1.shape[-1], v1.device)
         v2 = self.strong.photometric(self.strong.warp(v1, grid))
         pseudo_w = self.strong.warp_mask(pseudo, grid)
         out = self.student.rts(torch.cat([x_l, v2]))
-        loss_l = bce_ignore(out[: len(x_l)], y_l)
+        loss_l = segmentation_loss(out[: len(x_l)], y_l, self.cfg)
         loss_u = bce_ignore(out[len(x_l) :], pseudo_w)
-        loss = loss_l + self.cfg.fixmatch_weight * loss_u
+        loss = loss_l + ramp * self.cfg.fixmatch_weight * loss_u
         self._log("loss", loss, prog_bar=True)
         self._log("loss_l", loss_l)
         self._log("loss_u", loss_u)
@@ -288,7 +353,7 @@ class Adversarial(SegmentationMethod):
         self.disc.requires_grad_(False)
         logits = self.student.rts(torch.cat([x_l, x_u]))
         prob = torch.sigmoid(logits.float())
-        loss_seg = bce_ignore(logits[:n], y_l)
+        loss_seg = segmentation_loss(logits[:n], y_l, cfg)
         d_out = self.disc(prob)
         ones = torch.ones_like(d_out)
         loss_adv_l = F.binary_cross_entropy_with_logits(d_out[:n].float(), ones[:n])
@@ -296,13 +361,14 @@ class Adversarial(SegmentationMethod):
         loss_g = (
             loss_seg + cfg.adv_weight_labelled * loss_adv_l + cfg.adv_weight_unlabelled * loss_adv_u
         )
-        if self.global_step // 2 >= cfg.semi_start_step and cfg.semi_weight > 0:
+        ramp = cfg.semi_weight_at(self.global_step // 2)
+        if self.global_step // 2 >= cfg.semi_start_step and cfg.semi_weight > 0 and ramp > 0:
             with torch.no_grad():
                 conf = torch.sigmoid(d_out[n:].float())[:, 0]
                 hard = (prob[n:, 0] > 0.5).to(torch.uint8)
                 target = torch.where(conf > cfg.semi_threshold, hard, torch.full_like(hard, IGNORE))
             loss_semi = bce_ignore(logits[n:], target)
-            loss_g = loss_g + cfg.semi_weight * loss_semi
+            loss_g = loss_g + ramp * cfg.semi_weight * loss_semi
             self._log("loss_semi", loss_semi)
         opt_g.zero_grad()
         self.manual_backward(loss_g)
@@ -336,11 +402,21 @@ class PixelDINO(SegmentationMethod):
         self._pending_center: torch.Tensor | None = None
 
     def eval_net(self) -> UNet:
-        return self.teacher
+        """The exported network: the teacher unless training chose the student
+        (``select_net``, on the validation chips)."""
+        return self.student if getattr(self, "exported", "teacher") == "student" else self.teacher
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         cfg = self.cfg
         x_l, y_l = self.augment_labelled(batch["x_l"], batch["y_l"])
+        ramp = cfg.semi_weight_at(self.global_step)
+        if ramp <= 0:
+            # supervised warm-up: the teacher (an EMA of the student) and the centre are
+            # not needed yet, so neither is the unlabelled batch
+            loss = segmentation_loss(self.student.rts(x_l), y_l, cfg)
+            self._log("loss", loss, prog_bar=True)
+            self._log("loss_sup", loss)
+            return loss
         v1 = weak(batch["x_u"])
         with torch.no_grad():
             self.teacher.eval()
@@ -349,9 +425,9 @@ class PixelDINO(SegmentationMethod):
         v2, p_t, valid = self.strong.student_view(v1, p_t, independent_warps=cfg.independent_warps)
         rts, pseudo = self.student(torch.cat([x_l, v2]))
         n = len(x_l)
-        loss_sup = bce_ignore(rts[:n], y_l)
+        loss_sup = segmentation_loss(rts[:n], y_l, cfg)
         loss_dino = soft_cross_entropy(p_t, pseudo[n:], valid, cfg.student_temp)
-        loss = loss_sup + cfg.beta * loss_dino
+        loss = loss_sup + ramp * cfg.beta * loss_dino
         self._pending_center = batch_center.detach()
         self._log("loss", loss, prog_bar=True)
         self._log("loss_sup", loss_sup)
@@ -360,9 +436,7 @@ class PixelDINO(SegmentationMethod):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # after the optimizer step: EMA teacher, then the centre
-        lam = ema_momentum(
-            self.global_step - 1, self.cfg.total_steps, self.cfg.ema_start, self.cfg.ema_end
-        )
+        lam = ema_momentum(self.global_step - 1, self.cfg.total_steps, *self.cfg.ema_schedule())
         ema_update(self.teacher, self.student, lam)
         if self._pending_center is not None:
             bc = self._pending_center

@@ -24,7 +24,7 @@ from .common import (
     run_cli,
     setup_runtime,
 )
-from .data import TileSampler, TrainingData, Unlabelled, load_dataset
+from .data import IGNORE, TileSampler, TrainingData, Unlabelled, load_dataset
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,56 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--beta", type=float, default=d.beta)
     g.add_argument("--teacher-temp", type=float, default=d.teacher_temp)
     g.add_argument("--center-momentum", type=float, default=d.center_momentum)
-    g.add_argument("--ema-start", type=float, default=d.ema_start)
+    g.add_argument(
+        "--ema-start",
+        type=float,
+        default=d.ema_start,
+        help="teacher EMA momentum at the first step (default: tied to the run length, "
+        "1 - 20/steps capped at the paper's 0.996)",
+    )
     g.add_argument(
         "--ema-end",
         type=float,
         default=d.ema_end,
-        help="teacher EMA momentum at the last step (paper: 1.0, a cosine from --ema-start "
-        "over the run); --ema-end equal to --ema-start keeps it constant, so the teacher "
-        "averages over about 1/(1-momentum) steps however short the run",
+        help="teacher EMA momentum at the last step, a cosine from --ema-start (default: "
+        "1 - 5/steps, the paper's 1.0 from 100k steps); equal to --ema-start keeps it "
+        "constant, so the teacher averages over about 1/(1-momentum) steps",
+    )
+    g.add_argument(
+        "--semi-start",
+        type=float,
+        default=d.semi_start,
+        help="fraction of the run trained on the labels alone before the unlabelled term "
+        "(pixeldino, fixmatchseg, adversarial) switches on (paper: 0)",
+    )
+    g.add_argument(
+        "--semi-ramp",
+        type=float,
+        default=d.semi_ramp,
+        help="fraction of the run over which the unlabelled term ramps in linearly",
+    )
+    g.add_argument(
+        "--loss",
+        choices=("bce", "bce_dice"),
+        default=d.loss,
+        help="supervised loss: bce (the paper's) or bce_dice (BCE + soft Dice)",
+    )
+    g.add_argument(
+        "--positive-fraction",
+        type=float,
+        default=0.5,
+        help="share of labelled crops placed around a labelled thaw-slump pixel (0: uniform)",
+    )
+    g.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="ablation: no per-band input standardisation from the training chips",
+    )
+    g.add_argument(
+        "--select",
+        choices=("auto", "teacher", "student"),
+        default="auto",
+        help="pixeldino: the network exported; auto = the better on the selection chips",
     )
     g.add_argument(
         "--independent-warps",
@@ -142,6 +184,9 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
         center_momentum=a.center_momentum,
         ema_start=a.ema_start,
         ema_end=a.ema_end,
+        semi_start=a.semi_start,
+        semi_ramp=a.semi_ramp,
+        loss=a.loss,
         independent_warps=a.independent_warps,
     )
 
@@ -195,7 +240,11 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
     if str(path).lower().endswith(".onnx"):
         from .export import load_onnx_weights
 
-        load_onnx_weights(target, path, optional=("pseudo_head.",))
+        # pseudo_head: not exported; in_mean/in_std: absent from models exported before the
+        # network standardised its input (those were trained on the identity)
+        target.in_mean.zero_()
+        target.in_std.fill_(1.0)
+        load_onnx_weights(target, path, optional=("pseudo_head.", "in_mean", "in_std"))
     else:
         from .checkpoint import load_checkpoint_file
 
@@ -213,6 +262,82 @@ def largest_chip(data: TrainingData, split: str) -> int:
     loaded), rounded down to a multiple of 16 (the U-Net's input multiple); 0 if unknown."""
     side = max((max(c.size) for c in data.select(split) if c.size), default=0)
     return side // 16 * 16
+
+
+def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation of the normalised labelled chips of ``split``
+    (valid pixels only), the fixed input standardisation of a network trained from scratch."""
+    import numpy as np
+
+    total = np.zeros(len(data.bands))
+    sq = np.zeros(len(data.bands))
+    count = 0
+    for chip in data.select(split):
+        img, mask = data.read_chip(chip)
+        ok = (mask != IGNORE) if mask is not None else np.ones(img.shape[1:], bool)
+        vals = img[:, ok].astype(np.float64)
+        total += vals.sum(axis=1)
+        sq += (vals**2).sum(axis=1)
+        count += vals.shape[1]
+    if count == 0:
+        return [0.0] * len(data.bands), [1.0] * len(data.bands)
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    return mean.tolist(), std.tolist()
+
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
+
+
+def select_network(module, data: TrainingData, mode: str = "auto") -> dict[str, Any]:
+    """Choose the exported network (PixelDINO: teacher or student) and its threshold.
+
+    On the ``val`` chips when the folder has any, else on the ``train`` chips (then the
+    choice is optimistic, and the metadata says so): for every candidate network the pooled
+    IoU at thresholds 0.10 .. 0.90; the best pair wins (ties: the threshold nearest 0.5, then
+    the teacher). Sets ``module.exported`` and returns what was chosen and why.
+    """
+    from .evaluate import pooled_counts_by_threshold, scores, torch_predictor
+
+    split = "val" if data.select("val") else "train"
+    names = ["teacher", "student"] if hasattr(module, "teacher") else ["student"]
+    if mode in ("teacher", "student") and mode in names:
+        names = [mode]
+    best: tuple | None = None
+    table: dict[str, dict[str, float]] = {}
+    for name in names:
+        net = getattr(module, name)
+        counts = pooled_counts_by_threshold(torch_predictor(net), data, split, THRESHOLDS)
+        table[name] = {}
+        for t, c in zip(THRESHOLDS, counts):
+            iou = scores(c)["iou"]
+            iou = -1.0 if iou != iou else iou
+            table[name][f"{t:.2f}"] = round(iou, 4)
+            key = (iou, -abs(t - 0.5), name == "teacher")
+            if best is None or key > best[0]:
+                best = (key, name, t)
+    assert best is not None
+    (iou, _, _), name, t = best
+    module.exported = name
+    return {"network": name, "threshold": float(t), "split": split,
+            "iou": round(float(iou), 4), "iou_by_threshold": table}
+
+
+def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
+    """The training recipe as it ran (what a reader of the model card needs to redo it)."""
+    start, end = cfg.ema_schedule()
+    return {
+        "loss": cfg.loss,
+        "positive_fraction": a.positive_fraction,
+        "semi_start": cfg.semi_start,
+        "semi_ramp": cfg.semi_ramp,
+        "ema": [start, end],
+        "lr": cfg.lr,
+        "tile": cfg.tile,
+        "batch": [cfg.batch_labelled, cfg.batch_unlabelled],
+        "seed": getattr(a, "seed", None),
+        "warm_start": bool(getattr(a, "base_model", None)),
+    }
 
 
 def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
@@ -245,6 +370,11 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     module = make_method(cfg, meta)
     if a.base_model:
         warm_start(module, a.base_model)
+    elif not a.no_standardize:
+        mean, std = input_statistics(data, "train")
+        module.student.set_input_stats(mean, std)
+        if hasattr(module, "teacher"):
+            module.teacher.set_input_stats(mean, std)
     sampler_kw = dict(
         data=data,
         tile=cfg.tile,
@@ -253,6 +383,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         split="train",
         regions=a.regions,
         unlabelled_regions=a.unlabelled_regions,
+        positive_fraction=a.positive_fraction,
     )
     loader = torch.utils.data.DataLoader(
         SamplerDataset(sampler_kw, a.seed),
@@ -268,10 +399,16 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     from .evaluate import evaluate_data, export_method, torch_predictor
 
     module = module.float().cpu().eval()
+    selection = select_network(module, data, a.select)
+    threshold = selection["threshold"]
     if data.select(a.eval_split):
+        predict = torch_predictor(module.eval_net())
         result["metrics"] = {
-            a.eval_split: evaluate_data(torch_predictor(module.eval_net()), data, a.eval_split)
+            a.eval_split: evaluate_data(predict, data, a.eval_split, threshold=threshold)
         }
+        if abs(threshold - 0.5) > 1e-9:
+            result["metrics"][f"{a.eval_split}@0.5"] = evaluate_data(predict, data, a.eval_split)
+    result["selection"] = selection
     path, _ = export_method(
         module,
         a.out,
@@ -280,6 +417,8 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         name=a.name,
         tile_size=a.export_tile,
         tile_overlap=a.export_overlap,
+        threshold=threshold,
+        extra_provenance={"selection": selection, "recipe": recipe(cfg, a)},
     )
     result["output"] = str(path)
     return result
@@ -293,10 +432,12 @@ def main(argv: list[str] | None = None, *, method: str = "pixeldino") -> int:
         res = train(method, a)
         if res["output"]:
             if json_mode:
-                emit("done", output=res["output"], metrics=res["metrics"])
+                emit("done", output=res["output"], metrics=res["metrics"],
+                     selection=res.get("selection"))
             else:
                 print(
-                    json.dumps({"output": res["output"], "metrics": res["metrics"]}, default=float)
+                    json.dumps({"output": res["output"], "metrics": res["metrics"],
+                                "selection": res.get("selection")}, default=float)
                 )
         return 0
 

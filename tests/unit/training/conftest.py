@@ -30,3 +30,16 @@ def tiny_dataset(tmp_path_factory):
         regions=["A", "D"],
         split_fn=lambda ri, x, y, w, h: "train" if ri == 0 else "test",
     )
+
+
+@pytest.fixture(scope="session")
+def rts_dataset(tmp_path_factory):
+    """A small labelled folder whose training chips hold thaw slumps in some chips only."""
+    pytest.importorskip("osgeo.gdal")
+    from arctic_assist.training import synthetic
+    from arctic_assist.training.data import build_dataset
+
+    root = tmp_path_factory.mktemp("rts")
+    idx = synthetic.generate(root / "scenes", {"A": 1}, size=96, seed=1)
+    return build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], root / "ds", 32,
+                         regions=["A"])

@@ -64,7 +64,28 @@ def test_photometric_only_on_image_and_hard_mask_alignment():
     x, m = aug(image, labels.to(torch.uint8))
     assert x.shape == image.shape and m.shape == labels.shape
     assert set(m.unique().tolist()) <= set(range(5)) | {IGNORE}  # labels never blended
-    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert torch.isfinite(x).all()
+
+
+def test_photometric_keeps_a_low_contrast_signal():
+    """Sentinel-2 after the model's normalisation: bands around 0.4 with std 0.04. The
+    photometric part must keep the signal: no sample flattened by clipping, pixel order
+    kept within each band (monotone, no blur), contrast changed by a bounded factor."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.4 + 0.04 * torch.randn(64, 4, 32, 32, generator=g)
+    aug = StrongAugment(StrongConfig(blur_p=0.0))
+    y = aug.photometric(x, generator=g)
+    flat = x.flatten(2)
+    out = y.flatten(2)
+    # order within each band is kept (monotone maps only)
+    in_order = out.gather(-1, flat.argsort(-1))
+    assert float(in_order.diff(dim=-1).min()) > -1e-6
+    ratio = out.std(-1) / flat.std(-1)
+    assert float(ratio.min()) > 0.3 and float(ratio.max()) < 3.0
+    # the old recipe (brightness +-0.5 then a clamp to [0, 1]) flattened many samples
+    clipped = ((out <= 0) | (out >= 1)).float().mean(-1)
+    assert float(clipped.max()) == 0.0
+    assert float(y.mean()) == pytest.approx(0.4, abs=0.05)
 
 
 def test_weak_is_exact_and_shared():

@@ -185,3 +185,19 @@ def test_merged_folder_can_be_moved(tiny_dataset, tmp_path):
     assert moved.chips[0].weight == 2.0 * tiny_dataset.chips[0].weight
     img, mask = moved.read_chip(moved.chips[0])
     assert img.shape[0] == 4 and mask is not None
+
+
+def test_positive_aware_sampling_shows_thaw_slumps(rts_dataset):
+    """With positive_fraction p, at least about p of the labelled crops hold RTS pixels,
+    and each such crop holds the pixel it was placed around (never an out-of-chip crop)."""
+    chips = rts_dataset.select("train")
+    has_rts = [bool((rts_dataset.read_chip(c)[1] == 1).any()) for c in chips]
+    assert any(has_rts)
+
+    def share(p):
+        s = TileSampler(rts_dataset, 16, 64, 0, seed=1, positive_fraction=p)
+        ys = np.concatenate([s.batch()["y_l"] for _ in range(4)])
+        return float(np.mean([(y == 1).any() for y in ys]))
+
+    uniform, aware = share(0.0), share(0.8)
+    assert aware >= 0.75 and aware > uniform

@@ -166,3 +166,52 @@ def test_tile_is_capped_at_the_chip_size(tiny_dataset, tmp_path):
         "--log-dir", str(tmp_path / "runs"), "--checkpoint-every", "0", "--accelerator", "cpu"])
     res = train("supervised", a)
     assert read_spec(res["output"]).provenance["train_tile"] == 32
+
+
+def test_input_statistics_standardise_the_network_input(tiny_dataset):
+    """A network trained from scratch sees its input per band at zero mean and unit spread
+    (statistics of the training chips, kept in the network and so in the ONNX model)."""
+    import numpy as np
+
+    from arctic_assist.training.train import input_statistics
+    from arctic_assist.training.unet import UNet
+
+    mean, std = input_statistics(tiny_dataset, "train")
+    vals = []
+    for c in tiny_dataset.select("train"):
+        img, mask = tiny_dataset.read_chip(c)
+        vals.append(img[:, mask != 255])
+    vals = np.concatenate(vals, axis=1)
+    assert np.allclose(mean, vals.mean(axis=1), atol=1e-5)
+    assert np.allclose(std, vals.std(axis=1), atol=1e-5)
+    net = UNet(4, 4, 3)
+    net.set_input_stats(mean, std)
+    seen = []
+    net.enc[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    net.rts(torch.from_numpy(vals[:, :256].reshape(1, 4, 16, 16).copy()))
+    x = seen[0]
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(4), atol=0.3)
+
+
+def test_select_network_takes_the_better_one_and_its_threshold(rts_dataset):
+    """PixelDINO exports whichever of teacher and student scores better on the selection
+    chips, at the threshold that scores best there; the metadata says which."""
+    from arctic_assist.training.train import select_network
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(method="pixeldino", width=4, tile=32, total_steps=10)
+    module = make_method(cfg)
+    # a teacher that never says "thaw slump" (IoU 0) and a student that always does
+    # (IoU = the share of RTS pixels > 0): the student must win, at the tie-break 0.5
+    module.teacher.rts = lambda x: torch.full_like(x[:, :1], -100.0)
+    module.student.rts = lambda x: torch.full_like(x[:, :1], 100.0)
+    sel = select_network(module, rts_dataset)
+    assert sel["split"] == "train"  # the tiny folder has no 'val' chips
+    assert set(sel["iou_by_threshold"]) == {"teacher", "student"}
+    assert max(sel["iou_by_threshold"]["teacher"].values()) == 0.0
+    assert sel["network"] == "student" and sel["iou"] > 0
+    assert module.eval_net() is module.student
+    assert sel["threshold"] == 0.5
+    assert select_network(module, rts_dataset, "teacher")["network"] == "teacher"
+    assert module.eval_net() is module.teacher
+    assert 0.1 <= sel["threshold"] <= 0.9

@@ -23,6 +23,7 @@ torch.set_num_threads(1)
 
 
 def _tiny(**kw) -> PixelDINO:
+    kw = {"semi_start": 0.0, "semi_ramp": 0.0, **kw}  # the unlabelled term from step 0
     cfg = TrainConfig(method="pixeldino", width=4, n_pseudo=5, tile=32, total_steps=100, **kw)
     return PixelDINO(cfg)
 
@@ -82,8 +83,8 @@ def test_teacher_has_no_grad_and_follows_ema_exactly(monkeypatch):
     assert any(p.grad is not None for p in m.student.parameters())
     before = [p.detach().clone() for p in m.teacher.parameters()]
     m.on_train_batch_end(None, batch, 0)
-    lam = ema_momentum(0, 100, 0.996, 1.0)
-    assert lam == pytest.approx(0.996)
+    lam = ema_momentum(0, 100, *m.cfg.ema_schedule())
+    assert lam == pytest.approx(0.9)  # 100 steps: 1 - 20/100, floored at 0.9
     for t0, t1, s in zip(before, m.teacher.parameters(), m.student.parameters()):
         assert torch.allclose(t1, lam * t0 + (1 - lam) * s.detach(), atol=1e-7)
 
@@ -94,17 +95,72 @@ def test_ema_schedule_cosine():
     assert ema_momentum(500, 1000) == pytest.approx(0.998)
 
 
-def test_ema_end_flag_gives_a_constant_momentum():
+def test_ema_schedule_is_tied_to_the_run_length():
     from arctic_assist.training.train import build_parser, config_from_args
 
     base = ["--data", "d", "--out", "m.onnx", "--steps", "600"]
-    paper = config_from_args("pixeldino", build_parser("pixeldino").parse_args(base), 4)
-    assert (paper.ema_start, paper.ema_end) == (0.996, 1.0)
+    short = config_from_args("pixeldino", build_parser("pixeldino").parse_args(base), 4)
+    start, end = short.ema_schedule()
+    # 600 steps: the teacher averages ~30 steps at the start, ~120 at the end
+    assert (start, end) == pytest.approx((1 - 20 / 600, 1 - 5 / 600))
+    # the exported teacher holds almost nothing of the first half of the run
+    # (with the paper's 0.996 -> 1 squeezed into 600 steps: most of it)
+    def weight_of_first_half(s0, s1):
+        w = 1.0
+        for s in range(300, 600):
+            w *= ema_momentum(s, 600, s0, s1)
+        return w
+    assert weight_of_first_half(start, end) < 0.05
+    assert weight_of_first_half(0.996, 1.0) > 0.6
+    # 200k steps: the paper's schedule
+    assert TrainConfig(total_steps=200_000).ema_schedule() == (0.996, 1.0)
     const = config_from_args(
-        "pixeldino", build_parser("pixeldino").parse_args(base + ["--ema-end", "0.996"]), 4)
-    lams = [ema_momentum(s, const.total_steps, const.ema_start, const.ema_end)
-            for s in (0, 300, 599)]
+        "pixeldino", build_parser("pixeldino").parse_args(
+            base + ["--ema-start", "0.996", "--ema-end", "0.996"]), 4)
+    lams = [ema_momentum(s, const.total_steps, *const.ema_schedule()) for s in (0, 300, 599)]
     assert lams == pytest.approx([0.996] * 3)
+
+
+def test_unlabelled_term_waits_then_ramps():
+    c = TrainConfig(total_steps=1000, semi_start=0.25, semi_ramp=0.25)
+    assert [c.semi_weight_at(s) for s in (0, 249)] == [0.0, 0.0]
+    assert c.semi_weight_at(250) == pytest.approx(1 / 250)
+    assert c.semi_weight_at(374) == pytest.approx(0.5)
+    assert c.semi_weight_at(499) == 1.0 and c.semi_weight_at(999) == 1.0
+    assert TrainConfig(total_steps=10, semi_start=0, semi_ramp=0).semi_weight_at(0) == 1.0
+
+
+def test_warm_up_step_is_supervised_only_and_skips_the_teacher(monkeypatch):
+    _identity_aug(monkeypatch)
+    torch.manual_seed(2)
+    m = _tiny(semi_start=0.5, semi_ramp=0.1)
+    logged = {}
+    m.log = lambda name, value, **k: logged.__setitem__(name, float(value))
+    calls = []
+    monkeypatch.setattr(m.teacher, "pseudo_logits", lambda x: calls.append(x))
+    batch = {"x_l": torch.rand(2, 4, 32, 32),
+             "y_l": (torch.rand(2, 32, 32) > 0.5).to(torch.uint8),
+             "x_u": torch.rand(2, 4, 32, 32)}
+    loss = m.training_step(batch, 0)
+    assert not calls and "loss_dino" not in logged
+    assert float(loss.detach()) == pytest.approx(logged["loss_sup"])
+    assert m._pending_center is None
+
+
+def test_dice_by_hand_and_ignore():
+    from arctic_assist.training.methods import dice_ignore, segmentation_loss
+
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0]).view(1, 1, 2, 2)
+    target = torch.tensor([1, 0, 255, 0], dtype=torch.uint8).view(1, 2, 2)
+    p = [1 / (1 + math.exp(-v)) for v in (2.0, -1.0, 3.0)]
+    y = [1, 0, 0]
+    inter = sum(a * b for a, b in zip(p, y))
+    expected = 1 - (2 * inter + 1) / (sum(p) + sum(y) + 1)
+    assert float(dice_ignore(logits, target)) == pytest.approx(expected, rel=1e-6)
+    both = segmentation_loss(logits, target, TrainConfig(loss="bce_dice", dice_weight=1.0))
+    assert float(both) == pytest.approx(float(bce_ignore(logits, target)) + expected, rel=1e-6)
+    assert float(segmentation_loss(logits, target, TrainConfig(loss="bce"))) == pytest.approx(
+        float(bce_ignore(logits, target)))
 
 
 def test_bce_ignore_by_hand():
@@ -152,14 +208,15 @@ def test_total_loss_is_bce_plus_beta_ce(monkeypatch):
     )
 
 
-def test_default_config_is_the_papers():
+def test_default_config_is_the_papers_where_the_paper_applies():
+    """The paper's hyperparameters, except what is tied to the run length (EMA horizon) or
+    measured to matter on little data (warm-up before the unlabelled term, BCE + Dice)."""
     c = TrainConfig()
     assert (
         c.n_pseudo,
         c.teacher_temp,
         c.student_temp,
         c.center_momentum,
-        c.ema_start,
         c.beta,
         c.lr,
         c.lr_start,
@@ -169,5 +226,7 @@ def test_default_config_is_the_papers():
         c.tile,
         c.total_steps,
         c.warmup_steps,
-    ) == (24, 0.5, 1.0, 0.996, 0.996, 0.1, 1e-3, 1e-7, 1e-3, 16, 16, 192, 200_000, 10_000)
+    ) == (24, 0.5, 1.0, 0.996, 0.1, 1e-3, 1e-7, 1e-3, 16, 16, 192, 200_000, 10_000)
     assert c.effective_warmup() == 10_000
+    assert c.ema_schedule() == (0.996, 1.0)  # at the paper's 200k steps
+    assert (c.semi_start, c.semi_ramp, c.loss) == (0.25, 0.25, "bce_dice")
