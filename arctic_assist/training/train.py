@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -392,8 +393,18 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         persistent_workers=a.num_workers > 0,
     )
     trainer = build_trainer(a, steps_per_batch=module.optimizer_steps_per_batch)
+    t0 = time.perf_counter()
+    resumed = bool(getattr(a, "resume", None))
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(a))
-    result: dict[str, Any] = {"module": module, "output": None, "metrics": {}}
+    fit_s = time.perf_counter() - t0
+    done = trainer.global_step // module.optimizer_steps_per_batch
+    result: dict[str, Any] = {"module": module, "output": None, "metrics": {},
+                              "timing": {"train_s": round(fit_s, 1), "steps": done,
+                                         # a resumed run did only part of the steps here
+                                         "steps_per_s": None if resumed or not fit_s
+                                         else round(done / fit_s, 3),
+                                         "resumed": resumed}}
+    log.info("trained %d steps in %.0f s (%.2f steps/s)", done, fit_s, done / max(fit_s, 1e-9))
     if not trainer.is_global_zero:
         return result
     from .evaluate import evaluate_data, export_method, torch_predictor
@@ -433,11 +444,12 @@ def main(argv: list[str] | None = None, *, method: str = "pixeldino") -> int:
         if res["output"]:
             if json_mode:
                 emit("done", output=res["output"], metrics=res["metrics"],
-                     selection=res.get("selection"))
+                     selection=res.get("selection"), timing=res.get("timing"))
             else:
                 print(
                     json.dumps({"output": res["output"], "metrics": res["metrics"],
-                                "selection": res.get("selection")}, default=float)
+                                "selection": res.get("selection"),
+                                "timing": res.get("timing")}, default=float)
                 )
         return 0
 
