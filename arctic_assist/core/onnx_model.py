@@ -118,9 +118,12 @@ def read_model_info(path: str) -> ModelInfo:
         raise ModelError(f"{path} is not a usable ONNX model: it has no graph inputs/outputs")
     n_inputs = None
     input_size = None
+    rank = None
     try:
         first = graph.input[[i.name for i in graph.input].index(inputs[0])]
         dims = first.type.tensor_type.shape.dim
+        if first.type.tensor_type.HasField("shape"):
+            rank = len(dims)
         if len(dims) == 4 and dims[1].HasField("dim_value"):
             n_inputs = int(dims[1].dim_value)
         fixed = [int(d.dim_value) for d in dims[2:] if d.HasField("dim_value")
@@ -138,6 +141,17 @@ def read_model_info(path: str) -> ModelInfo:
     spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=inputs[0],
                                     output_names=[o.name for o in graph.output], path=path,
                                     input_size=input_size)
+    # the graph must agree with its metadata, or onnxruntime's own error reaches the user
+    if rank is not None and rank != 4:
+        raise ModelError(
+            f"{path}: the graph's input '{inputs[0]}' has {rank} dimension(s), but Arctic "
+            "Assist models take N x C x H x W (4): the file's metadata does not describe its "
+            "graph; export the model again.")
+    if n_inputs is not None and n_inputs != len(spec.bands):
+        raise ModelError(
+            f"{path}: the graph's input takes {n_inputs} channel(s), but its metadata lists "
+            f"{len(spec.bands)} band(s) ({', '.join(spec.bands)}): the file's metadata does "
+            "not describe its graph; export the model again.")
     return ModelInfo(spec=spec, opset=_default_opset(model), input_name=inputs[0],
                      output_names=[o.name for o in graph.output], props=props)
 

@@ -7,7 +7,9 @@ dependencies first, and forwards progress and Cancel between Processing and the 
 
 from __future__ import annotations
 
+import errno
 import logging
+from contextlib import contextmanager
 from typing import Any
 
 from qgis.core import (
@@ -34,6 +36,48 @@ def require_gpkg(path: str, parameter: str) -> str:
             f"{parameter} must be a GeoPackage file (.gpkg); got '{path}'. Outputs are saved "
             "to disk so that reviews are never lost.")
     return path
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_FULL_WORDS = ("no space left", "file too large", "disk quota", "not enough space")
+
+
+def system_error_sentence(exc: BaseException) -> str:
+    """One sentence for a GDAL/OGR or system error that reached an algorithm: a truncated
+    or corrupt input, a full disk, or memory; GDAL's own message names the file."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.rstrip(". ")
+    low = text.lower()
+    if isinstance(exc, MemoryError):
+        return ("Not enough memory for this run; choose a smaller extent or area, or close "
+                "other programs. Nothing was written.")
+    if (isinstance(exc, OSError) and exc.errno in _FULL) or any(w in low for w in _FULL_WORDS):
+        return (f"Writing failed: the disk is full or the file too large ({text}). Free "
+                "some space or choose another output folder; nothing was written.")
+    if isinstance(exc, OSError):
+        return f"A file could not be read or written: {text}. Nothing was written."
+    if "write" in low or "writing" in low:
+        return (f"Writing failed ({text}): the disk may be full or the output folder not "
+                "writable. Free some space or choose another output folder; nothing was "
+                "written.")
+    if any(w in low for w in ("read", "tiff", "decode", "corrupt", "truncat")):
+        return (f"A raster could not be read: {text}. The file may be truncated or corrupt; "
+                "check it with 'gdalinfo -checksum' or export it again. Nothing was written.")
+    return f"GDAL could not complete the run: {text}. Nothing was written."
+
+
+@contextmanager
+def no_sidecar_files():
+    """GDAL writes no ``.aux.xml`` (statistics, histograms) beside rasters opened in this
+    thread meanwhile: our algorithms never write beside their inputs."""
+    from osgeo import gdal
+
+    old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", old)
 
 
 class StyleLoader(QgsProcessingLayerPostProcessorInterface):
@@ -103,15 +147,34 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):  # noqa: N802
         return type(self)()
 
+    def checkParameterValues(self, parameters: dict[str, Any],  # noqa: N802
+                             context: QgsProcessingContext) -> tuple[bool, str]:
+        """One sentence per bad value (the range, the choices, 'does not exist', 'not a
+        raster GDAL can read') instead of QGIS's 'Incorrect parameter value for X'; layers
+        QGIS loads to check them write nothing beside the input (no .aux.xml)."""
+        from .checks import explain_parameter
+
+        for p in self.parameterDefinitions():
+            message = explain_parameter(p, parameters.get(p.name()))
+            if message:
+                return False, message
+        with no_sidecar_files():
+            return super().checkParameterValues(parameters, context)
+
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         message = dependency_message()
         if message:
             raise QgsProcessingException(message)
         try:
-            return self.execute(parameters, context, feedback)
+            with no_sidecar_files():
+                return self.execute(parameters, context, feedback)
         except ArcticAssistError as exc:
             raise QgsProcessingException(str(exc)) from None
+        except (RuntimeError, OSError, MemoryError) as exc:  # GDAL/OGR or the system
+            message = system_error_sentence(exc)
+            LOG.debug("%s failed", self.NAME, exc_info=True)
+            raise QgsProcessingException(message) from None
 
     def execute(self, parameters: dict[str, Any], context: QgsProcessingContext,
             feedback: QgsProcessingFeedback) -> dict[str, Any]:

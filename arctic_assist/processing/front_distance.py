@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
 )
@@ -25,6 +27,7 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
     REFERENCE = "REFERENCE"
     STEP = "STEP"
     MEAN_DISTANCE = "MEAN_DISTANCE"
+    PER_FEATURE = "PER_FEATURE"
 
     HELP = (
         "<p>Mean symmetric distance in metres between two calving-front line layers, the "
@@ -35,8 +38,9 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
         "INPUT's when projected, else its UTM zone).</li>"
         "<li><b>STEP</b>: densification step in metres.</li></ul>"
         "<p>Each INPUT feature is matched with the closest REFERENCE feature; the log lists "
-        "the distance per feature and the output MEAN_DISTANCE is the mean over INPUT "
-        "features.</p>")
+        "the distance per feature, the output PER_FEATURE holds them as JSON (fid_a, fid_b, "
+        "distance_m, a_to_b_m, b_to_a_m per INPUT feature) and MEAN_DISTANCE is the mean "
+        "over INPUT features.</p>")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(
@@ -47,6 +51,8 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
             self.STEP, "Densification step (m)", QgsProcessingParameterNumber.Double,
             defaultValue=10.0, minValue=0.01))
         self.addOutput(QgsProcessingOutputNumber(self.MEAN_DISTANCE, "Mean distance (m)"))
+        self.addOutput(QgsProcessingOutputString(
+            self.PER_FEATURE, "Distance per feature (JSON list)"))
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         from ..io.trace import front_distance
@@ -63,4 +69,6 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
                 f"back {row['b_to_a_m']:.1f} m)")
         feedback.pushInfo(f"Mean symmetric distance: {result.mean_m:.1f} m "
                           f"({len(result.per_feature)} feature(s), CRS {result.crs})")
-        return {self.MEAN_DISTANCE: result.mean_m, "PER_FEATURE": result.per_feature}
+        rows = [{k: (v if isinstance(v, (int, float, str)) or v is None else str(v))
+                 for k, v in row.items()} for row in result.per_feature]
+        return {self.MEAN_DISTANCE: result.mean_m, self.PER_FEATURE: json.dumps(rows)}

@@ -22,6 +22,24 @@ def algorithm_classes() -> list[type]:
             ExportTrainingData, RetrainModel]
 
 
+def headless_no_sidecars() -> None:
+    """In ``qgis_process`` no ``.aux.xml`` is written beside the inputs.
+
+    qgis_process loads the raster layers named on its command line before any algorithm
+    code runs, and a raster layer's default style computes a histogram that GDAL saves in
+    ``<raster>.aux.xml``. Headless runs promise to write nothing beside their inputs, so
+    GDAL's auxiliary files are switched off for the qgis_process run (never in the QGIS
+    desktop, where they are the user's own cache; there our algorithms switch them off in
+    their own thread only).
+    """
+    from qgis.core import QgsApplication
+
+    if QgsApplication.instance() is not None and QgsApplication.platform() == "qgis_process":
+        from osgeo import gdal
+
+        gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
+
+
 class ArcticAssistProvider(QgsProcessingProvider):
     def id(self) -> str:  # noqa: A003 - QGIS API
         return PROVIDER_ID
@@ -37,6 +55,10 @@ class ArcticAssistProvider(QgsProcessingProvider):
 
     def versionInfo(self) -> str:  # noqa: N802
         return about.version()
+
+    def load(self) -> bool:
+        headless_no_sidecars()
+        return super().load()
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         for cls in algorithm_classes():
