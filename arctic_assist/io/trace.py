@@ -16,7 +16,6 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -267,8 +266,10 @@ def _add_line(lyr, pts: np.ndarray, values: dict[str, Any]) -> None:
 
 
 def _tmp_name(path: str) -> str:
-    p = Path(path)
-    return str(p.with_name(f".{p.stem}.{uuid.uuid4().hex[:8]}.tmp.gpkg"))
+    """Named by process (io/leftovers.py): a later run removes what a killed one left."""
+    from .leftovers import temp_name
+
+    return temp_name(str(path), "tmp")
 
 
 def _remove(path: str | None) -> None:
@@ -399,6 +400,11 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
             geotransform=gt))
         step(100.0 * (k + 1) / (len(aois) + 1))
     out_srs = rsrs
+    from .leftovers import clean_stale
+
+    for final in (req.output_path, req.iterations_path):
+        if final:
+            clean_stale(str(final), say)
     tmp_out = _tmp_name(req.output_path)
     tmp_it = _tmp_name(req.iterations_path) if req.iterations_path else None
     handles: list[Any] = []          # open OGR datasets, closed before any cleanup

@@ -171,3 +171,22 @@ def test_truncated_raster_is_one_sentence(tmp_path):
         run_tracing(TraceRequest(img, model, a, str(tmp_path / "o.gpkg")))
     assert "cut.tif" in str(info.value)
     assert no_output(tmp_path) == []
+
+
+def test_tracing_removes_temporaries_of_a_killed_run(tmp_path):
+    import subprocess
+    import sys
+
+    model = contour_model(tmp_path / "c.onnx")
+    img = raster(tmp_path / "img.tif")
+    a = aoi(tmp_path / "aoi.gpkg", box(*CENTER, 1000, 600))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".fronts.v2.aa{dead.pid}-0123abcd.tmp.gpkg"
+    stale.write_bytes(b"half-written")
+    users = tmp_path / ".fronts.v2.backup.gpkg"  # not ours: kept
+    users.write_bytes(b"mine")
+    run_tracing(TraceRequest(img, model, a, str(tmp_path / "fronts.v2.gpkg")))
+    assert not stale.exists() and users.read_bytes() == b"mine"
+    assert (tmp_path / "fronts.v2.gpkg").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
