@@ -9,6 +9,8 @@ Run ``python -m arctic_assist.training <command> --help``. Commands:
 - ``export``: checkpoint -> ONNX (with the model contract of ``arctic_assist.core.spec``);
 - ``make-dataset``: build a training-data folder from rasters and label polygons (GDAL);
 - ``cobra``: the COBRA calving-front model (``arctic_assist.training.cobra``).
+- ``pack``: a training-data folder or FrontLearning images -> one ``.npz`` that trains
+  without GDAL (``arctic_assist.training.packed``, e.g. for a GPU server).
 
 Shared infrastructure reused by every trainer: :mod:`.common` (Lightning trainer, CLI
 arguments, JSON progress lines) and :mod:`.export` (ONNX export and parity check).
@@ -25,4 +27,5 @@ COMMANDS = (
     "export",
     "make-dataset",
     "cobra",
+    "pack",
 )

@@ -7,6 +7,8 @@ Every command module exposes ``main(argv: list[str]) -> int``; modules are impor
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 
 from . import COMMANDS
@@ -23,6 +25,7 @@ _HELP = {
     "export": "export a training checkpoint to ONNX with the model metadata",
     "make-dataset": "build a training-data folder from rasters and label polygons",
     "cobra": "train/export/evaluate the COBRA calving-front model",
+    "pack": "pack a training-data folder or FrontLearning into one .npz (no GDAL to train)",
 }
 
 
@@ -33,7 +36,26 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def die_with_parent() -> None:
+    """With ``ARCTIC_ASSIST_DIE_WITH_PARENT=1`` (set by the plugin's retrain_model): be
+    killed when the process that started us dies (Linux ``PR_SET_PDEATHSIG``), so that a
+    killed QGIS or qgis_process never leaves a training running on its own. A training
+    started from a terminal is not affected."""
+    if os.environ.get("ARCTIC_ASSIST_DIE_WITH_PARENT") != "1":
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -51,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": "evaluate",
         "make-dataset": "data",
         "cobra": "cobra",
+        "pack": "packed",
     }[command]
     mod = importlib.import_module(f"arctic_assist.training.{module}")
     if command == "export":

@@ -217,14 +217,29 @@ class TrainingData:
         mask[nodata_mask(raw, self.nodata)] = IGNORE
         return img, mask
 
+    def read_unlabelled(self, u: Unlabelled) -> np.ndarray:
+        """A whole unlabelled raster, normalised (C x H x W float32)."""
+        return normalize(read_raster(u.image), self.normalization, self.nodata)
+
+    def unlabelled_size(self, u: Unlabelled) -> tuple[int, int]:
+        """(width, height) of an unlabelled raster."""
+        ds = _open(u.image)
+        return ds.RasterXSize, ds.RasterYSize
+
 
 def _err(path: Path, msg: str) -> DatasetError:
     return DatasetError(f"{path}: {msg}")
 
 
 def load_dataset(root: str | Path, *, check_files: bool = True) -> TrainingData:
-    """Read and validate ``root/manifest.json`` and (with ``check_files``) every chip."""
+    """Read and validate ``root/manifest.json`` and (with ``check_files``) every chip.
+
+    A ``.npz`` file written by ``pack`` (:mod:`.packed`) loads without GDAL."""
     root = Path(root)
+    if root.suffix.lower() == ".npz" and root.is_file():
+        from .packed import load_packed
+
+        return load_packed(root)
     mpath = root / "manifest.json"
     if not root.is_dir():
         raise DatasetError(f"{root}: training-data folder does not exist")
@@ -807,8 +822,7 @@ class TileSampler:
             self.unlabelled = []
         self._udims = []
         for u in self.unlabelled:
-            ds = _open(u.image)
-            self._udims.append((ds.RasterXSize, ds.RasterYSize))
+            self._udims.append(data.unlabelled_size(u))
         ua = np.array([w * h for w, h in self._udims], dtype=np.float64)
         self.p_u = ua / ua.sum() if len(ua) else None
         self._cache: dict[int, np.ndarray] = {}
@@ -844,8 +858,7 @@ class TileSampler:
             return self._crop(self.labelled[i][0], None)[0]
         i = int(self.rng.choice(len(self.unlabelled), p=self.p_u))
         if i not in self._cache:  # rasters are read once per process, then cropped
-            raw = read_raster(self.unlabelled[i].image)
-            self._cache[i] = normalize(raw, self.data.normalization, self.data.nodata)
+            self._cache[i] = self.data.read_unlabelled(self.unlabelled[i])
         return self._crop(self._cache[i], None)[0]
 
     def batch(self) -> dict[str, np.ndarray]:

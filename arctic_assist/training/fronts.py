@@ -227,8 +227,13 @@ def read_frontlearning(root: str, labels: str = "labels_1px", glacier_side: str 
     The masks are black lines on white (value < 128 on the front); thick ``labels`` masks
     are thinned by taking, per column, the centre of the front pixels only when no
     1-pixel mask exists. FrontLearning crops are rotated so that the glacier lies at the
-    bottom of the image (``glacier_side``).
+    bottom of the image (``glacier_side``). A ``.npz`` written by ``pack --frontlearning``
+    (:mod:`.packed`) is read instead, with numpy alone.
     """
+    if str(root).lower().endswith(".npz"):
+        from .packed import load_packed_fronts
+
+        return load_packed_fronts(root, labels=labels, glacier_side=glacier_side, n=n)
     images = sorted(glob.glob(os.path.join(root, "images", "*.png")))
     if not images:
         raise FileNotFoundError(f"no FrontLearning images under {root}/images")
