@@ -16,7 +16,6 @@ OUTPUT at the end. The training process dies with the process that started it.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
@@ -237,13 +236,13 @@ class RetrainModel(ArcticAssistAlgorithm):
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_parent(), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         stderr_path = Path(work_dir) / "stderr.log"
         lines: queue.Queue[str | None] = queue.Queue()
         with stderr_path.open("w", encoding="utf-8") as stderr:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    env=env, start_new_session=True)
 
             def pump() -> None:
                 assert proc.stdout is not None
@@ -334,15 +333,6 @@ def _has_split(data: str, split: str) -> bool:
         return True  # the training reports a bad manifest itself
     chips = doc.get("chips") if isinstance(doc, dict) else None
     return any(isinstance(c, dict) and c.get("split") == split for c in chips or [])
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed when the process that started it dies (Linux),
-    so that a killed QGIS or qgis_process never leaves a training running on its own."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (AttributeError, OSError):
-        pass
 
 
 def _handle_line(line: str, feedback) -> str | None:
