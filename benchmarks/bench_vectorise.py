@@ -2,8 +2,9 @@
 
 A U-Net-like ONNX graph with random weights (``tests/onnx_factory.conv_net_model``, width
 16, 256 px tiles, 15 % overlap as in Deepness's default) on 4-band uint8 noise rasters
-(a 2048 px noise tile mosaicked by a VRT, so the input costs no disk), thresholded at the
-median of its output, so that it proposes polygons everywhere. Each size runs
+(a 2048 px noise tile mosaicked by a VRT, so the input costs no disk), thresholded so that
+a quarter of the pixels are foreground, in blobs: it proposes polygons everywhere (about
+2 500 per megapixel, the density of the issue's Deepness comparison). Each size runs
 ``run_detection`` in a fresh subprocess with the default clean-up of
 ``detect_thaw_slumps`` and prints:
 
@@ -50,7 +51,7 @@ BANDS = ("red", "green", "blue", "nir")
 
 
 def noise_tile(path: Path, seed: int = 0) -> Path:
-    """2048^2 x 4 uint8: smoothed noise (blobs of about 4 x 4 px), 1 m, EPSG:32633."""
+    """2048^2 x 4 uint8: smoothed noise (blobs of about 8 x 8 px), 1 m, EPSG:32633."""
     from osgeo import gdal
 
     gdal.UseExceptions()
@@ -60,8 +61,8 @@ def noise_tile(path: Path, seed: int = 0) -> Path:
     ds.SetGeoTransform((500000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0))
     ds.SetProjection(_wkt(32633))
     for b in range(4):
-        a = rng.normal(0, 1, (NOISE // 4, NOISE // 4)).astype(np.float32)
-        a = np.kron(a, np.ones((4, 4), np.float32))
+        a = rng.normal(0, 1, (NOISE // 8, NOISE // 8)).astype(np.float32)
+        a = np.kron(a, np.ones((8, 8), np.float32))
         a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
         a = np.pad(a, ((0, 1), (0, 1)), mode="edge")
         band = ds.GetRasterBand(b + 1)

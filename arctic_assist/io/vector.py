@@ -11,29 +11,36 @@ raster size or the number of polygons:
 2. label the 4-connected components of the window (numpy); one ``bincount`` gives every
    component's pixel count and probability sum (the mean score; filled holes count);
 3. drop components under ``min_segment_px`` pixels or ``min_area_m2`` **before** any
-   geometry is built, then ``gdal.Polygonize`` the remaining labels once per window
-   (4-connectedness: pixels touching only at a corner are separate polygons, never a
-   self-touching ring), in integer pixel coordinates;
-4. a component that touches an inner window edge is a *piece*: pieces are joined across
-   the edges by a union-find over the labels on both sides, their counts and sums added,
-   the small ones dropped, and the pieces of one component unioned into one polygon (exact:
-   integer coordinates) at the end;
-5. every polygon is moved to map coordinates, simplified (``SimplifyPreserveTopology``,
-   metres), reprojected to the output CRS and handed to a :class:`FeatureWriter`, which
-   writes the GeoPackage in transactions of :data:`BATCH` features.
+   geometry is built; a component that touches no inner window edge is whole: its pixels
+   get its mean score and ``gdal.FPolygonize`` turns the window into polygons carrying
+   their score (4-connectedness: pixels touching only at a corner are separate polygons,
+   never a self-touching ring), which :meth:`FeatureWriter.add_layer` appends to the
+   GeoPackage with ``gdal.VectorTranslate`` (area, simplification, reprojection, the
+   per-run fields: no Python per feature);
+4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
+   integer pixel coordinates, joined across the edges by a union-find over the labels on
+   both sides, their counts and sums added, and, as soon as a band of windows is done and
+   a component cannot grow any more, the small ones dropped and the pieces of one
+   component unioned into one polygon (exact: integer coordinates), moved to map
+   coordinates, simplified, reprojected and written (:meth:`FeatureWriter.add`);
+5. the GeoPackage is written in transactions of :data:`BATCH` features; its spatial index
+   is built when it is closed.
 
-Fields: ``score`` (mean probability of the polygon's pixels), ``area_m2`` (pixel count x
-pixel area on the processing grid), ``model``, ``model_version``, ``provider``,
-``source``, ``run_id``, ``created`` (ISO-8601 UTC) and ``status`` (``'proposed'``). Zero
-features is a valid GeoPackage.
+Fields: ``score`` (mean probability of the polygon's pixels, float32 precision),
+``area_m2`` (the polygon's area on the processing grid = pixel count x pixel area),
+``model``, ``model_version``, ``provider``, ``source``, ``run_id``, ``created`` (ISO-8601
+UTC) and ``status`` (``'proposed'``). Zero features is a valid GeoPackage.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +61,10 @@ FIELDS: tuple[tuple[str, str], ...] = (
 WINDOW = 2048
 #: features per GeoPackage transaction
 BATCH = 20000
+#: threads preparing windows (reading, clean-up, labelling, polygonising) and how many
+#: windows may be prepared ahead of the one being written (bounds the memory)
+WORKERS = 2
+AHEAD = 3
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
 MAX_HALO = 256
@@ -101,21 +112,25 @@ class VectoriseStats:
 class FeatureWriter:
     """A new GeoPackage layer of proposals, written in transactions of ``batch`` features.
 
-    ``attrs`` are the per-run string fields (model, provider, ...); :meth:`add` takes the
-    geometry (in ``srs``) and the per-feature values. :meth:`close` commits and returns the
-    count; :meth:`abort` closes without committing the current batch (the caller removes
-    the file).
+    ``attrs`` are the per-run string fields (model, provider, ...). Two ways in:
+    :meth:`add_layer` copies a whole in-memory layer of polygons carrying a ``score`` field
+    in C (``gdal.VectorTranslate``: area, simplification, reprojection, the per-run fields,
+    no Python per feature); :meth:`add` writes one geometry (in ``srs``). :meth:`close`
+    commits and returns the count; :meth:`abort` closes without committing (the caller
+    removes the file).
     """
 
     def __init__(self, path: str, layer_name: str, srs: Any, attrs: dict[str, str],
                  batch: int = BATCH) -> None:
-        _gdal()
+        gdal = _gdal()
         from osgeo import ogr
 
         self._ogr = ogr
         types = {"real": ogr.OFTReal, "str": ogr.OFTString}
-        self.ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-        self.layer = self.ds.CreateLayer(layer_name, srs=srs_traditional(srs),
+        self.ds = gdal.GetDriverByName("GPKG").Create(path, 0, 0, 0, gdal.GDT_Unknown)
+        self.layer_name = layer_name
+        self.srs = srs_traditional(srs)
+        self.layer = self.ds.CreateLayer(layer_name, srs=self.srs,
                                          geom_type=ogr.wkbMultiPolygon,
                                          options=["SPATIAL_INDEX=YES"])
         for name, kind in FIELDS:
@@ -123,18 +138,28 @@ class FeatureWriter:
         self.defn = self.layer.GetLayerDefn()
         names = [name for name, _ in FIELDS]
         self.i_score, self.i_area = names.index("score"), names.index("area_m2")
+        self.attrs = dict(attrs)
         self.template = ogr.Feature(self.defn)  # the per-run fields, copied per feature
         for key, value in attrs.items():
             self.template.SetField(names.index(key), value)
         self.batch = max(1, int(batch))
         self.count = 0
         self.pending = 0
+        self.in_transaction = False
         self.seconds = 0.0
-        self.layer.StartTransaction()
+
+    def _commit(self) -> None:
+        if self.in_transaction:
+            self.ds.CommitTransaction()
+            self.in_transaction = False
+            self.pending = 0
 
     def add(self, geom: Any, score: float, area_m2: float) -> None:
         t0 = time.perf_counter()
         ogr = self._ogr
+        if not self.in_transaction:
+            self.ds.StartTransaction()
+            self.in_transaction = True
         feat = self.template.Clone()
         feat.SetGeometryDirectly(ogr.ForceToMultiPolygon(geom))
         if math.isfinite(score):
@@ -144,15 +169,39 @@ class FeatureWriter:
         self.count += 1
         self.pending += 1
         if self.pending >= self.batch:
-            self.layer.CommitTransaction()
-            self.layer.StartTransaction()
-            self.pending = 0
+            self._commit()
+        self.seconds += time.perf_counter() - t0
+
+    def add_layer(self, src: Any, layer: str, *, area_factor: float, simplify: float = 0.0,
+                  src_srs: Any = None) -> None:
+        """Append every polygon of ``layer`` in the vector dataset ``src`` (a ``score``
+        field; geometries in ``src_srs``, projected to this layer's CRS when they differ):
+        ``area_m2`` = geometry area x ``area_factor``, simplified first (tolerance in
+        ``src_srs`` units), the per-run fields as literals; all in C."""
+        gdal = _gdal()
+        t0 = time.perf_counter()
+        n = src.GetLayerByName(layer).GetFeatureCount()
+        if n:
+            self._commit()
+            consts = "".join(
+                f", '{str(v).replace(chr(39), chr(39) * 2)}' AS \"{k}\""
+                for k, v in self.attrs.items())
+            sql = (f'SELECT score, OGR_GEOM_AREA * {float(area_factor)!r} AS area_m2{consts} '
+                   f'FROM "{layer}"')
+            opts = ["-append", "-nln", self.layer_name, "-sql", sql, "-dialect", "OGRSQL",
+                    "-nlt", "PROMOTE_TO_MULTI", "-gt", str(max(self.batch, n))]
+            if simplify > 0:  # SimplifyPreserveTopology, before the reprojection
+                opts += ["-simplify", repr(float(simplify))]
+            if src_srs is not None and not srs_traditional(src_srs).IsSame(self.srs):
+                opts += ["-s_srs", src_srs.ExportToWkt(), "-t_srs", self.srs.ExportToWkt()]
+            gdal.VectorTranslate(self.ds, src, options=opts)
+            self.count += n
         self.seconds += time.perf_counter() - t0
 
     def close(self) -> int:
         t0 = time.perf_counter()
         if self.ds is not None:
-            self.layer.CommitTransaction()
+            self._commit()
             self.ds.FlushCache()
             self.layer = None
             self.ds = None  # the spatial index is built here
@@ -161,12 +210,31 @@ class FeatureWriter:
 
     def abort(self) -> None:
         if self.ds is not None:
-            try:
-                self.layer.RollbackTransaction()
-            except RuntimeError:  # pragma: no cover - nothing to roll back
-                pass
+            if self.in_transaction:
+                try:
+                    self.ds.RollbackTransaction()
+                except RuntimeError:  # pragma: no cover - nothing to roll back
+                    pass
             self.layer = None
             self.ds = None
+
+
+@dataclass
+class _Window:
+    """What :func:`vectorise` learns from one window on its own (see ``compute``)."""
+
+    window: tuple[int, int, int, int]
+    n: int = 0                      # components (local labels 1..n)
+    whole: int = 0                  # of which touch no inner window edge
+    edges: dict[str, np.ndarray] = field(default_factory=dict)  # local labels on the edges
+    piece_local: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    piece_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    piece_sums: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pieces: dict[int, bytes] = field(default_factory=dict)  # local label -> WKB (pixels)
+    mem: Any = None                 # Memory dataset of the whole components' polygons
+    t_read: float = 0.0
+    t_label: float = 0.0
+    t_poly: float = 0.0
 
 
 def _affine(gt: tuple[float, ...]) -> Any:
@@ -200,6 +268,25 @@ def _polygons(labels: np.ndarray, gt: tuple[float, ...]) -> Any:
     src = None
 
 
+def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...],
+                    srs: Any) -> Any:
+    """A Memory vector dataset with layer ``window``: one polygon (with its ``score``) per
+    4-connected region of equal score where ``mask`` is set (``gdal.FPolygonize``, in C)."""
+    gdal = _gdal()
+    from osgeo import gdal_array, ogr
+
+    src = gdal_array.OpenArray(scores)
+    src.SetGeoTransform(gt)
+    msk = gdal_array.OpenArray(mask)
+    mem = gdal.GetDriverByName("Memory").Create("window", 0, 0, 0, gdal.GDT_Unknown)
+    layer = mem.CreateLayer("window", srs=srs, geom_type=ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("score", ogr.OFTReal))
+    gdal.FPolygonize(src.GetRasterBand(1), msk.GetRasterBand(1), layer, 0, [], callback=None)
+    layer = None
+    src = msk = None
+    return mem
+
+
 def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
     return [(r, min(r + size, height), c, min(c + size, width))
             for r in range(0, height, size) for c in range(0, width, size)]
@@ -225,10 +312,10 @@ def vectorise(
     stats = VectoriseStats()
     w_seconds0 = writer.seconds
     ds = gdal.Open(prob_path)
-    band = ds.GetRasterBand(1)
-    nodata = band.GetNoDataValue()
+    nodata = ds.GetRasterBand(1).GetNoDataValue()
     gt = tuple(ds.GetGeoTransform())
     height, width = ds.RasterYSize, ds.RasterXSize
+    ds = None
     pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit ** 2
     min_px = max(1, int(cleanup.min_segment_px))
 
@@ -264,6 +351,7 @@ def vectorise(
     piece_wkb: dict[int, bytes] = {}
     base = 0
     t_label = t_poly = t_read = 0.0
+
     def flush_pieces(frontier: np.ndarray | None) -> None:
         """Join the pieces seen so far; write the components that can grow no more (none of
         their pieces on ``frontier``, the last row of the band above; None: all)."""
@@ -304,35 +392,40 @@ def vectorise(
                 for g in geoms:
                     multi.AddGeometryDirectly(g)
                 geom = multi.UnionCascaded()
-            emit(geom, float(g_sum[k] / g_cnt[k]), float(g_cnt[k]) * pixel_area, True)
+            emit(geom, float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
+                 float(g_cnt[k]) * pixel_area, True)
         keep = ~done
         piece_ids, piece_counts, piece_sums = [ids[keep]], [cnt[keep]], [sm[keep]]
         pair_keep = growing[comp[pa]] if pa.size else np.zeros(0, bool)
         pairs_a = [ids[pa[pair_keep]]]
         pairs_b = [ids[pb[pair_keep]]]
 
-    for wi, (r0, r1, c0, c1) in enumerate(wins):
-        if is_canceled is not None and is_canceled():
-            raise CanceledError()
-        if c0 == 0 and wi > 0:  # a band is done: what it holds of the pieces is final
-            flush_pieces(prev_bottom)
+    local = threading.local()
+    handles: list[Any] = []
+    handles_lock = threading.Lock()
+
+    def compute(win: tuple[int, int, int, int]) -> _Window:
+        """Everything about one window that needs no other window (runs in a worker)."""
+        r0, r1, c0, c1 = win
+        res = _Window(win)
+        if not hasattr(local, "band"):  # GDAL datasets are not thread-safe: one per thread
+            local.ds = gdal.Open(prob_path)
+            local.band = local.ds.GetRasterBand(1)
+            with handles_lock:
+                handles.append(local.ds)
         t0 = time.perf_counter()
         # region A: the window plus the hole halo; E: A plus the filter halo
         ar0, ar1 = max(0, r0 - hh), min(height, r1 + hh)
         ac0, ac1 = max(0, c0 - hh), min(width, c1 + hh)
         er0, er1 = max(0, ar0 - hf), min(height, ar1 + hf)
         ec0, ec1 = max(0, ac0 - hf), min(width, ac1 + hf)
-        prob = band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
+        prob = local.band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
         t1 = time.perf_counter()
-        t_read += t1 - t0
+        res.t_read = t1 - t0
         valid = prob != nodata if nodata is not None else np.isfinite(prob)
         mask = (prob > threshold) & valid
         if not mask.any():
-            left_col = np.zeros(r1 - r0, dtype=np.int64)
-            if r1 < height:
-                prev_bottom[c0:c1] = 0
-            stats.windows += 1
-            continue
+            return res
         if hf:
             mask = majority_filter(mask, valid, cleanup.filter_size)
             sl = (slice(ar0 - er0, ar1 - er0), slice(ac0 - ec0, ac1 - ec0))
@@ -342,13 +435,9 @@ def vectorise(
         sl = (slice(r0 - ar0, r1 - ar0), slice(c0 - ac0, c1 - ac0))
         mask, prob = mask[sl], prob[sl]
         runs = label_runs(mask, 4)
-        n = runs.n
-        stats.windows += 1
+        n = res.n = runs.n
         if n == 0:
-            left_col = np.zeros(r1 - r0, dtype=np.int64)
-            if r1 < height:
-                prev_bottom[c0:c1] = 0
-            continue
+            return res
         counts = runs.counts()
         sums = runs.sums(prob)
         on_edge = np.zeros(runs.row.size, dtype=bool)
@@ -363,46 +452,94 @@ def vectorise(
         seam = np.zeros(n, dtype=bool)
         seam[runs.comp[on_edge]] = True
         keep = ~seam & big_enough(counts)
-        stats.components += int(np.count_nonzero(~seam))
-        # global piece ids: base + component + 1; join across the edges above and left
+        res.whole = int(np.count_nonzero(~seam))
+        res.edges = {side: runs.edge_labels(side) for side in ("top", "left", "right", "bottom")}
+        ids = np.flatnonzero(seam)
+        res.piece_local, res.piece_counts, res.piece_sums = ids + 1, counts[ids], sums[ids]
+        t2 = time.perf_counter()
+        res.t_label = t2 - t1
+        numbers = np.arange(1, n + 1)
+        if keep.any():  # whole components: polygonised in map coordinates, with their score
+            win_gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2],
+                      gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
+            lut = np.zeros(n + 1, dtype=np.float32)
+            lut[1:] = sums / np.maximum(counts, 1)
+            kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
+            res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, gsrs)
+        if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row)
+            res.pieces = {lbl: bytes(geom.ExportToWkb()) for lbl, geom in _polygons(
+                runs.paint(numbers, seam), (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0))}
+        res.t_poly = time.perf_counter() - t2
+        return res
+
+    def consume(res: _Window) -> None:
+        """The part that needs the windows before it, in window order (main thread)."""
+        nonlocal left_col, base, t_read, t_label, t_poly
+        r0, r1, c0, c1 = res.window
+        t_read, t_label, t_poly = t_read + res.t_read, t_label + res.t_label, \
+            t_poly + res.t_poly
+        stats.windows += 1
+        if res.n == 0:
+            left_col = np.zeros(r1 - r0, dtype=np.int64)
+            if r1 < height:
+                prev_bottom[c0:c1] = 0
+            return
+        stats.components += res.whole
+        # global piece ids: base + local label; join across the edges above and left
         for side, other in (("top", prev_bottom[c0:c1] if r0 > 0 else None),
                             ("left", left_col if c0 > 0 else None)):
             if other is None:
                 continue
-            mine = runs.edge_labels(side)
+            mine = res.edges[side]
             both = (other > 0) & (mine > 0)
             pairs_a.append(other[both])
             pairs_b.append(mine[both] + base)
-        right = runs.edge_labels("right")
+        right = res.edges["right"]
         left_col = np.where(right > 0, right + base, 0)
         if r1 < height:
-            bottom = runs.edge_labels("bottom")
+            bottom = res.edges["bottom"]
             prev_bottom[c0:c1] = np.where(bottom > 0, bottom + base, 0)
-        if seam.any():
-            ids = np.flatnonzero(seam)
-            piece_ids.append(ids + 1 + base)
-            piece_counts.append(counts[ids])
-            piece_sums.append(sums[ids])
-        t2 = time.perf_counter()
-        t_label += t2 - t1
-        numbers = np.arange(1, n + 1)
-        if keep.any():  # whole components: polygonised in map coordinates
-            win_gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2],
-                      gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
-            for lbl, geom in _polygons(runs.paint(numbers, keep), win_gt):
-                emit(geom, float(sums[lbl - 1] / counts[lbl - 1]),
-                     float(counts[lbl - 1]) * pixel_area, False)
-        if seam.any():  # pieces: integer pixel coordinates (x = column, y = -row)
-            for lbl, geom in _polygons(runs.paint(numbers, seam),
-                                       (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0)):
-                piece_wkb[base + lbl] = bytes(geom.ExportToWkb())
-        t_poly += time.perf_counter() - t2
-        base += n
-        if progress is not None:
-            progress(100.0 * (wi + 1) / len(wins))
+        if res.piece_local.size:
+            piece_ids.append(res.piece_local + base)
+            piece_counts.append(res.piece_counts)
+            piece_sums.append(res.piece_sums)
+            for lbl, wkb in res.pieces.items():
+                piece_wkb[base + lbl] = wkb
+        if res.mem is not None:
+            writer.add_layer(res.mem, "window", area_factor=metres_per_unit ** 2,
+                             simplify=tol, src_srs=gsrs)
+            res.mem = None
+        base += res.n
+
+    # windows are prepared by two worker threads (numpy and GDAL release the GIL), at most
+    # AHEAD of them at a time, and consumed in order
+    pool = ThreadPoolExecutor(max_workers=WORKERS) if WORKERS > 1 else None
+    pending: deque[Future] = deque()
+    try:
+        nxt = 0
+        for wi in range(len(wins)):
+            if is_canceled is not None and is_canceled():
+                raise CanceledError()
+            if pool is None:
+                res = compute(wins[wi])
+            else:
+                while nxt < len(wins) and len(pending) < AHEAD:
+                    pending.append(pool.submit(compute, wins[nxt]))
+                    nxt += 1
+                res = pending.popleft().result()
+            if wins[wi][2] == 0 and wi > 0:  # a band is done: its pieces are final
+                flush_pieces(prev_bottom)
+            consume(res)
+            if progress is not None:
+                progress(100.0 * (wi + 1) / len(wins))
+    finally:
+        if pool is not None:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+        handles.clear()
 
     flush_pieces(None)
-    ds = None
     stats.written = writer.count
     stats.seconds = time.perf_counter() - t_start
     stats.write_seconds = writer.seconds - w_seconds0

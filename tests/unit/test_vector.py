@@ -101,7 +101,8 @@ def test_windows_change_nothing(tmp_path, cleanup):
         got = [(r["area"], r["score"]) for r in rows]
         assert len(got) == len(ref)
         assert [a for a, _ in got] == [a for a, _ in ref]
-        assert [s for _, s in got] == pytest.approx([s for _, s in ref], rel=1e-9)
+        # scores travel as float32 (gdal.FPolygonize)
+        assert [s for _, s in got] == pytest.approx([s for _, s in ref], rel=1e-6)
         assert all(r["valid"] for r in rows)
         assert all(r["geom"].GetArea() == pytest.approx(r["area"]) for r in rows)
         assert {r["status"] for r in rows} == {"proposed"}
@@ -121,7 +122,7 @@ def test_component_across_window_corners_is_one_polygon_with_its_score(tmp_path)
     assert len(rows) == 1
     ring = (p > 0.5)
     assert rows[0]["area"] == pytest.approx(ring.sum() * 100.0)
-    assert rows[0]["score"] == pytest.approx(float(p[ring].astype(np.float64).mean()), rel=1e-9)
+    assert rows[0]["score"] == pytest.approx(float(p[ring].astype(np.float64).mean()), rel=1e-6)
     g = rows[0]["geom"]
     assert g.IsValid() and g.GetGeometryCount() == 1  # one polygon ...
     poly = g.GetGeometryRef(0)
@@ -145,13 +146,13 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
     p[20:30, 20:40] = 0.9      # 200 px
     prob = write_prob(tmp_path / "s.tif", p)
     seen = []
-    real = vector._polygons
+    real = vector._score_polygons
 
-    def spy(labels, gt):
-        seen.append(int(np.count_nonzero(labels)))
-        yield from real(labels, gt)
+    def spy(scores, mask, gt, srs_):
+        seen.append(int(np.count_nonzero(mask)))
+        return real(scores, mask, gt, srs_)
 
-    monkeypatch.setattr(vector, "_polygons", spy)
+    monkeypatch.setattr(vector, "_score_polygons", spy)
     rows = run(prob, tmp_path / "s.gpkg", min_area_m2=1000.0,
                cleanup=Cleanup(min_segment_px=5))
     assert [r["area"] for r in rows] == [20000.0]
@@ -180,7 +181,7 @@ def _peak(tmp_path: Path, size: int) -> int:
     tracemalloc.start()
     writer = FeatureWriter(str(tmp_path / f"m{size}.gpkg"), "p", srs(), {})
     stats = vectorise(str(prob), writer, threshold=0.6, metres_per_unit=1.0, grid_srs=srs(),
-                      out_srs=srs(), window=256, cleanup=Cleanup(fill_holes_px=16))
+                      out_srs=srs(), window=128, cleanup=Cleanup(fill_holes_px=16))
     writer.close()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
