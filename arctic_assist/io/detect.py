@@ -226,13 +226,21 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                                  options=prob_opts)
             n_positive = 0
             t_write = 0.0
+            cell = 256  # where the probability is above the threshold: the vectoriser skips
+            positives = np.zeros((-(-grid.height // cell), -(-grid.width // cell)), bool)
 
             def write(row0: int, col0: int, block: np.ndarray, valid: np.ndarray) -> None:
                 nonlocal n_positive, t_write
                 t0 = time.perf_counter()
                 p = block[0]
                 prob_w.write(row0, col0, p)
-                n_positive += int(np.count_nonzero(p > threshold))  # nodata (-1) never is
+                m = p > threshold  # nodata (-1) never is
+                k = int(np.count_nonzero(m))
+                if k:
+                    n_positive += k
+                    rr, cc = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+                    positives[(row0 + rr[0]) // cell:(row0 + rr[-1]) // cell + 1,
+                              (col0 + cc[0]) // cell:(col0 + cc[-1]) // cell + 1] = True
                 t_write += time.perf_counter() - t0
 
             reader = GridReader(grid, spec)
@@ -264,7 +272,8 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                     grid_prob, writer, threshold=threshold,
                     metres_per_unit=grid.metres_per_unit, grid_srs=grid.srs,
                     out_srs=info.srs, min_area_m2=req.min_area_m2, simplify_m=req.simplify_m,
-                    cleanup=req.cleanup, is_canceled=is_canceled,
+                    cleanup=req.cleanup, positives=positives, cell=cell,
+                    is_canceled=is_canceled,
                     progress=lambda p: report(90.0 + 0.08 * p)) if n_positive else None
                 n = writer.close()
             except BaseException:

@@ -296,13 +296,17 @@ def vectorise(
     prob_path: str, writer: FeatureWriter, *, threshold: float, metres_per_unit: float,
     grid_srs: Any, out_srs: Any, min_area_m2: float = 0.0, simplify_m: float = 0.0,
     cleanup: Cleanup | None = None, window: int = WINDOW,
+    positives: np.ndarray | None = None, cell: int = 256,
     is_canceled: Callable[[], bool] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> VectoriseStats:
     """Vectorise the probability GeoTIFF ``prob_path`` into ``writer`` (see module doc).
 
-    Pixels equal to the band's nodata are invalid (never foreground). Returns the stats;
-    the caller closes the writer.
+    Pixels equal to the band's nodata are invalid (never foreground). ``positives``: an
+    optional boolean grid of ``cell`` x ``cell`` px cells, False where no pixel is above
+    the threshold (what the caller saw while writing the raster); windows whose cells
+    (halo included) are all False are not even read. Returns the stats; the caller closes
+    the writer.
     """
     gdal = _gdal()
     from osgeo import ogr, osr
@@ -419,6 +423,9 @@ def vectorise(
         ac0, ac1 = max(0, c0 - hh), min(width, c1 + hh)
         er0, er1 = max(0, ar0 - hf), min(height, ar1 + hf)
         ec0, ec1 = max(0, ac0 - hf), min(width, ac1 + hf)
+        if positives is not None and not positives[
+                er0 // cell:-(-er1 // cell), ec0 // cell:-(-ec1 // cell)].any():
+            return res  # nothing above the threshold here: not even read
         prob = local.band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
         t1 = time.perf_counter()
         res.t_read = t1 - t0

@@ -93,8 +93,13 @@ def test_windows_change_nothing(tmp_path, cleanup):
     prob = write_prob(tmp_path / "p.tif", p)
     ref = reference(p, 0.6, cleanup, min_area=300.0)
     assert len(ref) > 20
+    # the cells above the threshold, as run_detection records them while writing: windows
+    # without any (halo included) are skipped unread, which must change nothing
+    cells = np.pad(p > 0.6, ((0, 2), (0, 6))).reshape(19, 8, 22, 8).any(axis=(1, 3))
     small = run(prob, tmp_path / "small.gpkg", window=16, cleanup=cleanup, min_area_m2=300.0,
-                threshold=0.6)
+                threshold=0.6, positives=cells, cell=8)
+    assert run(prob, tmp_path / "none.gpkg", window=16, cleanup=cleanup, threshold=0.6,
+               positives=np.zeros_like(cells), cell=8) == []
     whole = run(prob, tmp_path / "whole.gpkg", window=4096, cleanup=cleanup,
                 min_area_m2=300.0, threshold=0.6)
     for rows in (small, whole):
