@@ -159,7 +159,16 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
             if message:
                 return False, message
         with no_sidecar_files():
-            return super().checkParameterValues(parameters, context)
+            ok, message = super().checkParameterValues(parameters, context)
+        if not ok and message.startswith("Incorrect parameter value for "):
+            from .checks import expected_value
+
+            name = message.rsplit(" ", 1)[-1]
+            p = self.parameterDefinition(name)
+            if p is not None:
+                message = (f"{name} ({p.description()}) must be {expected_value(p)}; got "
+                           f"'{parameters.get(name, '')}'.")
+        return ok, message
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:

@@ -115,6 +115,31 @@ def _vector(name: str, path: str) -> str | None:
     return None
 
 
+_EXPECTED = {
+    "extent": "an extent 'xmin,xmax,ymin,ymax [EPSG:code]' or a layer to take it from",
+    "boolean": "true or false",
+    "vectorDestination": "the path of a GeoPackage file (.gpkg)",
+    "rasterDestination": "the path of a GeoTIFF file (.tif)",
+    "fileDestination": "the path of a file",
+    "folderDestination": "the path of a folder",
+    "sink": "the path of a GeoPackage file (.gpkg)",
+    "multilayer": "one or more raster files or layers",
+    "string": "text",
+}
+
+
+def expected_value(p) -> str:
+    """What a parameter accepts, in words (for QGIS's bare 'Incorrect parameter value')."""
+    kind = p.type()
+    if kind == "number":
+        return _range_text(p)
+    if kind == "enum":
+        return "one of " + ", ".join(f"{i} = {o}" for i, o in enumerate(p.options()))
+    if kind == "fileDestination" and p.fileFilter():
+        return f"the path of a file ({p.fileFilter()})"
+    return _EXPECTED.get(kind, "a valid value (see the algorithm's help)")
+
+
 def explain_parameter(p, value: Any) -> str | None:
     """A sentence naming ``p`` and what is allowed when ``value`` is wrong, else None."""
     kind = p.type()

@@ -83,6 +83,7 @@ def labels(path, status=True):
     ("detect_thaw_slumps", "MIN_AREA", "-3", "MIN_AREA must be a number of at least 0"),
     ("detect_thaw_slumps", "DEVICE", "7", "DEVICE must be one of 0 = auto, 1 = cpu, 2 = cuda"),
     ("detect_thaw_slumps", "DEVICE", "cpu", "give the number of an option"),
+    ("detect_thaw_slumps", "EXTENT", "abc", "must be an extent 'xmin,xmax,ymin,ymax"),
 ])
 def test_detection_parameter_out_of_range_names_the_range(cli_env, inputs, model, tmp_path,
                                                           alg, param, value, needle):
