@@ -140,8 +140,12 @@ class Cobra(nn.Module):
 
     def __init__(self, in_channels: int = 1, width: int = 128, head_dim: int = 64,
                  vertices: int = VERTICES, iterations: int = ITERATIONS,
-                 dropout: float = 0.5, index_feature: bool = True) -> None:
+                 dropout: float = 0.5, index_feature: bool = True,
+                 init: str = "centre") -> None:
         super().__init__()
+        if init not in ("centre", "line"):
+            raise ValueError(f"init is 'centre' or 'line', not {init!r}")
+        self.init = init
         self.norm = InstanceStandardize()
         self.backbone = LightBackbone(in_channels, width)
         self.dropout = nn.Dropout2d(dropout)
@@ -151,7 +155,17 @@ class Cobra(nn.Module):
         self.iterations = iterations
         self.hparams_dict = dict(in_channels=in_channels, width=width, head_dim=head_dim,
                                  vertices=vertices, iterations=iterations, dropout=dropout,
-                                 index_feature=index_feature)
+                                 index_feature=index_feature, init=init)
+
+    def initial_vertices(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, V, 2) start: every vertex at the centre (the paper), or ``'line'``: a
+        straight line across the middle of the tile, left to right (ordered vertices
+        with distinct features from the first iteration on)."""
+        v = x.new_zeros((x.shape[0], self.vertices, 2))
+        if self.init == "line":
+            t = torch.linspace(-0.5, 0.5, self.vertices, device=x.device, dtype=x.dtype)
+            v = v + torch.stack([t, torch.zeros_like(t)], dim=1)
+        return v
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_with_features(x)[0]
@@ -159,7 +173,7 @@ class Cobra(nn.Module):
     def forward_with_features(self, x: torch.Tensor
                               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         feats = [self.dropout(f) for f in self.backbone(self.norm(x))]
-        v = x.new_zeros((x.shape[0], self.vertices, 2))
+        v = self.initial_vertices(x)
         steps = []
         for _ in range(self.iterations):
             v = v.detach()
@@ -184,10 +198,10 @@ class AuxHead(nn.Module):
     feature maps, so the backbone gets a dense gradient from the start (the authors' code
     carries a similar ``AuxHead``)."""
 
-    def __init__(self, channels: tuple[int, int]) -> None:
+    def __init__(self, channels: tuple[int, int], out: int = 1) -> None:
         super().__init__()
         self.conv = nn.Sequential(nn.Conv2d(sum(channels), 32, 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(32, 1, 1))
+                                  nn.Conv2d(32, out, 1))
 
     def forward(self, f4: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(f16, size=f4.shape[-2:], mode="bilinear", align_corners=False)
@@ -204,6 +218,30 @@ def front_heatmap(front_px: np.ndarray, size: int, stride: int = 4, sigma: float
                     yy.ravel() * stride + (stride - 1) / 2.0], axis=1)
     d = C.point_to_polyline_distance(pts, front_px) / stride
     return np.exp(-0.5 * (d / sigma) ** 2).reshape(1, h, w).astype(np.float32)
+
+
+def front_signed_distance(front_px: np.ndarray, size: int, stride: int = 4,
+                          scale: float = 0.25) -> np.ndarray:
+    """Signed distance of the H/stride cell centres to the front, (1, h, w) in [-1, 1]:
+    divided by ``scale x size`` and clipped; positive on the glacier side (left of the
+    vertex order on screen, y down), so it also teaches the orientation convention."""
+    h = w = size // stride
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    p = np.stack([xx.ravel() * stride + (stride - 1) / 2.0,
+                  yy.ravel() * stride + (stride - 1) / 2.0], axis=1)
+    a = front_px[:-1][None]
+    ab = (front_px[1:] - front_px[:-1])[None]
+    ap = p[:, None] - a
+    den = np.maximum((ab ** 2).sum(-1), 1e-12)
+    t = np.clip((ap * ab).sum(-1) / den, 0.0, 1.0)
+    rel = ap - t[..., None] * ab                        # cell - closest point, per segment
+    d = np.linalg.norm(rel, axis=-1)
+    k = d.argmin(axis=1)
+    i = np.arange(len(p))
+    seg, r = ab[0, k], rel[i, k]
+    side = np.sign(r[:, 0] * seg[:, 1] - r[:, 1] * seg[:, 0])   # dot(r, (dy, -dx))
+    sd = np.clip(side * d[i, k] / (scale * size), -1.0, 1.0)
+    return sd.reshape(1, h, w).astype(np.float32)
 
 
 def cobra_loss(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001
@@ -267,8 +305,8 @@ class FrontDataset(torch.utils.data.Dataset):
     Index ``i`` (+ ``offset``) seeds its own generator, so a run is reproducible and
     workers agree; a resumed run starts at ``offset = step x batch`` and sees the views
     the uninterrupted run would have seen.
-    Yields ``(image (C, S, S) float32, front (64, 2) xy in [-1, 1], heat-map (1, S/4,
-    S/4))``.
+    Yields ``(image (C, S, S) float32, front (64, 2) xy in [-1, 1], dense targets
+    (2, S/4, S/4): front heat-map and signed distance)``.
     """
 
     def __init__(self, samples: list[FR.FrontSample], length: int, size: int = 192,
@@ -301,7 +339,8 @@ class FrontDataset(torch.utils.data.Dataset):
         v = C.pixel_to_normalized(front, self.size, self.size)
         return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
                 torch.from_numpy(v.astype(np.float32)),
-                torch.from_numpy(front_heatmap(front, self.size)))
+                torch.from_numpy(np.concatenate([front_heatmap(front, self.size),
+                                                 front_signed_distance(front, self.size)])))
 
 
 def torch_runner(model: Cobra):
@@ -410,12 +449,14 @@ if L is not None:
                      warmup: int = 100, gamma: float = 0.001,
                      index_feature: bool = True, aux_weight: float = 1.0,
                      vertex_weight: float = 0.0, spacing_weight: float = 0.0,
-                     orientation: str = "fixed") -> None:
+                     orientation: str = "fixed", init: str = "centre",
+                     aux_distance: bool = False) -> None:
             super().__init__()
             self.save_hyperparameters()
             self.model = Cobra(in_channels=in_channels, width=width, head_dim=head_dim,
-                               index_feature=index_feature)
-            self.aux = AuxHead(self.model.backbone.out_channels) if aux_weight > 0 else None
+                               index_feature=index_feature, init=init)
+            self.aux = AuxHead(self.model.backbone.out_channels, 2 if aux_distance else 1
+                               ) if aux_weight > 0 else None
 
         def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
             return self.model(x)
@@ -431,7 +472,11 @@ if L is not None:
             self.log("spacing_loss", parts["spacing"])
             self.log("oriented_share", parts["oriented"])
             if self.aux is not None:
-                aux = F.binary_cross_entropy_with_logits(self.aux(*feats), heat)
+                out = self.aux(*feats)
+                aux = F.binary_cross_entropy_with_logits(out[:, :1], heat[:, :1])
+                if self.hparams.aux_distance:   # signed distance map: where and which side
+                    aux = aux + F.smooth_l1_loss(torch.tanh(out[:, 1:2]), heat[:, 1:2],
+                                                 beta=0.1)
                 self.log("aux_loss", aux, prog_bar=True)
                 loss = loss + self.hparams.aux_weight * aux
             with torch.no_grad():
@@ -613,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--aux-weight", type=float, default=1.0,
                    help="weight of the training-only front heat-map loss (0: off)")
+    p.add_argument("--aux-distance", action="store_true",
+                   help="the training-only dense head also regresses the signed distance "
+                        "to the front (glacier side positive)")
     p.add_argument("--vertex-weight", type=float, default=0.0,
                    help="weight of an extra squared vertex-distance loss (0: off)")
     p.add_argument("--spacing-weight", type=float, default=0.0,
@@ -628,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "image fitted into the tile up to a box tight around the front)")
     p.add_argument("--shift", type=float, default=0.2,
                    help="the front's centre lands within this many tiles of the centre")
+    p.add_argument("--init", choices=("centre", "line"), default="centre",
+                   help="snake start: all vertices at the centre (paper) or a straight "
+                        "line across the middle of the tile")
     p.add_argument("--eval-every", type=int, default=0,
                    help="held-out metrics every N steps to <log-dir>/<run>/"
                         "heldout_curve.jsonl (0: only at the end)")
@@ -661,6 +712,7 @@ def base_architecture(args: argparse.Namespace, in_channels: int) -> None:
     args.width = int(arch.get("width", args.width))
     args.head_dim = int(arch.get("head_dim", args.head_dim))
     args.no_index_feature = not arch.get("index_feature", not args.no_index_feature)
+    args.init = str(arch.get("init", "centre"))
 
 
 def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
@@ -682,7 +734,8 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
                          lr=args.lr, steps=args.steps,
                          index_feature=not args.no_index_feature,
                          aux_weight=args.aux_weight, vertex_weight=args.vertex_weight,
-                         spacing_weight=args.spacing_weight, orientation=args.orientation)
+                         spacing_weight=args.spacing_weight, orientation=args.orientation,
+                         init=args.init, aux_distance=args.aux_distance)
     if args.base_model:
         from .export import load_onnx_weights
 
@@ -760,7 +813,9 @@ def _main(args: argparse.Namespace) -> int:
         "architecture": {"backbone": "LightBackbone", **model.hparams_dict},
         "loss": (f"soft-DTW gamma 0.001 summed over iterations, orientation "
                  f"{args.orientation}; vertex weight {args.vertex_weight}, spacing weight "
-                 f"{args.spacing_weight}, aux heat-map weight {args.aux_weight}"),
+                 f"{args.spacing_weight}, aux heat-map weight {args.aux_weight}"
+                 + (" + signed distance" if args.aux_distance else "")),
+        "init": args.init,
         "augmentation": {"scale_range": list(args.scale_range), "shift": args.shift},
     }
     spec = model_spec(model, pixel_size_m=args.pixel_size_m, provenance=provenance,

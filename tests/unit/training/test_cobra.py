@@ -44,6 +44,9 @@ def test_forward_shapes_and_zero_initialised_head():
     assert len(steps) == 4 and all(s.shape == (2, 64, 2) for s in steps)
     # bias-free zero-initialised offsets: the snake stays at the image centre
     assert all(s.abs().max() == 0 for s in steps)
+    # or on its start line across the middle, ordered left to right
+    line = tiny(init="line").eval()(x)[-1]
+    assert torch.all(line[:, 1:, 0] > line[:, :-1, 0]) and line[..., 1].abs().max() == 0
 
 
 def _batch(n=4, size=64, seed=0):
@@ -143,12 +146,22 @@ def test_data_folder_contour_chips(tmp_path):
 def test_dataset_items_and_heatmap():
     ds = CB.FrontDataset([], length=4, size=64, synthetic=1.0)
     x, v, heat = ds[0]
-    assert x.shape == (1, 64, 64) and v.shape == (64, 2) and heat.shape == (1, 16, 16)
+    assert x.shape == (1, 64, 64) and v.shape == (64, 2) and heat.shape == (2, 16, 16)
     assert float(v.abs().max()) <= 1.0
     front_px = C.normalized_to_pixel(v.numpy(), 64, 64)
     # the heat-map peaks on the front's cells
     cells = (front_px // 4).astype(int)
     assert heat[0, cells[:, 1], cells[:, 0]].min() > 0.5
+    # the signed distance: ~0 on the front, positive on the glacier (left) side
+    sd = heat[1].numpy()
+    assert np.abs(sd[cells[:, 1], cells[:, 0]]).max() < 0.2   # within a cell (2.8 px)
+    mid = front_px[32]
+    d = front_px[33] - front_px[31]
+    left = mid + 12 * np.array([d[1], -d[0]]) / np.linalg.norm(d)
+    right = mid - 12 * np.array([d[1], -d[0]]) / np.linalg.norm(d)
+    for q, sign in ((left, 1), (right, -1)):
+        c = np.clip((q // 4).astype(int), 0, 15)
+        assert np.sign(sd[c[1], c[0]]) == sign
 
 
 def test_cli_warm_start_from_exported_model(tmp_path):
