@@ -197,7 +197,8 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                          unlabelled: Sequence[str] = (), chip_size: int = 128,
                          only_reviewed: bool = True,
                          log: Callable[[str], None] | None = None,
-                         is_canceled: Callable[[], bool] | None = None) -> ExportResult:
+                         is_canceled: Callable[[], bool] | None = None,
+                         progress: Callable[[float], None] | None = None) -> ExportResult:
     from ..training import data as D  # numpy + GDAL only; no torch
 
     say = log or LOG.info
@@ -268,13 +269,19 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                 f"features reviewed, buffered by {REVIEW_BUFFER_PX} px (no AOI given)")
             say(f"No AOI: pixels farther than {REVIEW_BUFFER_PX} px from a reviewed feature "
                 "are 'ignore' (give an AOI for an area you reviewed completely).")
+        def on_row(fraction: float) -> None:  # every row of chips: progress and Cancel
+            if is_canceled and is_canceled():
+                raise CanceledError()
+            if progress is not None:
+                progress(5.0 + 90.0 * fraction)
+
         if kind == "polygon":
             all_rasters = rasters + [str(u) for u in unlabelled]
             data = _reading(D.build_dataset,
                 all_rasters, str(labels_tmp), dest, chip_size, aoi_path=aoi_path,
                 split_fn=lambda ri, x, y, w, h: _split(x // chip_size + y // chip_size),
                 labelled=[True] * len(rasters) + [False] * len(unlabelled),
-                provenance=provenance)
+                provenance=provenance, on_row=on_row)
             n_chips, n_unl = len(data.chips), len(data.unlabelled)
         else:
             (dest / "chips").mkdir(parents=True)

@@ -95,11 +95,11 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         unlabelled = [layer.source() for layer in
                       self.parameterAsLayerList(parameters, self.UNLABELLED, context)]
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        _, is_canceled, log = self.callbacks(feedback)
+        progress, is_canceled, log = self.callbacks(feedback)
         result = export_training_data(
             labels, rasters, output, aoi_path=aoi, unlabelled=unlabelled,
             chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
             only_reviewed=self.parameterAsBool(parameters, self.ONLY_REVIEWED, context),
-            log=log, is_canceled=is_canceled)
+            log=log, is_canceled=is_canceled, progress=progress)
         return {self.OUTPUT: result.output_dir, "TASK": result.task,
                 "N_CHIPS": result.n_chips, "N_LABELS": result.n_labels}

@@ -548,6 +548,7 @@ def build_dataset(
     label_mode: str = "union",
     min_valid_fraction: float = 0.25,
     provenance: Mapping[str, Any] | None = None,
+    on_row: Callable[[float], None] | None = None,
 ) -> TrainingData:
     """Build a training-data folder from rasters and label polygons (GDAL/OGR).
 
@@ -622,6 +623,8 @@ def build_dataset(
         gt = ds.GetGeoTransform()
         H, W = mask.shape
         for yoff in range(0, H, chip_size):
+            if on_row is not None:  # progress (0..1 over all rasters); may raise to cancel
+                on_row((ri + yoff / H) / len(rasters))
             for xoff in range(0, W, chip_size):
                 h, w = min(chip_size, H - yoff), min(chip_size, W - xoff)
                 if h < chip_size // 4 or w < chip_size // 4:

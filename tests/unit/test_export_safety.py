@@ -280,3 +280,26 @@ def test_chip_size_out_of_range(scene, tmp_path):
     with pytest.raises(InputError, match="between 16 and 4096"):
         export_training_data(str(scene[1]), [str(scene[0])], str(tmp_path / "data"),
                              chip_size=100000)
+
+
+def test_export_reports_progress_and_honours_cancel_while_cutting_chips(scene, tmp_path):
+    from arctic_assist.core.errors import CanceledError
+
+    raster, labels = scene
+    out = tmp_path / "data"
+    export(scene, out)
+    before = digest(out)
+    seen: list[float] = []
+
+    def cancel_once_cutting() -> bool:
+        return len(seen) >= 1  # after the first row of chips
+
+    with pytest.raises(CanceledError):
+        export_training_data(str(labels), [str(raster)], str(out), chip_size=16,
+                             progress=seen.append, is_canceled=cancel_once_cutting)
+    assert seen and digest(out) == before
+    assert leftovers(tmp_path, "data") == []
+    seen.clear()
+    export_training_data(str(labels), [str(raster)], str(out), chip_size=16,
+                         progress=seen.append)
+    assert len(seen) >= 5 and seen == sorted(seen)
