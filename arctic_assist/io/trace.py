@@ -524,6 +524,33 @@ def _sym_dist(a_parts: list[np.ndarray], b_parts: list[np.ndarray], step: float
     return 0.5 * (da + db), float(da), float(db)
 
 
+#: point-to-segment pairs one distance computation may hold in memory (N x S x 2 doubles)
+MAX_DISTANCE_PAIRS = 5_000_000
+
+
+def _check_distance_size(a, b, step_m: float, unit: float) -> None:
+    """Bound the densified points x segments before any allocation (STEP is a parameter)."""
+    step = step_m / unit
+
+    def points(parts) -> float:
+        return sum(float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) / step + len(p)
+                   for p in parts)
+
+    def segments(parts) -> int:
+        return max((len(p) - 1 for p in parts), default=0)
+
+    na = max(points(p) for _, p in a)
+    nb = max(points(p) for _, p in b)
+    sa = max(segments(p) for _, p in a)
+    sb = max(segments(p) for _, p in b)
+    worst = max(na * sb, nb * sa)
+    if worst > MAX_DISTANCE_PAIRS:
+        raise InputError(
+            f"STEP: {step_m:g} m is too fine for these lines ({worst:,.0f} point-segment pairs;"
+            f" the limit is {MAX_DISTANCE_PAIRS:,}); use a STEP of at least "
+            f"{step_m * worst / MAX_DISTANCE_PAIRS:.3g} m, or simplify the lines")
+
+
 def front_distance(lines_a: str, lines_b: str, *, layer_a: str | None = None,
                    layer_b: str | None = None, step_m: float = 10.0) -> FrontDistance:
     """Mean symmetric point-to-polyline distance (m) between two line layers (any CRSs).
@@ -540,6 +567,7 @@ def front_distance(lines_a: str, lines_b: str, *, layer_a: str | None = None,
     unit = work.GetLinearUnits() or 1.0
     a = [(fid, [_transform_points(p, sa, work) for p in parts]) for fid, parts in a]
     b = [(fid, [_transform_points(p, sb, work) for p in parts]) for fid, parts in b]
+    _check_distance_size(a, b, step_m, unit)
     rows = []
     for fid_a, pa in a:
         best = None

@@ -190,3 +190,25 @@ def test_tracing_removes_temporaries_of_a_killed_run(tmp_path):
     assert not stale.exists() and users.read_bytes() == b"mine"
     assert (tmp_path / "fronts.v2.gpkg").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_front_distance_step_too_fine_for_the_lines_is_refused(tmp_path):
+    from arctic_assist.io.trace import MAX_DISTANCE_PAIRS, front_distance
+
+    paths = []
+    for name, dy in (("a", 0.0), ("b", 30.0)):
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / f"{name}.gpkg"))
+        lyr = ds.CreateLayer(name, _srs(), ogr.wkbLineString)
+        f = ogr.Feature(lyr.GetLayerDefn())
+        xs = np.linspace(ORIGIN[0], ORIGIN[0] + 500_000, 2000)  # 500 km, 1999 segments
+        f.SetGeometry(ogr.CreateGeometryFromWkt(
+            "LINESTRING(" + ",".join(f"{x} {ORIGIN[1] + dy}" for x in xs) + ")"))
+        lyr.CreateFeature(f)
+        ds = None
+        paths.append(str(tmp_path / f"{name}.gpkg"))
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=f"STEP: 0.01 m is too fine.*{MAX_DISTANCE_PAIRS:,}"):
+        front_distance(*paths, step_m=0.01)
+    assert time.monotonic() - t0 < 10
+    res = front_distance(*paths, step_m=5000.0)
+    assert abs(res.mean_m - 30.0) < 1.0
