@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 
 #: side of the windows of the nodata scan (read decimated 8x)
 SCAN_WINDOW = 4096
+#: the processing grid's longest side (a warped grid's size follows the model's pixel size)
+MAX_GRID_SIDE = 1_000_000
 #: relative pixel-size difference under which no resampling is done
 PIXEL_SIZE_TOLERANCE = 0.01
 GTIFF_TILED = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
@@ -309,6 +311,12 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
             w = transform_bounds(info.bounds, info.srs, target)
             res = max((w[2] - w[0]) / info.width, (w[3] - w[1]) / info.height)
         bounds = transform_bounds(area, info.srs, target)
+        side = max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / res
+        if not side <= MAX_GRID_SIDE:  # the model's pixel size comes from a file
+            raise InputError(
+                f"resampling {info.path} to the model's pixel size of {res * mpu:g} m gives "
+                f"a grid of {side:,.0f} px per side; the limit is {MAX_GRID_SIDE:,} px. "
+                "Choose a smaller EXTENT or MASK, or a model made for this resolution.")
         # source pixel size in the target CRS, to pick the resampling
         src_b = transform_bounds(info.bounds, info.srs, target)
         src_res = max((src_b[2] - src_b[0]) / info.width, (src_b[3] - src_b[1]) / info.height)

@@ -212,3 +212,20 @@ def test_front_distance_step_too_fine_for_the_lines_is_refused(tmp_path):
     assert time.monotonic() - t0 < 10
     res = front_distance(*paths, step_m=5000.0)
     assert abs(res.mean_m - 30.0) < 1.0
+
+
+def test_model_pixel_size_that_would_blow_up_the_grid_is_refused(tmp_path):
+    from support import write_raster
+
+    from arctic_assist.io.detect import DetectRequest, run_detection
+    from arctic_assist.io.raster import MAX_GRID_SIDE
+
+    img = write_raster(tmp_path / "s2.tif", np.full((4, 2000, 2000), 1000, np.uint16),
+                       epsg=32608)  # 20 km at 10 m
+    m = weighted_sum_model(tmp_path / "tiny_pixels.onnx", [1, 1, 1, 1],
+                           spec=make_spec(pixel_size_m=0.001))
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=f"0.001 m.*limit is {MAX_GRID_SIDE:,} px"):
+        run_detection(DetectRequest(str(img), str(m), str(tmp_path / "o.gpkg")))
+    assert time.monotonic() - t0 < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2.tif", "tiny_pixels.onnx"]
