@@ -32,8 +32,11 @@ gpu-pack:
 	  --out $(GPU_PACK)/cobra.npz
 	@du -b $(GPU_PACK)/*.npz; du -sb $(GPU_PACK)
 
+# the venv's python here; on the GPU machine (no .venv) its python3
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+
 gpu-train:
-	PYTHON=$(PY) tools/gpu_train.sh
+	PYTHON=$(GPU_PYTHON) tools/gpu_train.sh
 
 gpu-train-cpu-test:
-	PYTHON=$(PY) tools/gpu_train.sh --cpu-test build/gpu_cpu_test
+	PYTHON=$(GPU_PYTHON) tools/gpu_train.sh --cpu-test build/gpu_cpu_test
