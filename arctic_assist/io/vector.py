@@ -410,22 +410,37 @@ def vectorise(
 
     def compute(win: tuple[int, int, int, int]) -> _Window:
         """Everything about one window that needs no other window (runs in a worker)."""
-        r0, r1, c0, c1 = win
+        w0, w1, v0, v1 = win  # the window: rows [w0, w1), columns [v0, v1)
         res = _Window(win)
+        empty = {"top": v1 - v0, "bottom": v1 - v0, "left": w1 - w0, "right": w1 - w0}
+        res.edges = {side: np.zeros(n, np.int64) for side, n in empty.items()}
         if not hasattr(local, "band"):  # GDAL datasets are not thread-safe: one per thread
             local.ds = gdal.Open(prob_path)
             local.band = local.ds.GetRasterBand(1)
             with handles_lock:
                 handles.append(local.ds)
         t0 = time.perf_counter()
-        # region A: the window plus the hole halo; E: A plus the filter halo
+        r0, r1, c0, c1 = win  # the part of the window processed (the "core")
+        if positives is not None:
+            # cells above the threshold around the window (both halos): no foreground, even
+            # after the clean-up, can lie outside their bounding box grown by the filter halo
+            g0, g1 = max(0, w0 - hh - hf) // cell, -(-min(height, w1 + hh + hf) // cell)
+            h0, h1 = max(0, v0 - hh - hf) // cell, -(-min(width, v1 + hh + hf) // cell)
+            sub = positives[g0:g1, h0:h1]
+            rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+            if rows.size == 0:
+                return res  # nothing above the threshold here: not even read
+            r0 = max(w0, (g0 + int(rows[0])) * cell - hf)
+            r1 = min(w1, (g0 + int(rows[-1]) + 1) * cell + hf)
+            c0 = max(v0, (h0 + int(cols[0])) * cell - hf)
+            c1 = min(v1, (h0 + int(cols[-1]) + 1) * cell + hf)
+            if r0 >= r1 or c0 >= c1:
+                return res
+        # region A: the core plus the hole halo; E: A plus the filter halo
         ar0, ar1 = max(0, r0 - hh), min(height, r1 + hh)
         ac0, ac1 = max(0, c0 - hh), min(width, c1 + hh)
         er0, er1 = max(0, ar0 - hf), min(height, ar1 + hf)
         ec0, ec1 = max(0, ac0 - hf), min(width, ac1 + hf)
-        if positives is not None and not positives[
-                er0 // cell:-(-er1 // cell), ec0 // cell:-(-ec1 // cell)].any():
-            return res  # nothing above the threshold here: not even read
         prob = local.band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
         t1 = time.perf_counter()
         res.t_read = t1 - t0
@@ -447,20 +462,29 @@ def vectorise(
             return res
         counts = runs.counts()
         sums = runs.sums(prob)
+        # pieces touch an inner edge of the window (the core's other edges have no
+        # foreground beyond them)
         on_edge = np.zeros(runs.row.size, dtype=bool)
-        if r0 > 0:
+        if 0 < w0 == r0:
             on_edge |= runs.row == 0
-        if r1 < height:
+        if height > w1 == r1:
             on_edge |= runs.row == r1 - r0 - 1
-        if c0 > 0:
+        if 0 < v0 == c0:
             on_edge |= runs.start == 0
-        if c1 < width:
+        if width > v1 == c1:
             on_edge |= runs.end == c1 - c0
         seam = np.zeros(n, dtype=bool)
         seam[runs.comp[on_edge]] = True
         keep = ~seam & big_enough(counts)
         res.whole = int(np.count_nonzero(~seam))
-        res.edges = {side: runs.edge_labels(side) for side in ("top", "left", "right", "bottom")}
+        if r0 == w0:
+            res.edges["top"][c0 - v0:c1 - v0] = runs.edge_labels("top")
+        if r1 == w1:
+            res.edges["bottom"][c0 - v0:c1 - v0] = runs.edge_labels("bottom")
+        if c0 == v0:
+            res.edges["left"][r0 - w0:r1 - w0] = runs.edge_labels("left")
+        if c1 == v1:
+            res.edges["right"][r0 - w0:r1 - w0] = runs.edge_labels("right")
         ids = np.flatnonzero(seam)
         res.piece_local, res.piece_counts, res.piece_sums = ids + 1, counts[ids], sums[ids]
         t2 = time.perf_counter()
@@ -490,7 +514,7 @@ def vectorise(
             left_col = np.zeros(r1 - r0, dtype=np.int64)
             if r1 < height:
                 prev_bottom[c0:c1] = 0
-            return
+            return  # (the edges of an empty window are all 0)
         stats.components += res.whole
         # global piece ids: base + local label; join across the edges above and left
         for side, other in (("top", prev_bottom[c0:c1] if r0 > 0 else None),

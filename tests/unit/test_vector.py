@@ -100,9 +100,12 @@ def test_windows_change_nothing(tmp_path, cleanup):
                 threshold=0.6, positives=cells, cell=8)
     assert run(prob, tmp_path / "none.gpkg", window=16, cleanup=cleanup, threshold=0.6,
                positives=np.zeros_like(cells), cell=8) == []
+    # 48 px windows: each processes only the box of its cells above the threshold
+    mid = run(prob, tmp_path / "mid.gpkg", window=48, cleanup=cleanup, min_area_m2=300.0,
+              threshold=0.6, positives=cells, cell=8)
     whole = run(prob, tmp_path / "whole.gpkg", window=4096, cleanup=cleanup,
                 min_area_m2=300.0, threshold=0.6)
-    for rows in (small, whole):
+    for rows in (small, mid, whole):
         got = [(r["area"], r["score"]) for r in rows]
         assert len(got) == len(ref)
         assert [a for a, _ in got] == [a for a, _ in ref]
@@ -124,6 +127,11 @@ def test_component_across_window_corners_is_one_polygon_with_its_score(tmp_path)
     p[8:40, 8:12] = 0.6  # a different score on the left band of the ring
     prob = write_prob(tmp_path / "ring.tif", p)
     rows = run(prob, tmp_path / "ring.gpkg", window=32)
+    # the same when each window processes only the box of its 8 px cells above threshold
+    cells = (p > 0.5).reshape(8, 8, 8, 8).any(axis=(1, 3))
+    boxed = run(prob, tmp_path / "boxed.gpkg", window=32, positives=cells, cell=8)
+    assert [(r["area"], r["score"]) for r in boxed] == [(r["area"], r["score"]) for r in rows]
+    assert boxed[0]["geom"].Equals(rows[0]["geom"])
     assert len(rows) == 1
     ring = (p > 0.5)
     assert rows[0]["area"] == pytest.approx(ring.sum() * 100.0)
