@@ -238,9 +238,11 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                 k = int(np.count_nonzero(m))
                 if k:
                     n_positive += k
-                    rr, cc = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-                    positives[(row0 + rr[0]) // cell:(row0 + rr[-1]) // cell + 1,
-                              (col0 + cc[0]) // cell:(col0 + cc[-1]) // cell + 1] = True
+                    for a in range(row0 // cell * cell, row0 + m.shape[0], cell):
+                        lo, hi = max(a, row0) - row0, min(a + cell, row0 + m.shape[0]) - row0
+                        cols = np.flatnonzero(m[lo:hi].any(axis=0))
+                        if cols.size:
+                            positives[a // cell, np.unique((cols + col0) // cell)] = True
                 t_write += time.perf_counter() - t0
 
             reader = GridReader(grid, spec)
