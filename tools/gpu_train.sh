@@ -8,22 +8,27 @@
 # Prepares nothing: it trains from the packed files of `make gpu-pack` (PACK=build/gpu:
 # rts.npz, cobra.npz), which need numpy only (no GDAL, no PIL, no QGIS). The two trainings
 # run at the same time on the one GPU (both are small networks, bound by kernel launches
-# and the CPU, not by the GPU's arithmetic), each with a time guard (TRAIN_MAX_S seconds of
-# training, Lightning's max_time) so that both export their ONNX model well inside a
-# 10-minute command even if the GPU is slower than planned; the summary says whether a
-# guard cut a run short.
+# and the CPU, not by the GPU's arithmetic). Nobody has measured their GPU speed yet, so
+# (CALIBRATE=1, the GPU default) both first run for CALIBRATE_S seconds; their steps/s then
+# size the real runs to 85 % of the training time left (BUDGET_S for the whole command
+# minus RESERVE_S for start-up, evaluation and export), and a time guard (TRAIN_MAX_S,
+# Lightning's max_time via PL_TRAINER_MAX_TIME) plus `timeout` make sure both export their
+# ONNX model inside a 10-minute command; the summary says whether the guard cut a run short.
 #
 # Output (OUT_DIR, default $OUT, else build/gpu_out):
 #   models/rts_pixeldino_s2_bgrn.onnx, models/calving_front_cobra.onnx  (with metadata)
 #   logs/rts.log, logs/cobra.log        JSON progress lines + stderr of each training
-#   runs/<rts|cobra>/metrics.csv        Lightning CSV logs
+#   logs/*.calibrate.log                the speed measurement
+#   runs/<rts|cobra>.metrics.csv        Lightning CSV logs (COBRA: + held-out curve)
 #   cobra_heldout_metrics.json, summary.json (steps, steps/s, held-out numbers), env.txt
 #
 # The recipes are those of `make models`: RTS = arctic_assist.training.bundled's training
 # arguments (pixeldino, width 16, tile 64, batch 8 + 8, seed 0) on the data its prepare()
-# builds; COBRA = mk/cobra.mk's COBRA_* values (read from that file). Only the steps (and
-# the accelerator) differ. Override with RTS_STEPS, COBRA_STEPS, RTS_BATCH, COBRA_BATCH,
-# TRAIN_MAX_S, PRECISION, ACCELERATOR, PYTHON, PACK.
+# builds; COBRA = mk/cobra.mk's COBRA_* values (read from that file), except the batch on
+# the GPU (32, see below). Only the steps, the batch of COBRA and the accelerator differ.
+# Override with STEPS, RTS_STEPS, COBRA_STEPS, RTS_BATCH, COBRA_BATCH, CALIBRATE,
+# CALIBRATE_S, BUDGET_S, RESERVE_S, TRAIN_MAX_S, PRECISION, ACCELERATOR, WORKERS, THREADS,
+# PYTHON, PACK.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,25 +43,32 @@ fi
 # mk/cobra.mk's value of VAR (the bundled model's recipe), or DEFAULT
 mkvar() { local v; v=$(sed -n "s/^$1 ?= *//p" mk/cobra.mk 2>/dev/null | head -1); echo "${v:-$2}"; }
 
+T_START=$(date +%s)
 if [ "$CPU_TEST" = 1 ]; then
   STEPS=${STEPS:-2}
   ACCELERATOR=${ACCELERATOR:-cpu}
   PRECISION=${PRECISION:-32}
   WORKERS=${WORKERS:-0}
   THREADS=${THREADS:-1}
+  CALIBRATE=${CALIBRATE:-0}
+  COBRA_BATCH=${COBRA_BATCH:-$(mkvar COBRA_BATCH 8)}
 else
   ACCELERATOR=${ACCELERATOR:-gpu}
   PRECISION=${PRECISION:-bf16-mixed}
   WORKERS=${WORKERS:-4}
   THREADS=${THREADS:-4}
+  CALIBRATE=${CALIBRATE:-1}
+  # a COBRA step costs ~45k small tensor operations whatever the batch (soft-DTW's 127
+  # anti-diagonals x 4 iterations; counted with the profiler on the CPU): on a GPU it is
+  # bound by kernel launches, so a larger batch is nearly free there; the CPU recipe's 8
+  # would see fewer images in the time than `make models` did (COBRA_BATCH=8 keeps it)
+  COBRA_BATCH=${COBRA_BATCH:-32}
 fi
-# GPU budget (not yet measured on a GPU): CPU speeds were 0.64 (RTS) and 1.1 (COBRA)
-# steps/s on one core; the time guard ends a run early if these are too many
-RTS_STEPS=${STEPS:-${RTS_STEPS:-8000}}
-COBRA_STEPS=${STEPS:-${COBRA_STEPS:-3000}}
-TRAIN_MAX_S=${TRAIN_MAX_S:-420}
+# the whole command must end within BUDGET_S (the borrowed machine stops it at 600 s)
+BUDGET_S=${BUDGET_S:-570}
+CALIBRATE_S=${CALIBRATE_S:-50}     # wall time of the speed measurement (both runs at once)
+RESERVE_S=${RESERVE_S:-90}         # start-up, held-out evaluation and ONNX export after it
 RTS_BATCH=${RTS_BATCH:-8}
-COBRA_BATCH=${COBRA_BATCH:-$(mkvar COBRA_BATCH 8)}
 COBRA_HOLDOUT=${COBRA_HOLDOUT:-$(mkvar COBRA_HOLDOUT 023006)}
 COBRA_SYNTHETIC=${COBRA_SYNTHETIC:-$(mkvar COBRA_SYNTHETIC 0.3)}
 COBRA_SIZE=${COBRA_SIZE:-$(mkvar COBRA_SIZE 128)}
@@ -70,21 +82,97 @@ mkdir -p "$OUT_DIR/models" "$OUT_DIR/logs" "$OUT_DIR/runs"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_train.XXXXXX")   # checkpoints stay out of OUT_DIR
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1
-# Lightning reads Trainer defaults from PL_TRAINER_*: the training-time guard
-export PL_TRAINER_MAX_TIME
-PL_TRAINER_MAX_TIME=$(printf '00:00:%02d:%02d' $((TRAIN_MAX_S / 60)) $((TRAIN_MAX_S % 60)))
-HARD=""
-if [ "$CPU_TEST" = 0 ] && command -v timeout > /dev/null; then HARD="timeout ${HARD_LIMIT_S:-570}"; fi
 
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ"
   echo "mode: $([ "$CPU_TEST" = 1 ] && echo cpu-test || echo gpu) accelerator=$ACCELERATOR precision=$PRECISION"
-  echo "steps: rts=$RTS_STEPS cobra=$COBRA_STEPS guard=${TRAIN_MAX_S}s workers=$WORKERS threads=$THREADS"
+  echo "workers=$WORKERS threads=$THREADS batch: rts=$RTS_BATCH+$RTS_BATCH cobra=$COBRA_BATCH calibrate=$CALIBRATE"
   "$PYTHON" -c "import sys, torch, lightning; print('python', sys.version.split()[0], '| torch', torch.__version__, '| lightning', lightning.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   ls -l "$PACK"
 } > "$OUT_DIR/env.txt" 2>&1
 cat "$OUT_DIR/env.txt"
+
+# the two trainings: rts_cmd/cobra_cmd STEPS RUN_DIR_NAME MODEL [extra args] set CMD
+rts_cmd() {
+  local steps=$1 name=$2 model=$3; shift 3
+  CMD=("$PYTHON" -m arctic_assist.training pixeldino --data "$PACK/rts.npz" \
+    --out "$model" --name rts_pixeldino_s2_bgrn \
+    --steps "$steps" --width 16 --tile 64 \
+    --batch-labelled "$RTS_BATCH" --batch-unlabelled "$RTS_BATCH" --seed 0 \
+    --log-dir "$WORK/runs" --run-name "$name" --checkpoint-every "$(every "$steps" 4)" \
+    --accelerator "$ACCELERATOR" --precision "$PRECISION" \
+    --num-workers "$WORKERS" --threads "$THREADS" --progress json "$@")
+}
+cobra_cmd() {
+  local steps=$1 name=$2 model=$3; shift 3
+  CMD=("$PYTHON" -m arctic_assist.training cobra --frontlearning "$PACK/cobra.npz" \
+    --holdout "$COBRA_HOLDOUT" --synthetic "$COBRA_SYNTHETIC" --steps "$steps" \
+    --batch-size "$COBRA_BATCH" --size "$COBRA_SIZE" --vertex-weight "$COBRA_VERTEX_WEIGHT" \
+    --log-dir "$WORK/runs" --run-name "$name" --checkpoint-every "$(every "$steps" 4)" \
+    --out "$model" --accelerator "$ACCELERATOR" --precision "$PRECISION" \
+    --num-workers "$WORKERS" --threads "$THREADS" --progress json "$@")
+}
+# steps/s from a log's JSON progress lines, leaving out the first third (start-up, warm-up)
+rate_from_log() {
+  "$PYTHON" - "$1" <<'PYEOF'
+import json, sys
+pts = []
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(ev, dict) and ev.get("event") == "progress" and ev.get("elapsed_s"):
+        pts.append((ev["elapsed_s"], ev["step"]))
+if len(pts) >= 3:
+    (e1, s1), (e2, s2) = pts[len(pts) // 3], pts[-1]
+    print(round((s2 - s1) / (e2 - e1), 3) if e2 > e1 and s2 > s1 else 0)
+else:
+    print(0)
+PYEOF
+}
+# STEPS sizes both runs; else RTS_STEPS / COBRA_STEPS; else (CALIBRATE=1) measured speed
+# x the training time left; else these fallbacks (the guard below still holds)
+RTS_STEPS=${STEPS:-${RTS_STEPS:-}}
+COBRA_STEPS=${STEPS:-${COBRA_STEPS:-}}
+RTS_RATE=0; COBRA_RATE=0
+if [ "$CALIBRATE" = 1 ] && { [ -z "$RTS_STEPS" ] || [ -z "$COBRA_STEPS" ]; }; then
+  echo "calibrating: both trainings for ${CALIBRATE_S}s ..."
+  rts_cmd 1000 rts_calibrate "$WORK/rts_calibrate.onnx"
+  "${CMD[@]}" > "$OUT_DIR/logs/rts.calibrate.log" 2>&1 &
+  P1=$!
+  cobra_cmd 1000 cobra_calibrate "$WORK/cobra_calibrate.onnx"
+  "${CMD[@]}" > "$OUT_DIR/logs/cobra.calibrate.log" 2>&1 &
+  P2=$!
+  for _ in $(seq "$CALIBRATE_S"); do
+    kill -0 "$P1" 2> /dev/null || kill -0 "$P2" 2> /dev/null || break
+    sleep 1
+  done
+  kill -TERM "$P1" "$P2" 2> /dev/null; sleep 3; kill -KILL "$P1" "$P2" 2> /dev/null
+  wait "$P1" 2> /dev/null; wait "$P2" 2> /dev/null
+  RTS_RATE=$(rate_from_log "$OUT_DIR/logs/rts.calibrate.log")
+  COBRA_RATE=$(rate_from_log "$OUT_DIR/logs/cobra.calibrate.log")
+  echo "measured: rts $RTS_RATE steps/s, cobra $COBRA_RATE steps/s (both running)"
+fi
+LEFT=$(( BUDGET_S - ($(date +%s) - T_START) ))
+TRAIN_MAX_S=${TRAIN_MAX_S:-$(( LEFT - RESERVE_S ))}
+[ "$TRAIN_MAX_S" -ge 30 ] || TRAIN_MAX_S=30
+# steps = speed x 85 % of the training time, within [LO, HI]; FALLBACK without a speed
+size_steps() {
+  "$PYTHON" -c "import sys; r, t, lo, hi, fb = map(float, sys.argv[1:6]); print(int(min(hi, max(lo, r * t * 0.85))) if r > 0 else int(fb))" "$@"
+}
+[ -n "$RTS_STEPS" ] || RTS_STEPS=$(size_steps "$RTS_RATE" "$TRAIN_MAX_S" 1500 40000 6000)
+[ -n "$COBRA_STEPS" ] || COBRA_STEPS=$(size_steps "$COBRA_RATE" "$TRAIN_MAX_S" 500 20000 1500)
+# Lightning reads Trainer defaults from PL_TRAINER_*: the training-time guard
+export PL_TRAINER_MAX_TIME
+PL_TRAINER_MAX_TIME=$(printf '00:00:%02d:%02d' $((TRAIN_MAX_S / 60)) $((TRAIN_MAX_S % 60)))
+HARD=()
+if [ "$CPU_TEST" = 0 ] && command -v timeout > /dev/null; then
+  HARD=(timeout $(( LEFT - 10 > 60 ? LEFT - 10 : 60 )))
+fi
+echo "steps: rts=$RTS_STEPS cobra=$COBRA_STEPS; training guard ${TRAIN_MAX_S}s; ${LEFT}s left" \
+  | tee -a "$OUT_DIR/env.txt"
 
 # run NAME CMD...: CMD in the background, its log in logs/NAME.log, its wall time in
 # logs/NAME.wall_s, its exit status in logs/NAME.rc
@@ -95,23 +183,12 @@ run() {
     exit "$rc" ) &
 }
 T0=$(date +%s)
-run rts $HARD "$PYTHON" -m arctic_assist.training pixeldino --data "$PACK/rts.npz" \
-  --out "$OUT_DIR/models/rts_pixeldino_s2_bgrn.onnx" --name rts_pixeldino_s2_bgrn \
-  --steps "$RTS_STEPS" --width 16 --tile 64 \
-  --batch-labelled "$RTS_BATCH" --batch-unlabelled "$RTS_BATCH" --seed 0 \
-  --log-dir "$WORK/runs" --run-name rts --checkpoint-every "$(every "$RTS_STEPS" 4)" \
-  --accelerator "$ACCELERATOR" --precision "$PRECISION" \
-  --num-workers "$WORKERS" --threads "$THREADS" --progress json
+rts_cmd "$RTS_STEPS" rts "$OUT_DIR/models/rts_pixeldino_s2_bgrn.onnx"
+run rts ${HARD[@]+"${HARD[@]}"} "${CMD[@]}"
 RTS_PID=$!
-run cobra $HARD "$PYTHON" -m arctic_assist.training cobra --frontlearning "$PACK/cobra.npz" \
-  --holdout "$COBRA_HOLDOUT" --synthetic "$COBRA_SYNTHETIC" --steps "$COBRA_STEPS" \
-  --batch-size "$COBRA_BATCH" --size "$COBRA_SIZE" --vertex-weight "$COBRA_VERTEX_WEIGHT" \
-  --log-dir "$WORK/runs" --run-name cobra \
-  --checkpoint-every "$(every "$COBRA_STEPS" 4)" --eval-every "$(every "$COBRA_STEPS" 6)" \
-  --metrics-json "$OUT_DIR/cobra_heldout_metrics.json" \
-  --out "$OUT_DIR/models/calving_front_cobra.onnx" \
-  --accelerator "$ACCELERATOR" --precision "$PRECISION" \
-  --num-workers "$WORKERS" --threads "$THREADS" --progress json
+cobra_cmd "$COBRA_STEPS" cobra "$OUT_DIR/models/calving_front_cobra.onnx" \
+  --eval-every "$(every "$COBRA_STEPS" 6)" --metrics-json "$OUT_DIR/cobra_heldout_metrics.json"
+run cobra ${HARD[@]+"${HARD[@]}"} "${CMD[@]}"
 COBRA_PID=$!
 wait "$RTS_PID"; RTS_RC=$?
 wait "$COBRA_PID"; COBRA_RC=$?
@@ -122,17 +199,19 @@ for r in rts cobra; do
   [ -f "$WORK/runs/$r/heldout_curve.jsonl" ] && cp "$WORK/runs/$r/heldout_curve.jsonl" "$OUT_DIR/runs/$r.heldout_curve.jsonl"
 done
 
-"$PYTHON" - "$OUT_DIR" "$RTS_RC" "$COBRA_RC" "$WALL" "$RTS_STEPS" "$COBRA_STEPS" <<'EOF'
+"$PYTHON" - "$OUT_DIR" "$RTS_RC" "$COBRA_RC" "$WALL" "$RTS_STEPS" "$COBRA_STEPS" "$RTS_RATE" "$COBRA_RATE" "$TRAIN_MAX_S" <<'EOF'
 import json, sys
 from pathlib import Path
 
-out, rts_rc, cobra_rc, wall, rts_steps, cobra_steps = sys.argv[1:7]
+out, rts_rc, cobra_rc, wall, rts_steps, cobra_steps, rts_rate, cobra_rate, guard = sys.argv[1:10]
 out = Path(out)
-summary = {"wall_s": int(wall), "runs": {}}
+summary = {"wall_s": int(wall), "training_guard_s": int(guard), "runs": {}}
+calibrated = {"rts": float(rts_rate), "cobra": float(cobra_rate)}
 models = {"rts": "rts_pixeldino_s2_bgrn.onnx", "cobra": "calving_front_cobra.onnx"}
 asked = {"rts": int(rts_steps), "cobra": int(cobra_steps)}
 for run, rc in (("rts", rts_rc), ("cobra", cobra_rc)):
-    info = {"rc": int(rc), "steps_asked": asked[run]}
+    info = {"rc": int(rc), "steps_asked": asked[run],
+            "calibration_steps_per_s": calibrated[run] or None}
     last = None
     for line in (out / "logs" / f"{run}.log").read_text(errors="replace").splitlines():
         try:
