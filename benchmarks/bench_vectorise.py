@@ -19,6 +19,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 2048            # smoke (1 min)
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 8192,16384 --overhead
+    .venv/bin/python benchmarks/bench_vectorise.py --sizes "" --overhead  # (a) alone
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def main() -> int:
     try:
         tile = noise_tile(work / "noise.tif")
         model = unet(work / "unet_noise.onnx", tile)
-        for size in [int(s) for s in args.sizes.split(",")]:
+        for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
             raster = mosaic(tile, work / f"noise_{size}.vrt", size)
             out = work / f"vec_{size}.gpkg"
             t = time.perf_counter()
