@@ -363,6 +363,9 @@ def vectorise(
         if not piece_ids:
             return
         ids = np.concatenate(piece_ids)
+        if ids.size == 0:  # all written at an earlier band
+            piece_ids, piece_counts, piece_sums, pairs_a, pairs_b = [], [], [], [], []
+            return
         cnt = np.concatenate(piece_counts)
         sm = np.concatenate(piece_sums)
         pa = np.searchsorted(ids, np.concatenate(pairs_a)) if pairs_a else np.zeros(0, int)

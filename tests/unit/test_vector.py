@@ -210,3 +210,16 @@ def test_memory_is_bounded_by_the_window(tmp_path):
     print(f"peak traced memory: {small / 2**20:.1f} MB at 768^2, {big / 2**20:.1f} MB at 1536^2")
     assert big < 1.3 * small
     assert big < 0.25 * 1536 * 1536 * 4
+
+
+def test_pieces_written_early_then_bands_without_any(tmp_path):
+    """A component cut by a window edge in the first band only: it is written when the
+    second band starts, and the later bands (no pieces at all) are fine."""
+    p = np.zeros((96, 64), np.float32)
+    p[2:20, 20:44] = 0.8  # across the column edge at 32, in the first band of windows
+    p[70:75, 5:9] = 0.7   # a whole component in the third band
+    prob = write_prob(tmp_path / "early.tif", p)
+    rows = run(prob, tmp_path / "early.gpkg", window=32)
+    assert [(r["area"], round(r["score"], 6)) for r in rows] == [(2000.0, 0.7),
+                                                                  (43200.0, 0.8)]
+    assert rows[1]["geom"].GetGeometryCount() == 1
