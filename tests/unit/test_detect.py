@@ -348,3 +348,17 @@ def test_real_alaska_feet_crs(tmp_path, shared_data):
         ft2 = geoms[0].GetArea()
         assert rows[0]["area_m2"] == pytest.approx(ft2 * 0.3048006096 ** 2, rel=0.05)
     assert res.tiles_run > 0
+
+
+def test_time_per_phase_is_logged(tmp_path, make_raster):
+    src = make_raster()
+    messages = []
+    res = run_detection(DetectRequest(str(src), model(tmp_path), str(tmp_path / "t.gpkg")),
+                        log=messages.append)
+    phases = ["read", "normalise", "onnxruntime", "blend", "write_rasters", "vectorise",
+              "write_features", "total"]
+    assert list(res.timings) == phases
+    assert all(v >= 0 for v in res.timings.values())
+    assert res.timings["onnxruntime"] == res.inference_seconds > 0
+    line = [m for m in messages if m.startswith("Time per phase: ")]
+    assert len(line) == 1 and all(f"{p} " in line[0] for p in phases)
