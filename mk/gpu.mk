@@ -4,7 +4,7 @@
 #   make gpu-pack        here (GDAL, the shared data): the training data of both bundled
 #                        models packed into build/gpu/rts.npz and build/gpu/cobra.npz, the
 #                        same recipe as `make models` (RTS: bundled.prepare, Peel top half
-#                        + synthetic scenes; COBRA: FrontLearning, labels_1px); readable
+#                        (synthetic scenes: GPU_RTS_SYNTHETIC_SCENES); COBRA: FrontLearning, labels_1px); readable
 #                        without GDAL or PIL
 #   make gpu-train       tools/gpu_train.sh (on the GPU machine: trains both from
 #                        build/gpu, models and logs under $OUT or build/gpu_out)
@@ -16,7 +16,7 @@ GPU_PACK ?= build/gpu
 GPU_WORK ?= build/gpu_work
 GPU_RTS_CHIP ?= 128
 GPU_RTS_HOLDOUT_ROW ?= 128
-GPU_RTS_SYNTHETIC_SCENES ?= 2
+GPU_RTS_SYNTHETIC_SCENES ?= 0
 
 .PHONY: gpu-pack gpu-train gpu-train-cpu-test
 
