@@ -2,7 +2,7 @@
 
 numpy only. The formulas are those of :class:`arctic_assist.core.spec.Normalization`; they
 are evaluated in float64 and cast to float32 once, so the plugin reproduces the training
-code (``arctic_assist.training.data.normalize``) bit for bit. Integer rasters (uint8,
+code (which calls this module) bit for bit. Integer rasters (uint8,
 uint16, int16) with the PixelDINO log-sigmoid go through a lookup table built with the
 same float64 formula: exact and several times faster than evaluating ``log``/``exp``.
 
@@ -13,13 +13,14 @@ invalid; after normalisation it is set to ``spec.nodata_fill`` and reported in t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from .errors import ModelError
-from .spec import ModelSpec, Normalization
+from .spec import ModelSpec, Normalization, parse_normalization
 
 LOG = logging.getLogger(__name__)
 
@@ -85,9 +86,15 @@ def apply_normalization(raw: np.ndarray, norm: Normalization) -> np.ndarray:
     return _formula(raw.astype(np.float64), norm).astype(np.float32)
 
 
-def normalize(raw: np.ndarray, spec: ModelSpec | Normalization) -> np.ndarray:
-    """Normalise ``raw`` (C x H x W) with a spec's (or a bare) :class:`Normalization`."""
-    norm = spec.normalization if isinstance(spec, ModelSpec) else spec
+def normalize(raw: np.ndarray, spec: ModelSpec | Normalization | Mapping[str, Any]) -> np.ndarray:
+    """Normalise ``raw`` (C x H x W) with a spec's (or a bare) :class:`Normalization`, or
+    a metadata-style ``input.normalization`` mapping (validated: :class:`ModelSpecError`)."""
+    if isinstance(spec, ModelSpec):
+        norm = spec.normalization
+    elif isinstance(spec, Normalization):
+        norm = spec
+    else:
+        norm = parse_normalization(spec, np.shape(raw)[0])
     return apply_normalization(raw, norm)
 
 

@@ -242,6 +242,13 @@ def _str_list(doc: Mapping[str, Any], path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def parse_normalization(norm: Mapping[str, Any], n_bands: int) -> Normalization:
+    """A validated :class:`Normalization` from a metadata-style ``input.normalization``
+    object (e.g. a training-data manifest's ``normalization``); raises
+    :class:`ModelSpecError` naming the field."""
+    return _normalization({"input": {"normalization": dict(norm)}}, n_bands)
+
+
 def _normalization(doc: Mapping[str, Any], n_bands: int) -> Normalization:
     path = "input.normalization"
     kind = _choice(doc, path + ".type", NORMALIZATIONS)

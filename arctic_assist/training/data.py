@@ -53,6 +53,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.normalize import normalize as core_normalize
+from ..core.spec import Normalization, parse_normalization
 
 FORMAT = "arctic_assist.training_data"
 FORMAT_VERSION = 1
@@ -78,66 +80,15 @@ class DatasetError(InputError):
 
 def normalize(
     raw: np.ndarray,
-    normalization: Mapping[str, Any] | Any,
+    normalization: Mapping[str, Any] | Normalization,
     nodata: float | None = None,
     fill: float = 0.0,
 ) -> np.ndarray:
-    """Raw band values (C x H x W) -> float32 model input, exactly as the plugin does.
-
-    Uses ``arctic_assist.core.normalize`` when present (the plugin's own code), otherwise the
-    formula of :class:`arctic_assist.core.spec.Normalization`. Nodata pixels (any band equal
-    to ``nodata``) are set to ``fill``.
+    """Raw band values (C x H x W) -> float32 model input, exactly as the plugin does
+    (:func:`arctic_assist.core.normalize.normalize`). Nodata pixels (any band equal to
+    ``nodata``) are set to ``fill``.
     """
-    norm = normalization if isinstance(normalization, Mapping) else _asdict(normalization)
-    try:  # the plugin's implementation, if the core helper exists
-        from ..core import normalize as core_norm  # type: ignore[attr-defined]
-
-        fn = getattr(core_norm, "apply_normalization", None) or getattr(
-            core_norm, "normalize", None
-        )
-    except ImportError:
-        fn = None
-    if fn is not None:
-        try:
-            from ..core.spec import _normalization
-
-            spec_norm = _normalization({"input": {"normalization": dict(norm)}}, raw.shape[0])
-            out = np.asarray(fn(raw, spec_norm), dtype=np.float32)
-            return _apply_nodata(raw, out, nodata, fill)
-        except TypeError:
-            pass
-    return _apply_nodata(raw, _normalize_formula(raw, norm), nodata, fill)
-
-
-def _asdict(norm: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(norm)
-
-
-def _normalize_formula(raw: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
-    x = raw.astype(np.float64)
-    kind = norm.get("type", "none")
-    if kind == "none":
-        out = x
-    elif kind == "scale":
-        out = x * float(norm.get("scale", 1.0)) + float(norm.get("offset", 0.0))
-    elif kind == "standardize":
-        mean = np.asarray(norm["mean"], dtype=np.float64).reshape(-1, 1, 1)
-        std = np.asarray(norm["std"], dtype=np.float64).reshape(-1, 1, 1)
-        out = (x * float(norm.get("scale", 1.0)) - mean) / std
-    elif kind == "pixeldino_logsigmoid":
-        z = float(norm.get("gain", 2.5)) * (
-            np.log1p(float(norm.get("scale", 0.005)) * np.maximum(x, 0))
-            - float(norm.get("offset", 2.1))
-        )
-        u = 255.0 / (1.0 + np.exp(-z))
-        if norm.get("quantize", True):
-            u = np.round(np.clip(u, 0, 255))
-        out = u / 255.0
-    else:
-        raise DatasetError(f"normalization type '{kind}' is not known")
-    return out.astype(np.float32)
+    return _apply_nodata(raw, core_normalize(raw, normalization), nodata, fill)
 
 
 def _apply_nodata(raw: np.ndarray, out: np.ndarray, nodata, fill: float) -> np.ndarray:
@@ -278,9 +229,7 @@ def load_dataset(root: str | Path, *, check_files: bool = True) -> TrainingData:
             "field 'normalization' must be an object like the model metadata's input.normalization",
         )
     try:
-        from ..core.spec import _normalization
-
-        _normalization({"input": {"normalization": norm}}, len(bands))
+        parse_normalization(norm, len(bands))
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name
         raise _err(mpath, f"field 'normalization': {exc}") from exc
     nodata = doc.get("nodata")

@@ -42,21 +42,14 @@ def test_built_folder_loads(tiny_dataset):
     assert b["x_u"].shape == (2, 4, 32, 32)
 
 
-def test_normalize_matches_formula_and_core():
+def test_normalize_matches_the_formula():
     raw = np.array([[[0, 100, 1000, 10000]]], dtype=np.uint16)
     norm = {"type": "pixeldino_logsigmoid", "scale": 0.005, "gain": 2.5, "offset": 2.1}
     out = normalize(raw, norm, nodata=0)
     x = raw.astype(np.float64)
     ref = np.round(np.clip(255 / (1 + np.exp(-2.5 * (np.log1p(0.005 * x) - 2.1))), 0, 255)) / 255
     ref[..., 0] = 0.0  # nodata -> fill
-    assert np.allclose(out, ref.astype(np.float32))
-    try:
-        from arctic_assist.core.normalize import apply_normalization
-        from arctic_assist.core.spec import Normalization
-    except ImportError:
-        return
-    core = apply_normalization(raw, Normalization("pixeldino_logsigmoid", 0.005, 2.1, 2.5))
-    assert np.array_equal(out[..., 1:], core[..., 1:])
+    assert np.array_equal(out, ref.astype(np.float32))
 
 
 @pytest.mark.parametrize(
