@@ -13,6 +13,13 @@ def _loaded_plugins(stdout: str) -> set[str]:
     return {line[1:].strip() for line in stdout.splitlines() if line.startswith("*")}
 
 
+def _available_plugins(stdout: str) -> set[str]:
+    """Every plugin qgis_process lists (loaded or not), after its 'Available plugins' header."""
+    assert "Available plugins" in stdout, stdout
+    body = stdout.split("Available plugins", 1)[1].splitlines()[1:]
+    return {line.lstrip("* ").strip() for line in body if line.startswith(("*", "  "))}
+
+
 def test_plugins_marks_arctic_assist_loaded(cli_env):
     proc = run_qgis_process(["plugins"], cli_env)
     assert proc.returncode == 0, proc.stderr
@@ -23,7 +30,12 @@ def test_plugin_disabled_in_profile_is_not_loaded(tmp_path, cli_env):
     config = make_profile(tmp_path / "config", enabled=False)
     env = dict(cli_env, QGIS_CUSTOM_CONFIG_PATH=str(config))
     proc = run_qgis_process(["plugins"], env)
-    assert "arctic_assist" not in _loaded_plugins(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
+    # found in the plugin path (so the check below is not passed by an empty listing) ...
+    assert "arctic_assist" in _available_plugins(proc.stdout), proc.stdout
+    # ... while QGIS's own Processing plugin is loaded and ours is not
+    assert "processing" in _loaded_plugins(proc.stdout), proc.stdout
+    assert "arctic_assist" not in _loaded_plugins(proc.stdout), proc.stdout
 
 
 def test_list_shows_provider_and_algorithms(cli_env):
@@ -66,7 +78,9 @@ def test_package_zip_installs_into_a_profile(tmp_path, cli_env):
     env = qgis_env(config, tmp_path / "no_plugin_path")
     env.pop("QGIS_PLUGINPATH")
     proc = run_qgis_process(["plugins"], env)
+    assert proc.returncode == 0, proc.stderr
     assert "arctic_assist" in _loaded_plugins(proc.stdout), proc.stdout + proc.stderr
     proc = run_qgis_process(["list"], env)
+    assert proc.returncode == 0, proc.stderr
     for alg in ALGORITHMS:
         assert alg in proc.stdout
