@@ -25,7 +25,8 @@ from .common import (
     run_cli,
     setup_runtime,
 )
-from .data import IGNORE, TileSampler, TrainingData, Unlabelled, load_dataset
+from ..core.spec import IGNORE
+from .data import TileSampler, TrainingData, Unlabelled, load_dataset
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,16 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
         state = state.get("state_dict", state)
         teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
         student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
-        target.load_state_dict(teacher or student or state)
+        weights = teacher or student or state
+        if "in_mean" not in weights:  # a checkpoint from before input standardisation
+            target.in_mean.zero_()
+            target.in_std.fill_(1.0)
+            weights = {**weights, "in_mean": target.in_mean, "in_std": target.in_std}
+        # the whole network, pseudo-class head included, and PixelDINO's centre: a warm
+        # start from a checkpoint keeps what the base run learned for the unlabelled term
+        target.load_state_dict(weights)
+        if hasattr(module, "center") and "center" in state:
+            module.center.copy_(state["center"])
     if hasattr(module, "teacher"):
         module.teacher.load_state_dict(target.state_dict())
 

@@ -215,3 +215,32 @@ def test_select_network_takes_the_better_one_and_its_threshold(rts_dataset):
     assert select_network(module, rts_dataset, "teacher")["network"] == "teacher"
     assert module.eval_net() is module.teacher
     assert 0.1 <= sel["threshold"] <= 0.9
+
+
+def test_warm_start_from_checkpoint_keeps_pseudo_head_and_centre(tmp_path):
+    """A warm start from a PixelDINO checkpoint keeps the whole network (pseudo-class head
+    included), the input statistics and the centre; a checkpoint written before the network
+    standardised its input loads with the identity statistics it was trained with."""
+    from arctic_assist.training.train import warm_start
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(method="pixeldino", width=4, n_pseudo=5, tile=32, total_steps=10)
+    base = make_method(cfg)
+    base.student.set_input_stats([0.1, 0.2, 0.3, 0.4], [0.05, 0.04, 0.03, 0.02])
+    base.teacher.load_state_dict(base.student.state_dict())
+    base.center.copy_(torch.randn(5))
+    path = tmp_path / "base.ckpt"
+    torch.save({"state_dict": base.state_dict()}, path)
+    new = make_method(cfg)
+    warm_start(new, str(path))
+    for net in (new.student, new.teacher):
+        assert torch.equal(net.pseudo_head.weight, base.teacher.pseudo_head.weight)
+        assert torch.equal(net.in_std, base.teacher.in_std)
+    assert torch.equal(new.center, base.center)
+    old = {k: v for k, v in base.state_dict().items() if not k.endswith(("in_mean", "in_std"))}
+    torch.save({"state_dict": old}, path)
+    again = make_method(cfg)
+    again.student.set_input_stats([1.0] * 4, [2.0] * 4)  # must be reset, not kept
+    warm_start(again, str(path))
+    assert torch.equal(again.student.in_mean, torch.zeros(4))
+    assert torch.equal(again.teacher.in_std, torch.ones(4))
