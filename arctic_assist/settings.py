@@ -6,8 +6,9 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsSettings
 
+from .core.spec import TASKS
+
 PREFIX = "arctic_assist"
-TASKS = ("segmentation", "contour")
 
 
 def user_models_dir() -> Path:

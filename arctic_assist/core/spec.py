@@ -51,6 +51,10 @@ SCHEMA = "arctic_assist.model"
 SCHEMA_VERSION = 1
 TASKS = ("segmentation", "contour")
 DTYPES = ("uint8", "uint16", "int16", "float32")
+#: mask value for 'no label' in training data: ignored by the losses and the metrics
+IGNORE = 255
+#: the trainers' U-Net pools 4 times: its input sides are multiples of 16 (``tile.multiple_of``)
+MULTIPLE_OF = 16
 NORMALIZATIONS = ("none", "scale", "standardize", "pixeldino_logsigmoid")
 ACTIVATIONS = ("none", "sigmoid", "softmax")
 #: opset written by our exporter

@@ -28,6 +28,10 @@ from ..deps import dependency_message
 
 LOG = logging.getLogger(__name__)
 
+#: vector inputs are handed to GDAL/OGR as a file in one of these formats (QGIS converts
+#: other sources, e.g. memory layers or a selection, to the first one)
+VECTOR_FORMATS = ["gpkg", "shp", "geojson"]
+
 
 def require_gpkg(path: str, parameter: str) -> str:
     """Outputs are GeoPackages on disk, never memory layers or other formats."""

@@ -21,9 +21,8 @@ from qgis.core import (
 
 from .. import settings
 from ..core.errors import InputError
-from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
-
-DEVICES = ["auto", "cpu", "cuda"]
+from ..core.onnx_model import DEVICES
+from .base import VECTOR_FORMATS, ArcticAssistAlgorithm, StyleLoader, require_gpkg
 #: majority (binary median) filter choices and their window sizes
 FILTERS = ["none", "3 x 3", "5 x 5", "7 x 7"]
 FILTER_SIZES = [0, 3, 5, 7]
@@ -138,7 +137,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             self.FILTER, "Majority (median) filter", options=FILTERS,
             defaultValue=FILTER_SIZES.index(DEFAULT_FILTER)))
         self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -163,7 +162,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         mask_path = None
         if parameters.get(self.MASK):
             mask_path = self.parameterAsCompatibleSourceLayerPath(
-                parameters, self.MASK, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+                parameters, self.MASK, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
         threshold = None
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)

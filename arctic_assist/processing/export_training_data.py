@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from .base import ArcticAssistAlgorithm
+from .base import VECTOR_FORMATS, ArcticAssistAlgorithm
 
 
 class ExportTrainingData(ArcticAssistAlgorithm):
@@ -83,7 +83,7 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         from ..io.training_export import export_training_data
 
         labels = self.parameterAsCompatibleSourceLayerPath(
-            parameters, self.LABELS, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+            parameters, self.LABELS, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
         rasters = [layer.source() for layer in
                    self.parameterAsLayerList(parameters, self.RASTERS, context)]
         if not rasters:
@@ -91,7 +91,7 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         aoi = None
         if parameters.get(self.AOI):
             aoi = self.parameterAsCompatibleSourceLayerPath(
-                parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+                parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
         unlabelled = [layer.source() for layer in
                       self.parameterAsLayerList(parameters, self.UNLABELLED, context)]
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)

@@ -13,7 +13,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from .base import ArcticAssistAlgorithm
+from .base import VECTOR_FORMATS, ArcticAssistAlgorithm
 
 
 class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
@@ -58,7 +58,7 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
         from ..io.trace import front_distance
 
         paths = [self.parameterAsCompatibleSourceLayerPath(
-            parameters, key, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+            parameters, key, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
             for key in (self.INPUT, self.REFERENCE)]
         result = front_distance(*paths, step_m=self.parameterAsDouble(parameters, self.STEP,
                                                                         context))

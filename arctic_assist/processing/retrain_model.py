@@ -39,12 +39,13 @@ from qgis.core import (
 
 from .. import about, settings
 from ..core.errors import ArcticAssistError, CanceledError, InputError
+from ..core.onnx_model import DEVICES
+from ..core.spec import TASKS
 from .base import ArcticAssistAlgorithm
 
-TASKS = [("segmentation", "Thaw slumps (PixelDINO segmentation)"),
-         ("contour", "Calving fronts (COBRA contour)")]
+TASK_LABELS = {"segmentation": "Thaw slumps (PixelDINO segmentation)",
+               "contour": "Calving fronts (COBRA contour)"}
 METHODS = ["pixeldino", "supervised", "supervised_aug", "fixmatchseg", "adversarial"]
-DEVICES = ["auto", "cpu", "cuda"]
 
 
 def default_python() -> str:
@@ -144,7 +145,7 @@ class RetrainModel(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterEnum(
-            self.TASK, "Task", options=[t[1] for t in TASKS], defaultValue=0))
+            self.TASK, "Task", options=[TASK_LABELS[t] for t in TASKS], defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Method", options=METHODS, defaultValue=METHODS.index("supervised")))
         self.addParameter(QgsProcessingParameterFile(
@@ -153,7 +154,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             self.STEPS, "Training steps", QgsProcessingParameterNumber.Integer,
             defaultValue=600, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             self.PYTHON, "Python interpreter with torch (empty: default)", optional=True))
         seed = QgsProcessingParameterNumber(
@@ -171,7 +172,7 @@ class RetrainModel(ArcticAssistAlgorithm):
         if not data or not (Path(data) / "manifest.json").is_file():
             raise InputError(f"DATA: '{data}' is not a training-data folder (no manifest.json);"
                              " create one with 'Export training data'.")
-        task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)][0]
+        task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         base_model = self.parameterAsFile(parameters, self.BASE_MODEL, context) or None
         if base_model and not Path(base_model).is_file():

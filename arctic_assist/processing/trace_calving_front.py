@@ -16,9 +16,8 @@ from qgis.core import (
 
 from .. import settings
 from ..core.errors import InputError
-from .base import ArcticAssistAlgorithm, StyleLoader, require_gpkg
-
-DEVICES = ["auto", "cpu", "cuda"]
+from ..core.onnx_model import DEVICES
+from .base import VECTOR_FORMATS, ArcticAssistAlgorithm, StyleLoader, require_gpkg
 
 
 class TraceCalvingFront(ArcticAssistAlgorithm):
@@ -64,7 +63,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
             self.MODEL, "ONNX model", extension="onnx", optional=True,
             defaultValue=settings.default_model_path("contour")))
         self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine))
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -80,7 +79,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         if not os.path.isfile(model_path):
             raise InputError(f"MODEL: file '{model_path}' does not exist.")
         aoi_path = self.parameterAsCompatibleSourceLayerPath(
-            parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+            parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
         output = require_gpkg(self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
                               self.OUTPUT)
         iterations = None

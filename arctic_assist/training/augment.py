@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from ..core.spec import IGNORE
 
 
 def _rand(n: int, generator, device, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:

@@ -54,14 +54,11 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.normalize import normalize as core_normalize
-from ..core.spec import Normalization, parse_normalization
+from ..core.spec import DTYPES, IGNORE, TASKS, Normalization, parse_normalization
 
 FORMAT = "arctic_assist.training_data"
 FORMAT_VERSION = 1
-TASKS = ("segmentation", "contour")
 SPLITS = ("train", "val", "test")
-DTYPES = ("uint8", "uint16", "int16", "float32")
-IGNORE = 255
 PIXELDINO_NORMALIZATION = {
     "type": "pixeldino_logsigmoid",
     "scale": 0.005,

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 import lightning as L
 from torch import nn
 
-from .augment import IGNORE, StrongAugment, StrongConfig, weak
+from ..core.spec import IGNORE
+from .augment import StrongAugment, StrongConfig, weak
 from .common import cosine_warmup_lambda
 from .unet import UNet
 

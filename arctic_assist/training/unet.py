@@ -5,7 +5,7 @@ Width W (default 16): encoder W-2W-4W-8W, bottleneck 16W; each block is
 2x2 conv to the skip width, LayerNorm, ReLU, concat skip, block. Two heads: the RTS head
 (1x1 conv, 1 logit, full resolution) and the pseudo-class head (1x1 conv, K logits on the
 half-resolution decoder stage, bilinearly upsampled to full resolution). Input sides must be
-multiples of 16 (``MULTIPLE_OF``).
+multiples of 16 (``core.spec.MULTIPLE_OF``).
 
 The network standardises its input per band with fixed statistics of the training data
 (buffers ``in_mean`` / ``in_std``, set by :meth:`UNet.set_input_stats`, exported with the
@@ -19,8 +19,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-MULTIPLE_OF = 16
 
 
 class ChannelLayerNorm(nn.Module):
