@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from arctic_assist.core.components import fill_holes, label_runs, majority_filter  # noqa: E402
 from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
-from arctic_assist.training.data import (  # noqa: E402
+from arctic_assist.io.training_data import (  # noqa: E402
     majority_vote,
     rasterize_polygons,
     supersampled_grid,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 from osgeo import gdal, ogr, osr  # noqa: E402
 
-from arctic_assist.training.data import rasterize_polygons, supersampled_grid  # noqa: E402
+from arctic_assist.io.training_data import rasterize_polygons, supersampled_grid  # noqa: E402
 
 gdal.UseExceptions()
 ogr.UseExceptions()

@@ -46,7 +46,7 @@ VARIANTS = {
 
 def make_data(work: Path, scenes: int, size: int, chip: int, seed: int = 2024) -> Path:
     from arctic_assist.training import synthetic
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     regions = {r: scenes for r in synthetic.SOURCE_REGIONS + synthetic.TARGET_REGIONS}
     idx = synthetic.generate(work / "scenes", regions, size, seed=seed)
@@ -128,7 +128,7 @@ def run_one(job: dict) -> dict:
     }
     module = res["module"]
     if getattr(module, "teacher", None) is not None:  # diagnostic: the student as well
-        from arctic_assist.training.data import load_dataset
+        from arctic_assist.io.training_data import load_dataset
         from arctic_assist.training.evaluate import evaluate_data, torch_predictor
 
         st = evaluate_data(torch_predictor(module.student), load_dataset(job["data"]), "test")

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from osgeo import gdal, ogr  # noqa: E402
 
 from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
-from arctic_assist.training.data import rasterize_polygons, supersampled_grid  # noqa: E402
+from arctic_assist.io.training_data import rasterize_polygons, supersampled_grid  # noqa: E402
 
 gdal.UseExceptions()
 FINE = 4

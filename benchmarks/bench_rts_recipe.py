@@ -44,7 +44,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 
 def prepare(data: Path, work: Path, chip: int, holdout_row: int) -> Path:
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     out = work / f"peel_top_chip{chip}"
     if (out / "manifest.json").is_file():

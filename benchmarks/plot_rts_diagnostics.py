@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from arctic_assist.training.data import majority_vote, rasterize_polygons
+    from arctic_assist.io.training_data import majority_vote, rasterize_polygons
 
     ds = gdal.Open(str(raster))
     experts = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -551,3 +552,49 @@ class PanelWriter:
             self.ds.FlushCache()
             self.band = None
             self.ds = None
+
+
+# ----------------------------------------------------------------------------- whole-raster I/O
+
+
+def read_raster(path: str | Path, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Bands x rows x cols array of a raster (optionally a window xoff, yoff, w, h)."""
+    gdal = _gdal()
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray(*window) if window else ds.ReadAsArray()
+    return arr[None] if arr.ndim == 2 else arr
+
+
+def write_geotiff(
+    path: str | Path,
+    array: np.ndarray,
+    geotransform: Sequence[float],
+    crs_wkt: str,
+    nodata: float | None = None,
+    band_names: Sequence[str] = (),
+) -> None:
+    """A DEFLATE-compressed GeoTIFF of a (bands x) rows x cols uint8/uint16/int16/float32 array."""
+    gdal = _gdal()
+    arr = array[None] if array.ndim == 2 else array
+    gtype = {
+        np.dtype("uint8"): gdal.GDT_Byte,
+        np.dtype("uint16"): gdal.GDT_UInt16,
+        np.dtype("int16"): gdal.GDT_Int16,
+        np.dtype("float32"): gdal.GDT_Float32,
+    }[arr.dtype]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), arr.shape[2], arr.shape[1], arr.shape[0], gtype, options=["COMPRESS=DEFLATE"]
+    )
+    ds.SetGeoTransform(list(geotransform))
+    if crs_wkt:
+        ds.SetProjection(crs_wkt)
+    for b in range(arr.shape[0]):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(arr[b])
+        if nodata is not None:
+            band.SetNoDataValue(float(nodata))
+        if b < len(band_names):
+            band.SetDescription(band_names[b])
+    ds.FlushCache()
+    ds = None

@@ -1,4 +1,4 @@
-"""Export reviewed geometries as a training-data folder (the format of ``training.data``).
+"""Export reviewed geometries as a training-data folder (the format of ``io.training_data``).
 
 QGIS-free (GDAL/OGR); the Processing algorithm ``arctic_assist:export_training_data`` is a
 thin wrapper. Polygons become masks (0 background, 1 RTS, 255 ignore outside the reviewed
@@ -156,7 +156,7 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
 def _line_chips(rasters: Sequence[str], lines_path: Path, out_dir: Path, chip_size: int,
                 bands: Sequence[int] | None) -> list[dict]:
     """One chip per front: the window centred on the line, the line in chip pixels."""
-    from ..training.data import read_raster, write_geotiff
+    from .raster import read_raster, write_geotiff
 
     chips = []
     ds_lines = ogr.Open(str(lines_path))
@@ -199,7 +199,7 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                          log: Callable[[str], None] | None = None,
                          is_canceled: Callable[[], bool] | None = None,
                          progress: Callable[[float], None] | None = None) -> ExportResult:
-    from ..training import data as D  # numpy + GDAL only; no torch
+    from . import training_data as D
 
     say = log or LOG.info
     rasters = [str(r) for r in rasters]
@@ -384,7 +384,7 @@ def _count_on_rasters(labels_path: Path, rasters: Sequence[str],
 
 def _our_manifest(folder: Path) -> dict | None:
     """The manifest of a previous export of ours in ``folder``, else None."""
-    from ..training.data import FORMAT
+    from .training_data import FORMAT
 
     try:
         doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

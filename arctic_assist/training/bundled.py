@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data import build_dataset, load_dataset, merge_datasets
+from ..io.training_data import build_dataset, load_dataset, merge_datasets
 from . import synthetic
 
 EXPERT_AGREEMENT_IOU = 0.71

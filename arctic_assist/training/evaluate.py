@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ..core.spec import IGNORE, MULTIPLE_OF, ModelSpec, validate_metadata
-from .data import PIXELDINO_NORMALIZATION, TrainingData, load_dataset
+from ..io.training_data import PIXELDINO_NORMALIZATION, TrainingData
+from .data import load_dataset
 
 
 def confusion(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:

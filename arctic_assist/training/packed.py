@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DatasetError, Chip, TrainingData, Unlabelled
+from ..io.training_data import DatasetError, Chip, TrainingData, Unlabelled
 
 PACKED_FORMAT = "arctic_assist.packed_training_data"
 PACKED_VERSION = 1

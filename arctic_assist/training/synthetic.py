@@ -148,7 +148,7 @@ def write_scene(
 ) -> tuple[Path, Path]:
     """Write ``name.tif`` (4 x uint16, nodata 0) and ``name_labels.gpkg`` (RTS polygons)."""
     from osgeo import gdal, ogr, osr
-    from .data import write_geotiff
+    from ..io.raster import write_geotiff
 
     gdal.UseExceptions()
     out = Path(out_dir)

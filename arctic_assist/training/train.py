@@ -26,7 +26,8 @@ from .common import (
     setup_runtime,
 )
 from ..core.spec import IGNORE
-from .data import TileSampler, TrainingData, Unlabelled, load_dataset
+from ..io.training_data import TrainingData, Unlabelled
+from .data import TileSampler, load_dataset
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     links into the checkout (as `make install-plugin` lays it out); the training must still
     run in the checkout's .venv (not python3 from PATH) and register a usable model."""
     from arctic_assist.training import synthetic
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
     data = build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], tmp_path / "ds", 32,

@@ -21,7 +21,7 @@ ALG = "arctic_assist:retrain_model"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from arctic_assist.training import synthetic
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     root = tmp_path_factory.mktemp("retrain_data")
     idx = synthetic.generate(root / "scenes", {"A": 1}, size=64, seed=3)

@@ -16,7 +16,7 @@ except ImportError:  # the tests that need torch skip themselves
 def tiny_dataset(tmp_path_factory):
     pytest.importorskip("osgeo.gdal")
     from arctic_assist.training import synthetic
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     root = tmp_path_factory.mktemp("tiny")
     idx = synthetic.generate(root / "scenes", {"A": 1, "D": 1}, size=64, seed=1)
@@ -37,7 +37,7 @@ def rts_dataset(tmp_path_factory):
     """A small labelled folder whose training chips hold thaw slumps in some chips only."""
     pytest.importorskip("osgeo.gdal")
     from arctic_assist.training import synthetic
-    from arctic_assist.training.data import build_dataset
+    from arctic_assist.io.training_data import build_dataset
 
     root = tmp_path_factory.mktemp("rts")
     idx = synthetic.generate(root / "scenes", {"A": 1}, size=96, seed=1)

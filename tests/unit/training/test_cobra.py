@@ -121,14 +121,15 @@ def test_cli_smoke_synthetic(tmp_path):
 def test_data_folder_contour_chips(tmp_path):
     """--data: a contour training-data folder (corner-origin polylines) -> samples."""
     pytest.importorskip("osgeo.gdal")
-    from arctic_assist.training import data as D
+    from arctic_assist.io import training_data as D
+    from arctic_assist.io.raster import write_geotiff
 
     rng = np.random.default_rng(0)
     chips = []
     for i in range(3):
         s = FR.synthetic_front(rng, 64)
         raw = (s.image * 10000 + 1000).astype(np.uint16)
-        D.write_geotiff(tmp_path / f"c{i}.tif", raw, (0, 30, 0, 0, 0, -30), "", None)
+        write_geotiff(tmp_path / f"c{i}.tif", raw, (0, 30, 0, 0, 0, -30), "", None)
         chips.append({"image": f"c{i}.tif", "polyline": (s.front + 0.5).tolist(),
                       "region": "g1" if i < 2 else "g2", "split": "train" if i < 2 else "test"})
     manifest = {"format": D.FORMAT, "format_version": 1, "task": "contour", "crs": "EPSG:3413",

@@ -10,13 +10,9 @@ import pytest
 
 pytest.importorskip("osgeo.gdal")
 
-from arctic_assist.training.data import (
-    DatasetError,
-    TileSampler,
-    load_dataset,
-    normalize,  # noqa: E402
-    write_geotiff,
-)
+from arctic_assist.io.raster import write_geotiff  # noqa: E402
+from arctic_assist.io.training_data import DatasetError, load_dataset, normalize  # noqa: E402
+from arctic_assist.training.data import TileSampler  # noqa: E402
 
 
 def _copy(ds, tmp_path):
@@ -129,7 +125,8 @@ def _square_layer(path, squares, epsg=32608):
 
 def test_build_dataset_majority_vote_and_aoi(tmp_path):
     from osgeo import osr
-    from arctic_assist.training.data import build_dataset, read_raster
+    from arctic_assist.io.raster import read_raster
+    from arctic_assist.io.training_data import build_dataset
 
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32608)
@@ -163,7 +160,7 @@ def test_build_dataset_majority_vote_and_aoi(tmp_path):
 def test_merged_folder_can_be_moved(tiny_dataset, tmp_path):
     """A merged manifest points at its sources by relative paths: moving the merged folder
     together with its sources (e.g. to a training server) keeps it loadable."""
-    from arctic_assist.training.data import merge_datasets
+    from arctic_assist.io.training_data import merge_datasets
 
     base = tmp_path / "a"
     shutil.copytree(tiny_dataset.root, base / "src")
