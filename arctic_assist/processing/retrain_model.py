@@ -1,10 +1,10 @@
 """``arctic_assist:retrain_model``: run the training CLI and register the new model.
 
 Training needs PyTorch, which QGIS's Python usually lacks: the algorithm runs
-``PYTHON -m arctic_assist.training ...`` in a subprocess, streams its JSON progress lines
-into the Processing log and progress bar, stops it on Cancel, and registers the exported
-model in the user models folder, where the detection and tracing algorithms can use it at
-once.
+``PYTHON -m arctic_assist.training ...`` in a subprocess (:mod:`arctic_assist.io.training_run`
+starts it, streams its JSON progress lines into the Processing log and progress bar and
+stops it on Cancel) and registers the exported model in the user models folder, where the
+detection and tracing algorithms can use it at once.
 
 The run's folder ``<OUTPUT>_run/`` holds ``run.json`` (what was trained), the logs and the
 checkpoints. A rerun with the same DATA, TASK, METHOD and OUTPUT continues from the newest
@@ -18,13 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +36,14 @@ from .. import about, settings
 from ..core.errors import ArcticAssistError, CanceledError, InputError
 from ..core.onnx_model import DEVICES
 from ..core.spec import TASKS
+from ..io.training_run import (
+    build_command,
+    check_python,
+    has_split,
+    prepare_run_dir,
+    stopped_message,
+    stream,
+)
 from .base import ArcticAssistAlgorithm
 
 TASK_LABELS = {"segmentation": "Thaw slumps (PixelDINO segmentation)",
@@ -63,38 +66,6 @@ def default_python() -> str:
         if venv.is_file():
             return str(venv)
     return shutil.which("python3") or sys.executable
-
-
-def package_parent() -> str:
-    """The folder to put on PYTHONPATH so that ``import arctic_assist`` finds this plugin."""
-    return str(Path(__file__).resolve().parents[2])
-
-
-def training_threads() -> int:
-    """CPU threads for the training: half the logical CPUs, at least one.
-
-    That is PyTorch's own choice (physical cores) on the usual hyper-threaded laptop, and on
-    a machine without SMT it leaves cores to QGIS, which keeps running: an oversubscribed
-    PyTorch thread pool waits on its slowest thread at every operation (measured here: a
-    PixelDINO step 5x slower with 2 threads than with 1 on a busy 2-core machine).
-    """
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-def build_command(python: str, task: str, method: str, data: str, output: str, steps: int,
-                  device: str, base_model: str | None, work_dir: str,
-                  seed: int = 0) -> list[str]:
-    command = "cobra" if task == "contour" else method
-    cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
-           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir,
-           "--seed", str(int(seed)), "--threads", str(training_threads())]
-    if task == "segmentation":
-        cmd += ["--eval-split", "val"]  # export_training_data holds out 'val' chips
-    if device != "auto":
-        cmd += ["--accelerator", "gpu" if device == "cuda" else "cpu"]
-    if base_model:
-        cmd += ["--base-model", base_model]
-    return cmd
 
 
 class RetrainModel(ArcticAssistAlgorithm):
@@ -190,7 +161,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             raise InputError(f"OUTPUT: cannot create folder '{out_dir}': {exc}") from None
         if not os.access(out_dir, os.W_OK):
             raise InputError(f"OUTPUT: folder '{out_dir}' is not writable.")
-        self.check_python(python)
+        check_python(python)
 
         work_dir = str(Path(output).with_suffix("")) + "_run"
         run_info = {"data": str(Path(data).resolve()), "task": task,
@@ -203,7 +174,7 @@ class RetrainModel(ArcticAssistAlgorithm):
         partial = str(export_dir / Path(output).name)  # the final name: it is in the metadata
         cmd = build_command(python, task, method, data, partial, steps, device, base_model,
                             work_dir, self.parameterAsInt(parameters, self.SEED, context))
-        if task == "segmentation" and not _has_split(data, "val"):
+        if task == "segmentation" and not has_split(data, "val"):
             cmd[cmd.index("--eval-split") + 1] = "train"
             feedback.pushWarning(
                 "DATA has no 'val' chips (too few chips to hold some out): the model's "
@@ -213,16 +184,16 @@ class RetrainModel(ArcticAssistAlgorithm):
             feedback.pushInfo(f"Continuing the earlier run from its checkpoint {resume}.")
         feedback.pushInfo("Running: " + " ".join(cmd))
         try:
-            self.stream(cmd, feedback, work_dir)
+            stream(cmd, feedback, work_dir)
             spec = read_spec(partial)
             if spec.task != task:
                 raise ArcticAssistError(
                     f"the training exported a '{spec.task}' model, expected '{task}'")
             os.replace(partial, output)
         except CanceledError:
-            raise CanceledError(_stopped_message(Path(work_dir), "canceled")) from None
+            raise CanceledError(stopped_message(Path(work_dir), "canceled")) from None
         except ArcticAssistError as exc:
-            raise ArcticAssistError(f"{exc} {_stopped_message(Path(work_dir), 'failed')}"
+            raise ArcticAssistError(f"{exc} {stopped_message(Path(work_dir), 'failed')}"
                                     ) from None
         finally:
             shutil.rmtree(export_dir, ignore_errors=True)
@@ -233,156 +204,3 @@ class RetrainModel(ArcticAssistAlgorithm):
                           f"{registered}; validation metrics: {json.dumps(metrics)}")
         return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": metrics}
 
-    @staticmethod
-    def check_python(python: str) -> None:
-        probe = None
-        if shutil.which(python) or os.path.isfile(python):
-            probe = subprocess.run(
-                [python, "-c", "import torch, lightning; from osgeo import gdal"],
-                capture_output=True, text=True, check=False)
-        if probe is None or probe.returncode != 0:
-            raise InputError(
-                f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
-                "PYTHON (or the plugin setting) at the interpreter of an environment made by "
-                "'make setup' (e.g. <checkout>/.venv/bin/python).")
-
-    @staticmethod
-    def stream(cmd: list[str], feedback, work_dir: str) -> None:
-        """Run the training, forward its JSON progress, honour Cancel (checked 5x a second)."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent(), env.get("PYTHONPATH", "")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        stderr_path = Path(work_dir) / "stderr.log"
-        lines: queue.Queue[str | None] = queue.Queue()
-        with stderr_path.open("w", encoding="utf-8") as stderr:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    env=env, start_new_session=True)
-
-            def pump() -> None:
-                assert proc.stdout is not None
-                for raw in proc.stdout:
-                    lines.put(raw)
-                lines.put(None)
-
-            threading.Thread(target=pump, daemon=True).start()
-            error_message = None
-            try:
-                while True:
-                    if feedback.isCanceled():
-                        raise CanceledError("Training canceled.")
-                    try:
-                        line = lines.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    if line is None:
-                        break
-                    error_message = _handle_line(line.strip(), feedback) or error_message
-                proc.wait()
-            except BaseException:
-                _stop(proc)
-                raise
-        if proc.returncode != 0:
-            tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
-            detail = error_message or "\n".join(tail.splitlines()[-15:]) or \
-                f"exit status {proc.returncode}"
-            raise ArcticAssistError(f"Training failed: {detail}")
-
-
-RUN_INFO = "run.json"
-
-
-def checkpoints(work_dir: Path) -> list[Path]:
-    """The run's checkpoints, newest last."""
-    return sorted(work_dir.glob("*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
-
-
-def prepare_run_dir(work_dir: Path, run_info: dict[str, Any], say) -> str | None:
-    """Make ``work_dir`` ours for this run; the checkpoint to resume from, if any.
-
-    A folder of ours (``run.json``) for the same data, task, method and base model with a
-    checkpoint is resumed; one for something else is replaced. A folder that is not ours
-    is refused, untouched.
-    """
-    info_path = work_dir / RUN_INFO
-    if work_dir.exists():
-        try:
-            previous = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = None
-        if previous is None:
-            if work_dir.is_dir() and not any(work_dir.iterdir()):
-                previous = {}
-            else:
-                raise InputError(
-                    f"OUTPUT: the run folder '{work_dir}' exists but was not made by Retrain "
-                    "model (no run.json); move it away or choose another OUTPUT. Nothing was "
-                    "changed.")
-        ckpts = checkpoints(work_dir)
-        if previous == run_info and ckpts:
-            return str(ckpts[-1])
-        shutil.rmtree(work_dir)
-        if previous:
-            say(f"Removed the earlier run folder {work_dir} (another DATA, TASK or METHOD).")
-    work_dir.mkdir(parents=True)
-    info_path.write_text(json.dumps(run_info, indent=1), encoding="utf-8")
-    return None
-
-
-def _stopped_message(work_dir: Path, how: str) -> str:
-    """What is left after a canceled or failed run, and how to continue: the truth."""
-    ckpts = checkpoints(work_dir)
-    if not ckpts:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        return (f"Training {how} before its first checkpoint; nothing was kept and no model "
-                "was written.")
-    return (f"Training {how}; no model was written. Its checkpoint {ckpts[-1].name} is kept "
-            f"in {work_dir}: run Retrain model again with the same DATA, TASK, METHOD and "
-            "OUTPUT to continue from it.")
-
-
-def _has_split(data: str, split: str) -> bool:
-    try:
-        doc = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True  # the training reports a bad manifest itself
-    chips = doc.get("chips") if isinstance(doc, dict) else None
-    return any(isinstance(c, dict) and c.get("split") == split for c in chips or [])
-
-
-def _handle_line(line: str, feedback) -> str | None:
-    """Forward one line of the training's stdout; returns an error message if it is one."""
-    if not line:
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        feedback.pushConsoleInfo(line)
-        return None
-    kind = event.get("event") if isinstance(event, dict) else None
-    if kind == "progress" and event.get("total"):
-        feedback.setProgress(100.0 * event["step"] / event["total"])
-        if event["step"] % 50 == 0 or event["step"] == event["total"]:
-            feedback.pushInfo(f"step {event['step']}/{event['total']} "
-                              f"loss {float(event.get('loss', float('nan'))):.4f}")
-    elif kind == "error":
-        return str(event.get("message"))
-    elif kind:
-        feedback.pushInfo(line)
-    return None
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)

@@ -39,5 +39,5 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
                              "STEPS=2", "DEVICE=1", f"OUTPUT={out}"], env, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert ".venv/bin/python -m arctic_assist.training pixeldino" in log
+    assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default
     assert out.is_file() and not (tmp_path / "new.onnx.part.onnx").exists()

@@ -1,0 +1,232 @@
+"""Running the training CLI (``python -m arctic_assist.training``) in a subprocess.
+
+QGIS-free: the command line, the run folder (``run.json``, checkpoints, what a stopped run
+leaves), streaming the JSON progress lines into a Processing-feedback-like object, and
+stopping the process group on Cancel (POSIX and Windows). The Processing algorithm
+``arctic_assist:retrain_model`` (:mod:`arctic_assist.processing.retrain_model`) wraps it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ArcticAssistError, CanceledError, InputError
+
+
+def package_parent() -> str:
+    """The folder to put on PYTHONPATH so that ``import arctic_assist`` finds this plugin."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def training_threads() -> int:
+    """CPU threads for the training: half the logical CPUs, at least one.
+
+    That is PyTorch's own choice (physical cores) on the usual hyper-threaded laptop, and on
+    a machine without SMT it leaves cores to QGIS, which keeps running: an oversubscribed
+    PyTorch thread pool waits on its slowest thread at every operation (measured here: a
+    PixelDINO step 5x slower with 2 threads than with 1 on a busy 2-core machine).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def build_command(python: str, task: str, method: str, data: str, output: str, steps: int,
+                  device: str, base_model: str | None, work_dir: str,
+                  seed: int = 0) -> list[str]:
+    command = "cobra" if task == "contour" else method
+    cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
+           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir,
+           "--seed", str(int(seed)), "--threads", str(training_threads())]
+    if task == "segmentation":
+        cmd += ["--eval-split", "val"]  # export_training_data holds out 'val' chips
+    if device != "auto":
+        cmd += ["--accelerator", "gpu" if device == "cuda" else "cpu"]
+    if base_model:
+        cmd += ["--base-model", base_model]
+    return cmd
+
+
+def check_python(python: str) -> None:
+    probe = None
+    if shutil.which(python) or os.path.isfile(python):
+        probe = subprocess.run(
+            [python, "-c", "import torch, lightning; from osgeo import gdal"],
+            capture_output=True, text=True, check=False)
+    if probe is None or probe.returncode != 0:
+        raise InputError(
+            f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
+            "PYTHON (or the plugin setting) at the interpreter of an environment made by "
+            "'make setup' (e.g. <checkout>/.venv/bin/python).")
+
+
+def stream(cmd: list[str], feedback, work_dir: str) -> None:
+    """Run the training, forward its JSON progress, honour Cancel (checked 5x a second).
+
+    ``feedback``: a Processing-feedback-like object (``isCanceled``, ``setProgress``,
+    ``pushInfo``, ``pushConsoleInfo``). The process runs in its own process group (session
+    on POSIX), which :func:`stop` ends as a whole; its stderr goes to ``work_dir/stderr.log``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_parent(), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    stderr_path = Path(work_dir) / "stderr.log"
+    lines: queue.Queue[str | None] = queue.Queue()
+    with stderr_path.open("w", encoding="utf-8") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env=env, **new_group())
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines.put(raw)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        error_message = None
+        try:
+            while True:
+                if feedback.isCanceled():
+                    raise CanceledError("Training canceled.")
+                try:
+                    line = lines.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    break
+                error_message = handle_line(line.strip(), feedback) or error_message
+            proc.wait()
+        except BaseException:
+            stop(proc)
+            raise
+    if proc.returncode != 0:
+        tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
+        detail = error_message or "\n".join(tail.splitlines()[-15:]) or \
+            f"exit status {proc.returncode}"
+        raise ArcticAssistError(f"Training failed: {detail}")
+
+
+RUN_INFO = "run.json"
+
+
+def checkpoints(work_dir: Path) -> list[Path]:
+    """The run's checkpoints, newest last."""
+    return sorted(work_dir.glob("*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+def prepare_run_dir(work_dir: Path, run_info: dict[str, Any], say) -> str | None:
+    """Make ``work_dir`` ours for this run; the checkpoint to resume from, if any.
+
+    A folder of ours (``run.json``) for the same data, task, method and base model with a
+    checkpoint is resumed; one for something else is replaced. A folder that is not ours
+    is refused, untouched.
+    """
+    info_path = work_dir / RUN_INFO
+    if work_dir.exists():
+        try:
+            previous = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+        if previous is None:
+            if work_dir.is_dir() and not any(work_dir.iterdir()):
+                previous = {}
+            else:
+                raise InputError(
+                    f"OUTPUT: the run folder '{work_dir}' exists but was not made by Retrain "
+                    "model (no run.json); move it away or choose another OUTPUT. Nothing was "
+                    "changed.")
+        ckpts = checkpoints(work_dir)
+        if previous == run_info and ckpts:
+            return str(ckpts[-1])
+        shutil.rmtree(work_dir)
+        if previous:
+            say(f"Removed the earlier run folder {work_dir} (another DATA, TASK or METHOD).")
+    work_dir.mkdir(parents=True)
+    info_path.write_text(json.dumps(run_info, indent=1), encoding="utf-8")
+    return None
+
+
+def stopped_message(work_dir: Path, how: str) -> str:
+    """What is left after a canceled or failed run, and how to continue: the truth."""
+    ckpts = checkpoints(work_dir)
+    if not ckpts:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return (f"Training {how} before its first checkpoint; nothing was kept and no model "
+                "was written.")
+    return (f"Training {how}; no model was written. Its checkpoint {ckpts[-1].name} is kept "
+            f"in {work_dir}: run Retrain model again with the same DATA, TASK, METHOD and "
+            "OUTPUT to continue from it.")
+
+
+def has_split(data: str, split: str) -> bool:
+    try:
+        doc = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # the training reports a bad manifest itself
+    chips = doc.get("chips") if isinstance(doc, dict) else None
+    return any(isinstance(c, dict) and c.get("split") == split for c in chips or [])
+
+
+def handle_line(line: str, feedback) -> str | None:
+    """Forward one line of the training's stdout; returns an error message if it is one."""
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        feedback.pushConsoleInfo(line)
+        return None
+    kind = event.get("event") if isinstance(event, dict) else None
+    if kind == "progress" and event.get("total"):
+        feedback.setProgress(100.0 * event["step"] / event["total"])
+        if event["step"] % 50 == 0 or event["step"] == event["total"]:
+            feedback.pushInfo(f"step {event['step']}/{event['total']} "
+                              f"loss {float(event.get('loss', float('nan'))):.4f}")
+    elif kind == "error":
+        return str(event.get("message"))
+    elif kind:
+        feedback.pushInfo(line)
+    return None
+
+
+def new_group() -> dict[str, Any]:
+    """``Popen`` arguments that start the training in a process group of its own."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """Stop a training started with :func:`new_group`, politely first, and wait for it.
+
+    POSIX: SIGTERM to its whole process group (data-loader workers included), SIGKILL
+    after ``grace_s``. Windows: CTRL_BREAK_EVENT to its process group, then terminate.
+    """
+    if proc.poll() is not None:
+        return
+    windows = os.name == "nt"
+    try:
+        if windows:
+            proc.send_signal(signal.CTRL_BREAK_EVENT)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is None:
+        if windows:
+            proc.kill()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
