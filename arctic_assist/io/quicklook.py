@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-gdal.UseExceptions()
+from .raster import _gdal
 
 
 def _stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -29,6 +29,7 @@ def render(raster: str | Path, out_png: str | Path, *, bands: Sequence[int] = (3
            overlays: Sequence[tuple[str | Path, tuple[int, int, int]]] = (),
            max_size: int = 1000, line_width: int = 2) -> Path:
     """Write ``out_png``: a 2-98 % stretched composite with each overlay's outlines."""
+    _gdal()
     src = gdal.Open(str(raster))
     scale = max(0.25, max(src.RasterXSize, src.RasterYSize) / max_size)  # up to 4x zoom
     width, height = int(round(src.RasterXSize / scale)), int(round(src.RasterYSize / scale))
@@ -65,7 +66,10 @@ def render(raster: str | Path, out_png: str | Path, *, bands: Sequence[int] = (3
 
 
 def _burn_outlines(mem, target: osr.SpatialReference, path: str, colour, width: int) -> None:
-    src = ogr.Open(path)
+    try:
+        src = ogr.Open(path)
+    except RuntimeError:
+        src = None
     if src is None:
         raise FileNotFoundError(path)
     drv = ogr.GetDriverByName("Memory")

@@ -40,6 +40,9 @@ GTIFF_TILED = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLAT
 
 
 def _gdal():
+    """GDAL with exceptions on (GDAL, OGR and OSR): the one place the plugin switches them
+    on, called at run time by the functions that use GDAL, never at import time (importing
+    a module of ours inside QGIS must not change GDAL's error mode under QGIS's feet)."""
     from osgeo import gdal, ogr, osr
 
     gdal.UseExceptions()

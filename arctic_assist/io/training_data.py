@@ -58,7 +58,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.normalize import normalize as core_normalize
 from ..core.spec import DTYPES, IGNORE, TASKS, Normalization, parse_normalization
-from .raster import read_raster, write_geotiff
+from .raster import _gdal, read_raster, write_geotiff
 
 FORMAT = "arctic_assist.training_data"
 FORMAT_VERSION = 1
@@ -319,9 +319,7 @@ def _resolve(root: Path, rel: str) -> Path:
 
 
 def _open(path: Path):
-    from osgeo import gdal
-
-    gdal.UseExceptions()
+    gdal = _gdal()
     if not path.is_file():
         return None
     try:
@@ -386,13 +384,16 @@ def rasterize_polygons(
     where: str | None = None,
 ) -> np.ndarray:
     """Rasterise a polygon layer onto the grid of GDAL dataset ``ds`` (reprojected on the fly)."""
-    from osgeo import gdal, ogr
+    from osgeo import ogr
 
-    gdal.UseExceptions()
+    gdal = _gdal()
     mem = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
     mem.SetGeoTransform(ds.GetGeoTransform())
     mem.SetProjection(ds.GetProjection())
-    vds = ogr.Open(str(vector_path))
+    try:
+        vds = ogr.Open(str(vector_path))
+    except RuntimeError:
+        vds = None
     if vds is None:
         raise DatasetError(f"{vector_path}: not a vector file OGR can read")
     layer = vds.GetLayer(0)
@@ -463,9 +464,7 @@ def build_dataset(
     only. With ``add_unlabelled`` every raster is also listed under ``unlabelled``.
     Returns the loaded, validated folder.
     """
-    from osgeo import gdal
-
-    gdal.UseExceptions()
+    gdal = _gdal()
     out = Path(out_dir)
     (out / "chips").mkdir(parents=True, exist_ok=True)
     norm = dict(normalization or PIXELDINO_NORMALIZATION)

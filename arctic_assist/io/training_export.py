@@ -33,9 +33,8 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..core.errors import CanceledError, InputError
+from .raster import _gdal
 
-gdal.UseExceptions()
-ogr.UseExceptions()
 LOG = logging.getLogger(__name__)
 REVIEWED = ("accepted", "edited")
 BUILDER = "arctic_assist:export_training_data"
@@ -88,6 +87,7 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
     Returns (kind 'polygon'|'line', n written, n repaired, counts per status).
     Invalid geometries are repaired (MakeValid); ones that cannot be repaired are reported.
     """
+    _gdal()
     src = ogr.Open(labels_path)
     if src is None:
         raise InputError(f"LABELS: {labels_path} is not a vector layer OGR can read.")
@@ -201,6 +201,7 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
                          progress: Callable[[float], None] | None = None) -> ExportResult:
     from . import training_data as D
 
+    _gdal()
     say = log or LOG.info
     rasters = [str(r) for r in rasters]
     if not rasters:
@@ -554,6 +555,7 @@ def reviewed_area(labels_path: str, layer_name: str | None, target: osr.SpatialR
     ``out_path`` (GeoPackage, one multipolygon). Pixels outside it are 'ignore': the slumps
     the model missed elsewhere in the scene are not taught as background, and rejected
     proposals (false positives) are background."""
+    _gdal()
     src = ogr.Open(labels_path)
     layer = src.GetLayerByName(layer_name) if layer_name else src.GetLayer(0)
     srs = layer.GetSpatialRef()

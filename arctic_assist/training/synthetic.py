@@ -147,10 +147,10 @@ def write_scene(
     out_dir: str | Path, name: str, raw: np.ndarray, label: np.ndarray, gt: tuple[float, ...]
 ) -> tuple[Path, Path]:
     """Write ``name.tif`` (4 x uint16, nodata 0) and ``name_labels.gpkg`` (RTS polygons)."""
-    from osgeo import gdal, ogr, osr
-    from ..io.raster import write_geotiff
+    from osgeo import ogr, osr
+    from ..io.raster import _gdal, write_geotiff
 
-    gdal.UseExceptions()
+    gdal = _gdal()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     srs = osr.SpatialReference()
