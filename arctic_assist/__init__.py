@@ -5,7 +5,7 @@ Importing this package imports nothing heavy (no numpy, onnxruntime or torch).
 """
 
 
-def classFactory(iface):  # noqa: N802 - QGIS API name
+def classFactory(iface):  # QGIS API name
     from .plugin import ArcticAssistPlugin
 
     return ArcticAssistPlugin(iface)

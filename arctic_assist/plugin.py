@@ -56,7 +56,7 @@ class ArcticAssistPlugin:
         self._log_handler = None
 
     # Processing -------------------------------------------------------------------------
-    def initProcessing(self) -> None:  # noqa: N802 - QGIS API
+    def initProcessing(self) -> None:  # QGIS API
         if self.provider is not None:
             return
         if self._log_handler is None:
@@ -71,7 +71,7 @@ class ArcticAssistPlugin:
             LOG.warning("a provider with id 'arctic_assist' is already registered")
 
     # GUI ---------------------------------------------------------------------------------
-    def initGui(self) -> None:  # noqa: N802 - QGIS API
+    def initGui(self) -> None:  # QGIS API
         self.initProcessing()
         self.toolbar = self.iface.addToolBar("Arctic Assist")
         self.toolbar.setObjectName(TOOLBAR_NAME)

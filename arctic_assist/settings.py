@@ -36,7 +36,3 @@ def training_python() -> str:
     """The interpreter that has torch (the project's venv by default)."""
     value = QgsSettings().value(f"{PREFIX}/training_python", "", type=str)
     return value or ""
-
-
-def set_training_python(path: str) -> None:
-    QgsSettings().setValue(f"{PREFIX}/training_python", path)

@@ -57,7 +57,7 @@ def make_data(work: Path, scenes: int, size: int, chip: int, seed: int = 2024) -
             labels.append(s["labels"])
             names.append(r)
 
-    def split(ri, x, y, w, h):  # noqa: ANN001
+    def split(ri, x, y, w, h):
         return "test" if names[ri] in synthetic.TARGET_REGIONS else "train"
 
     build_dataset(

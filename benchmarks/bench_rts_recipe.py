@@ -52,7 +52,7 @@ def prepare(data: Path, work: Path, chip: int, holdout_row: int) -> Path:
     peel = data / "rts" / "peel"
     shps = sorted(str(p) for p in (peel / "labels_by_expert").glob("expert_*.shp"))
 
-    def split(ri, x, y, w, h):  # noqa: ANN001
+    def split(ri, x, y, w, h):
         return "test" if y >= holdout_row else ("train" if y + h <= holdout_row else None)
 
     build_dataset([peel / "peel_s2_bgrn_10m.tif"], shps, out, chip,

@@ -20,7 +20,3 @@ class CanceledError(ArcticAssistError):
 
     def __init__(self, message: str = "Canceled by the user; no output was written.") -> None:
         super().__init__(message)
-
-
-class DependencyError(ArcticAssistError):
-    """A Python package the plugin needs is missing in QGIS's Python."""

@@ -66,7 +66,7 @@ def max_supported_opset() -> int:
         opts = ort.SessionOptions()
         opts.log_severity_level = 4
         ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+    except Exception as exc:  # onnxruntime raises its own exception types
         m = re.search(r"ai\.onnx is till opset (\d+)", str(exc))
         if m:
             return int(m.group(1))
@@ -94,7 +94,7 @@ def _read_onnx(path: str) -> Any:
     try:
         # metadata only: external weights (if any) are not loaded
         return onnx.load(path, load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+    except Exception as exc:  # protobuf DecodeError and friends
         raise ModelError(
             f"{path} is not a valid ONNX model (the file is corrupt or not ONNX: {exc}). "
             "Export it again or download it again.") from exc
@@ -271,7 +271,7 @@ class OnnxModel:
                 # a CUDA provider that cannot start prints errors; we report it ourselves
                 ort.set_default_logger_severity(4)
             session = ort.InferenceSession(path, opts, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as exc:  # onnxruntime raises its own exception types
             text = str(exc)
             m = re.search(r"ai\.onnx is till opset (\d+)", text)
             if m:

@@ -31,9 +31,11 @@ The document lives under the metadata key :data:`METADATA_KEY` and looks like::
 
 Models exported for the Deepness plugin (the keys its code reads: ``model_type``,
 ``class_names``, ``resolution``, ``tile_size``, ``tiles_overlap``, ``seg_thresh``,
-``standardization_mean``/``_std``, ...; see :data:`DEEPNESS_KEYS`) are mapped onto the same
-:class:`ModelSpec`. A fixed spatial input size in the graph wins over the metadata's tile
-size.
+``standardization_mean``/``_std``, ...: ``processing/models/model_base.py``, checked against
+PUTvision/qgis-plugin-deepness at f450c63; its docs say ``tiles_size``, its code reads
+``tile_size``, :func:`from_deepness` reads both, the code's first; ``names`` is the old
+``class_names``) are mapped onto the same :class:`ModelSpec`. A fixed spatial input size
+in the graph wins over the metadata's tile size.
 """
 
 from __future__ import annotations
@@ -367,14 +369,6 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
         description=str(_get(doc, "description", "")),
         provenance=dict(provenance),
     )
-
-
-#: the keys Deepness's own code reads (``processing/models/model_base.py``, checked against
-#: PUTvision/qgis-plugin-deepness at f450c63): its docs say ``tiles_size``, its code reads
-#: ``tile_size`` (we read both, the code's first); ``names`` is the old ``class_names``
-DEEPNESS_KEYS = ("model_type", "class_names", "names", "resolution", "tile_size",
-                 "tiles_size", "tiles_overlap", "seg_thresh", "seg_small_segment",
-                 "standardization_mean", "standardization_std")
 
 
 def _loads(value: str, key: str) -> Any:

@@ -117,7 +117,7 @@ class ModelsDialog(QDialog):
             return
         try:
             models.register(path, settings.user_models_dir())
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:  # shown to the user
             box = QMessageBox(QMessageBox.Warning, "Arctic Assist",
                               f"This model cannot be used:\n{exc}", parent=self)
             box.setTextFormat(Qt.PlainText)  # the message may quote the model file

@@ -56,7 +56,7 @@ def reviewer_name() -> str:
         return name
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name on some systems
+    except Exception:  # no user name on some systems
         return "unknown"
 
 
@@ -229,7 +229,7 @@ class ReviewPanel(QgsDockWidget):
         if 0 <= row < len(self.fids):
             self.table.selectRow(row)
 
-    def next(self) -> None:  # noqa: A003
+    def next(self) -> None:
         self.select_row(min(self.current_row() + 1, len(self.fids) - 1))
 
     def previous(self) -> None:
@@ -253,7 +253,7 @@ class ReviewPanel(QgsDockWidget):
         row = self.current_row()
         try:
             saved = save_decision(self.layer, fid, status)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, review data untouched
+        except Exception as exc:  # shown to the user, review data untouched
             self.iface.messageBar().pushMessage(
                 "Arctic Assist", f"Could not save the review: {exc}",
                 level=Qgis.MessageLevel.Critical)

@@ -227,7 +227,7 @@ def load_dataset(root: str | Path, *, check_files: bool = True) -> TrainingData:
         )
     try:
         parse_normalization(norm, len(bands))
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+    except Exception as exc:  # re-raised with the file name
         raise _err(mpath, f"field 'normalization': {exc}") from exc
     nodata = doc.get("nodata")
     if nodata is not None and (isinstance(nodata, bool) or not isinstance(nodata, (int, float))):

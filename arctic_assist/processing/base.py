@@ -99,7 +99,7 @@ class StyleLoader(QgsProcessingLayerPostProcessorInterface):
         cls._instances.append(obj)
         return obj
 
-    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+    def postProcessLayer(self, layer, context, feedback) -> None:
         if layer is not None and layer.isValid():
             layer.loadNamedStyle(self.qml)
             layer.triggerRepaint()
@@ -118,16 +118,16 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
     def name(self) -> str:
         return self.NAME
 
-    def displayName(self) -> str:  # noqa: N802
+    def displayName(self) -> str:
         return self.DISPLAY
 
     def group(self) -> str:
         return self.GROUP
 
-    def groupId(self) -> str:  # noqa: N802
+    def groupId(self) -> str:
         return self.GROUP_ID
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return self.HELP + self.enum_help()
 
     def enum_help(self) -> str:
@@ -142,16 +142,16 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
         return ("<p>With <code>qgis_process</code> (QGIS 3.22) give an option by its "
                 "number:</p><ul>" + "".join(rows) + "</ul>")
 
-    def helpUrl(self) -> str:  # noqa: N802
+    def helpUrl(self) -> str:
         return about.metadata().get("homepage", "")
 
     def icon(self) -> QIcon:
         return QIcon(about.icon_path(self.ICON))
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)()
 
-    def checkParameterValues(self, parameters: dict[str, Any],  # noqa: N802
+    def checkParameterValues(self, parameters: dict[str, Any],
                              context: QgsProcessingContext) -> tuple[bool, str]:
         """One sentence per bad value (the range, the choices, 'does not exist', 'not a
         raster GDAL can read') instead of QGIS's 'Incorrect parameter value for X'; layers
@@ -174,7 +174,7 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
                            f"'{parameters.get(name, '')}'.")
         return ok, message
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         message = dependency_message()
         if message:

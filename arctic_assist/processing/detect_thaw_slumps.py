@@ -102,7 +102,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         "cancelled run leaves nothing behind.</p>"
     )
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         default_model = settings.default_model_path("segmentation")
         self.addParameter(QgsProcessingParameterFile(

@@ -59,7 +59,7 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         " and swapped in at the end, so an interrupted export leaves the previous one intact; "
         "the same input gives the same folder.</p>")
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.LABELS, "Labels (reviewed proposals)",
             [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorLine]))

@@ -42,7 +42,7 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
         "distance_m, a_to_b_m, b_to_a_m per INPUT feature) and MEAN_DISTANCE is the mean "
         "over INPUT features.</p>")
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.INPUT, "Fronts", [QgsProcessing.TypeVectorLine]))
         self.addParameter(QgsProcessingParameterFeatureSource(

@@ -41,25 +41,25 @@ def headless_no_sidecars() -> None:
 
 
 class ArcticAssistProvider(QgsProcessingProvider):
-    def id(self) -> str:  # noqa: A003 - QGIS API
+    def id(self) -> str:  # QGIS API
         return PROVIDER_ID
 
     def name(self) -> str:
         return "Arctic Assist"
 
-    def longName(self) -> str:  # noqa: N802
+    def longName(self) -> str:
         return f"Arctic Assist {about.version()}"
 
     def icon(self) -> QIcon:
         return QIcon(about.icon_path("arctic_assist.svg"))
 
-    def versionInfo(self) -> str:  # noqa: N802
+    def versionInfo(self) -> str:
         return about.version()
 
     def load(self) -> bool:
         headless_no_sidecars()
         return super().load()
 
-    def loadAlgorithms(self) -> None:  # noqa: N802
+    def loadAlgorithms(self) -> None:
         for cls in algorithm_classes():
             self.addAlgorithm(cls())

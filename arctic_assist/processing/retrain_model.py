@@ -112,7 +112,7 @@ class RetrainModel(ArcticAssistAlgorithm):
         "same DATA, TASK, METHOD and OUTPUT continues from the newest one; a run that "
         "finishes, or stops before its first checkpoint, leaves nothing behind.</p>")
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterFile(
             self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder))
         self.addParameter(QgsProcessingParameterEnum(

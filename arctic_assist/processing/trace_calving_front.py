@@ -55,7 +55,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "see how the snake converged.</li></ul>"
         "<p>Outputs are written under a temporary name and renamed at the end.</p>")
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI, "Terminus boxes (AOI)", [QgsProcessing.TypeVectorPolygon]))

@@ -46,7 +46,7 @@ def prepare(
     if not raster.is_file() or not shps:
         raise FileNotFoundError(f"Peel data not found under {peel} (set DATA=...)")
 
-    def split(ri, x, y, w, h):  # noqa: ANN001
+    def split(ri, x, y, w, h):
         return "test" if y >= holdout_row else ("train" if y + h <= holdout_row else None)
 
     peel_ds = build_dataset(

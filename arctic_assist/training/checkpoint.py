@@ -52,7 +52,7 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(p))
-        except Exception:  # noqa: BLE001 - only for the message
+        except Exception:  # only for the message
             names = []
         what = ", ".join(names[:5]) or str(exc).splitlines()[0][:200]
         raise CheckpointError(

@@ -147,7 +147,7 @@ def default_precision(accelerator: str = "auto") -> str:
         try:
             if torch.cuda.is_bf16_supported():
                 return "bf16-mixed"
-        except Exception:  # noqa: BLE001 - no CUDA runtime
+        except Exception:  # no CUDA runtime
             pass
         return "16-mixed"
     return "32-true"
@@ -400,7 +400,7 @@ def run_cli(fn, *args: Any, json_mode: bool = False, **kwargs: Any) -> int:
     """Call ``fn``; in JSON mode turn an exception into an ``error`` line and exit code 1."""
     try:
         return int(fn(*args, **kwargs) or 0)
-    except Exception as exc:  # noqa: BLE001 - reported to the caller
+    except Exception as exc:  # reported to the caller
         if json_mode:
             emit("error", message=f"{type(exc).__name__}: {exc}")
             return 1

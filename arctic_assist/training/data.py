@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.holdout_from_column is not None:
         c = args.holdout_from_column
 
-        def split_fn(ri, x, y, w, h):  # noqa: ANN001
+        def split_fn(ri, x, y, w, h):
             return "test" if x >= c else ("train" if x + w <= c else None)
 
     labels = args.labels

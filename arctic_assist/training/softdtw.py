@@ -55,14 +55,3 @@ def soft_dtw_from_cost(cost: torch.Tensor, gamma: float = 0.001) -> torch.Tensor
 def soft_dtw(x: torch.Tensor, y: torch.Tensor, gamma: float = 0.001) -> torch.Tensor:
     """Soft-DTW with squared distance between polylines ``(B, N, D)`` and ``(B, M, D)``."""
     return soft_dtw_from_cost(pairwise_sq_dist(x, y), gamma)
-
-
-class SoftDTWLoss(torch.nn.Module):
-    """Mean Soft-DTW over the batch (``gamma`` 0.001 as in COBRA)."""
-
-    def __init__(self, gamma: float = 0.001) -> None:
-        super().__init__()
-        self.gamma = gamma
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return soft_dtw(pred, target, self.gamma).mean()

@@ -64,7 +64,7 @@ TARGET_REGIONS = ("D", "E")
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
     """Smooth random field in [0, 1] with features about ``scale`` pixels wide."""
-    from scipy.ndimage import zoom  # noqa: PLC0415 - scipy ships with the venv
+    from scipy.ndimage import zoom  # scipy ships with the venv
 
     gh, gw = max(2, int(h / scale) + 2), max(2, int(w / scale) + 2)
     f = zoom(rng.random((gh, gw)), (h / gh * 1.0001, w / gw * 1.0001), order=3)[:h, :w]

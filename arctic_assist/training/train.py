@@ -244,7 +244,7 @@ def base_model_bands(path: str, bands: list[str], default_width: int) -> tuple[i
     if spec.task != "segmentation":
         raise ValueError(f"base model {path} is a '{spec.task}' model, not a segmentation model")
 
-    def canon(names) -> list[str]:  # noqa: ANN001
+    def canon(names) -> list[str]:
         return [canonical_band(b) or b.strip().lower() for b in names]
 
     named = any(canonical_band(b) for b in bands)

@@ -21,16 +21,16 @@ class Feedback:
         self.t0 = time.monotonic()
         self.cancel_after = cancel_after
 
-    def isCanceled(self) -> bool:  # noqa: N802 - QgsProcessingFeedback's name
+    def isCanceled(self) -> bool:  # QgsProcessingFeedback's name
         return self.cancel_after is not None and time.monotonic() - self.t0 > self.cancel_after
 
-    def setProgress(self, value: float) -> None:  # noqa: N802
+    def setProgress(self, value: float) -> None:
         self.progress.append(value)
 
-    def pushInfo(self, text: str) -> None:  # noqa: N802
+    def pushInfo(self, text: str) -> None:
         self.info.append(text)
 
-    def pushConsoleInfo(self, text: str) -> None:  # noqa: N802
+    def pushConsoleInfo(self, text: str) -> None:
         self.console.append(text)
 
 

@@ -28,7 +28,7 @@ STEP_TIMEOUT = float(os.environ.get("AA_STEP_TIMEOUT", "240"))
 THRESHOLD = float(os.environ.get("AA_THRESHOLD", "0.3"))
 result = {"stages": [], "ok": False}
 # a blocked event loop cannot reach the per-stage timeout: dump every thread's stack instead
-_STACKS = open(os.path.join(OUT, "stacks.txt"), "w")  # noqa: SIM115 - open for the run
+_STACKS = open(os.path.join(OUT, "stacks.txt"), "w")  # open for the run
 faulthandler.dump_traceback_later(STEP_TIMEOUT + 30, repeat=True, file=_STACKS)
 
 
@@ -188,11 +188,11 @@ def drive(gen, state):
         return
     except StopIteration:
         pass
-    except Exception:  # noqa: BLE001 - reported to the test
+    except Exception:  # reported to the test
         result["error"] = traceback.format_exc()
         try:
             shot("failure")
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("osgeo.gdal")
 
-from arctic_assist.io.raster import write_geotiff  # noqa: E402
-from arctic_assist.io.training_data import DatasetError, load_dataset, normalize  # noqa: E402
-from arctic_assist.training.data import TileSampler  # noqa: E402
+from arctic_assist.io.raster import write_geotiff
+from arctic_assist.io.training_data import DatasetError, load_dataset, normalize
+from arctic_assist.training.data import TileSampler
 
 
 def _copy(ds, tmp_path):
