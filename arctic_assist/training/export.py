@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..core.onnx_model import read_model_spec as read_spec  # noqa: F401 - the one reader
 from ..core.spec import EXPORT_OPSET, METADATA_KEY, ModelSpec, validate_metadata
 
 
@@ -142,17 +143,6 @@ def export_onnx(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def read_spec(path: str | Path) -> ModelSpec:
-    """The validated :class:`ModelSpec` stored in an exported model."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise ValueError(f"{path}: no '{METADATA_KEY}' metadata")
-    return validate_metadata(json.loads(props[METADATA_KEY]))
 
 
 def onnx_session(path: str | Path):
