@@ -33,6 +33,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..core.errors import CanceledError, InputError
+from .leftovers import pid_alive
 from .raster import _gdal
 
 LOG = logging.getLogger(__name__)
@@ -462,18 +463,6 @@ def check_destination(out: Path) -> None:
             "folder.")
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another export in this process (QGIS runs algorithms in threads)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _temp_prefix(out: Path) -> str:
     return f".{out.name}.part-"
 
@@ -495,7 +484,7 @@ def clean_stale_temporaries(out: Path, say: Callable[[str], None] = LOG.info) ->
         if not p.name.startswith(prefix) or p.is_symlink() or not p.is_dir():
             continue
         m = re.match(r"(\d+)-", p.name[len(prefix):])
-        if not m or _alive(int(m.group(1))) or not (p / TEMP_MARKER).is_file():
+        if not m or pid_alive(int(m.group(1))) or not (p / TEMP_MARKER).is_file():
             continue
         previous = p / "previous"
         if previous.is_dir() and not out.exists() and not out.is_symlink():
