@@ -3,8 +3,9 @@
 Run ``python -m arctic_assist.training <command> --help``. Commands:
 
 - ``supervised``, ``supervised_aug``, ``fixmatchseg``, ``adversarial``, ``pixeldino``:
-  train a segmentation model on a training-data folder (see :mod:`.data` and
-  ``docs/training_data.md``) and export it to ONNX with full metadata;
+  train a segmentation model on a training-data folder (the format:
+  :mod:`arctic_assist.io.training_data`, ``docs/training_data.md``) and export it to ONNX
+  with full metadata;
 - ``evaluate``: IoU / precision / recall / F1 of an ONNX model or a checkpoint on a folder;
 - ``export``: checkpoint -> ONNX (with the model contract of ``arctic_assist.core.spec``);
 - ``make-dataset``: build a training-data folder from rasters and label polygons (GDAL);

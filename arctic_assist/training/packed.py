@@ -1,11 +1,11 @@
 """Packed training data: one ``.npz`` file that trains without GDAL (issue 12, section 4).
 
 ``python -m arctic_assist.training pack --data FOLDER --out FILE.npz`` (here, with GDAL)
-writes a segmentation training-data folder (:mod:`.data`) into one compressed ``.npz``:
-every chip *normalised as the trainer sees it* (nodata filled, the mask's nodata pixels
-255), its mask, the unlabelled rasters normalised the same way, and a JSON header with
-the manifest's fields (bands, dtype, normalization, nodata, pixel_size_m, crs, classes,
-provenance) and per chip its split, region, weight and size.
+writes a segmentation training-data folder (:mod:`arctic_assist.io.training_data`) into
+one compressed ``.npz``: every chip *normalised as the trainer sees it* (nodata filled,
+the mask's nodata pixels 255), its mask, the unlabelled rasters normalised the same way,
+and a JSON header with the manifest's fields (bands, dtype, normalization, nodata,
+pixel_size_m, crs, classes, provenance) and per chip its split, region, weight and size.
 ``pack --frontlearning DIR --out FILE.npz`` does the same for the FrontLearning images
 COBRA trains on (images and their fronts as :func:`.fronts.read_frontlearning` makes them).
 
