@@ -40,6 +40,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pixeldino_uniform": ("pixeldino", ["--positive-fraction", "0"]),
     "pixeldino_nostd": ("pixeldino", ["--no-standardize"]),
     "pixeldino_semi0": ("pixeldino", ["--semi-start", "0", "--semi-ramp", "0"]),
+    # one lever off at a time, on the default method of the loop
+    "supervised_bce": ("supervised", ["--loss", "bce"]),
+    "supervised_uniform": ("supervised", ["--positive-fraction", "0"]),
+    "supervised_nostd": ("supervised", ["--no-standardize"]),
 }
 
 
