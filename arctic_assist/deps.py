@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-REQUIRED = ("numpy", "onnxruntime", "onnx")
+#: what inference needs in QGIS's Python (the onnx package is for training and export only)
+REQUIRED = ("numpy", "onnxruntime")
 
 
 def missing_dependencies() -> list[str]:

@@ -1,10 +1,12 @@
 """The ONNX model wrapper: validated metadata, the opset check, an onnxruntime session.
 
-No QGIS, no torch. ``OnnxModel.load(path, device)`` refuses, with one clear message naming
-the file: a missing or corrupt file, a model without Arctic Assist (or Deepness) metadata,
-a model whose default-domain opset is newer than the installed onnxruntime runs, and (when
-``task`` is given) a model made for another task. ``.provider`` is the execution provider
-that really runs (from ``session.get_providers()``, not from what was asked for).
+No QGIS, no torch, no ``onnx`` package: the file is read by :mod:`.onnx_file`, so inference
+needs onnxruntime and numpy only. ``OnnxModel.load(path, device)`` refuses, with one clear
+message naming the file: a missing or corrupt file, a model without Arctic Assist (or
+Deepness) metadata, a model whose default-domain opset is newer than the installed
+onnxruntime runs, and (when ``task`` is given) a model made for another task. ``.provider``
+is the execution provider that really runs (from ``session.get_providers()``, not from what
+was asked for).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .onnx_file import OnnxFile, OnnxFormatError, probe_model_bytes, read_model_file
 from .spec import ModelSpec, spec_from_metadata_props
 
 LOG = logging.getLogger(__name__)
@@ -55,17 +58,9 @@ def max_supported_opset() -> int:
     """
     ort = _ort()
     try:
-        from onnx import TensorProto, helper
-
-        graph = helper.make_graph(
-            [helper.make_node("Identity", ["x"], ["y"])], "probe",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 999)])
-        model.ir_version = 8
         opts = ort.SessionOptions()
         opts.log_severity_level = 4
-        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(probe_model_bytes(999), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         m = re.search(r"ai\.onnx is till opset (\d+)", str(exc))
         if m:
@@ -86,48 +81,34 @@ class ModelInfo:
     props: dict[str, str] = field(default_factory=dict)
 
 
-def _read_onnx(path: str) -> Any:
-    import onnx
-
+def _read_onnx(path: str) -> OnnxFile:
     if not os.path.isfile(path):
         raise ModelError(f"model file not found: {path}")
     try:
-        # metadata only: external weights (if any) are not loaded
-        return onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
+        # metadata only, without the onnx package: weights are skipped, external data unread
+        return read_model_file(path)
+    except (OnnxFormatError, OSError) as exc:
         raise ModelError(
             f"{path} is not a valid ONNX model (the file is corrupt or not ONNX: {exc}). "
             "Export it again or download it again.") from exc
-
-
-def _default_opset(model: Any) -> int | None:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
-    return None
 
 
 def read_model_info(path: str) -> ModelInfo:
     """Parse and validate the metadata of ``path`` (cheap: no session, no weights)."""
     path = str(path)
     model = _read_onnx(path)
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
-    if not inputs or not graph.output:
+    inputs = [i for i in model.inputs if i.name not in model.initializers]
+    if not inputs or not model.outputs:
         raise ModelError(f"{path} is not a usable ONNX model: it has no graph inputs/outputs")
+    first = inputs[0]
+    dims = first.dims
+    rank = len(dims) if first.has_shape else None
     n_inputs = None
     input_size = None
-    rank = None
-    try:
-        first = graph.input[[i.name for i in graph.input].index(inputs[0])]
-        dims = first.type.tensor_type.shape.dim
-        if first.type.tensor_type.HasField("shape"):
-            rank = len(dims)
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            n_inputs = int(dims[1].dim_value)
-        fixed = [int(d.dim_value) for d in dims[2:] if d.HasField("dim_value")
-                 and d.dim_value > 0] if len(dims) == 4 else []
+    if len(dims) == 4:
+        if dims[1].value is not None:
+            n_inputs = int(dims[1].value)
+        fixed = [int(d.value) for d in dims[2:] if d.value is not None and d.value > 0]
         if len(fixed) == 2:  # a fixed spatial input size wins over the metadata's tile
             if fixed[0] != fixed[1]:
                 raise ModelError(
@@ -135,16 +116,15 @@ def read_model_info(path: str) -> ModelInfo:
                     "Arctic Assist runs square tiles only (export the model with a square "
                     "or dynamic input size)")
             input_size = fixed[0]
-    except (ValueError, IndexError):
-        pass
-    props = {p.key: p.value for p in model.metadata_props}
-    spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=inputs[0],
-                                    output_names=[o.name for o in graph.output], path=path,
+    props = dict(model.metadata_props)
+    output_names = [o.name for o in model.outputs]
+    spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=first.name,
+                                    output_names=output_names, path=path,
                                     input_size=input_size)
     # the graph must agree with its metadata, or onnxruntime's own error reaches the user
     if rank is not None and rank != 4:
         raise ModelError(
-            f"{path}: the graph's input '{inputs[0]}' has {rank} dimension(s), but Arctic "
+            f"{path}: the graph's input '{first.name}' has {rank} dimension(s), but Arctic "
             "Assist models take N x C x H x W (4): the file's metadata does not describe its "
             "graph; export the model again.")
     if n_inputs is not None and n_inputs != len(spec.bands):
@@ -152,8 +132,8 @@ def read_model_info(path: str) -> ModelInfo:
             f"{path}: the graph's input takes {n_inputs} channel(s), but its metadata lists "
             f"{len(spec.bands)} band(s) ({', '.join(spec.bands)}): the file's metadata does "
             "not describe its graph; export the model again.")
-    return ModelInfo(spec=spec, opset=_default_opset(model), input_name=inputs[0],
-                     output_names=[o.name for o in graph.output], props=props)
+    return ModelInfo(spec=spec, opset=model.default_opset, input_name=first.name,
+                     output_names=output_names, props=props)
 
 
 def read_model_spec(path: str) -> ModelSpec:
