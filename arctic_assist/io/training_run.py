@@ -2,7 +2,8 @@
 
 QGIS-free: the command line, the run folder (``run.json``, checkpoints, what a stopped run
 leaves), streaming the JSON progress lines into a Processing-feedback-like object, and
-stopping the process group on Cancel (POSIX and Windows). The Processing algorithm
+stopping the process group on Cancel (POSIX and Windows), and the validation metrics as
+lines a person reads (:func:`metrics_lines`). The Processing algorithm
 ``arctic_assist:retrain_model`` (:mod:`arctic_assist.processing.retrain_model`) wraps it.
 """
 
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +196,78 @@ def handle_line(line: str, feedback) -> str | None:
                               f"loss {float(event.get('loss', float('nan'))):.4f}")
     elif kind == "error":
         return str(event.get("message"))
+    elif kind in ("done", "metrics"):
+        metrics = event.get("metrics") if kind == "done" else {
+            k: v for k, v in event.items() if k != "event"}
+        if kind == "done":
+            feedback.pushInfo(f"Training finished; exported {event.get('output')}")
+        for row in metrics_lines(metrics if isinstance(metrics, Mapping) else {}):
+            feedback.pushInfo(row)
     elif kind:
         feedback.pushInfo(line)
     return None
+
+
+#: the scores shown per region, in this order
+SCORES = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"))
+
+
+def _number(value: Any, unit: str = "") -> str:
+    """A rounded number for people: 3 decimals below 100, 1 above, ints as they are."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a" if value is None or isinstance(value, float) else str(value)
+    if isinstance(value, int):
+        return f"{value}{unit}"
+    if value != value:  # NaN: a score with nothing to count
+        return "n/a"
+    return f"{value:.1f}{unit}" if abs(value) >= 100 else f"{value:.3f}{unit}"
+
+
+def _is_scores(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(k in value for k, _ in SCORES)
+
+
+def metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The validation metrics of a model's provenance as a short table, one line per row.
+
+    Segmentation (``{split: {region: {iou, precision, recall, ...}}}``): one row per split
+    and region with IoU, precision and recall rounded to 3 decimals (``n/a`` where nothing
+    was there to count); the pooled ``all`` row is left out when there is one region only
+    (it is the same numbers). A split ``val@0.5`` is the same split scored at threshold 0.5.
+    Contour and other flat metrics (``{name: number}``): one row per metric. Cells are
+    padded so that the columns line up in a monospaced log and still read well where
+    spaces collapse (each number carries its name). Empty metrics give one line saying so.
+    """
+    rows: list[list[str]] = []
+    flat: list[tuple[str, str]] = []
+    for split, value in metrics.items():
+        if isinstance(value, Mapping) and value and all(_is_scores(v) for v in value.values()):
+            regions = [r for r in value if not (r == "all" and len(value) == 2)]
+            name, _, at = str(split).partition("@")
+            label = f"{name}, threshold {at}" if at else name
+            for region in regions:
+                scores = value[region]
+                rows.append([f"{region} ({label})"] + [
+                    f"{word} {_number(scores.get(key))}" for key, word in SCORES])
+        elif _is_scores(value):
+            rows.append([str(split)] + [f"{word} {_number(value.get(key))}"
+                                        for key, word in SCORES])
+        elif not isinstance(value, Mapping | list):
+            unit = " m" if str(split).endswith("_m") else (
+                " px" if str(split).endswith("_px") else "")
+            words = str(split).removesuffix("_m").removesuffix("_px").replace("_", " ")
+            flat.append((words, _number(value, unit)))
+    if not rows and not flat:
+        return ["Validation metrics: none (no validation chips were scored)."]
+    out = ["Validation metrics:"]
+    if rows:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        out += ["  " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                for r in rows]
+    if flat:
+        width = max(len(k) for k, _ in flat)
+        out += [f"  {k + ':':<{width + 1}} {v}" for k, v in flat]
+    return out
 
 
 def new_group() -> dict[str, Any]:

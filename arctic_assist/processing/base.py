@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -31,6 +32,12 @@ LOG = logging.getLogger(__name__)
 #: vector inputs are handed to GDAL/OGR as a file in one of these formats (QGIS converts
 #: other sources, e.g. memory layers or a selection, to the first one)
 VECTOR_FORMATS = ["gpkg", "shp", "geojson"]
+
+
+def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """``parameter`` flagged advanced (shown under *Advanced parameters* in the dialog)."""
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
 
 
 def require_gpkg(path: str, parameter: str) -> str:

@@ -22,7 +22,13 @@ from qgis.core import (
 from .. import settings
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
-from .base import VECTOR_FORMATS, ArcticAssistAlgorithm, StyleLoader, require_gpkg
+from .base import (
+    VECTOR_FORMATS,
+    ArcticAssistAlgorithm,
+    StyleLoader,
+    advanced,
+    require_gpkg,
+)
 #: majority (binary median) filter choices and their window sizes
 FILTERS = ["none", "3 x 3", "5 x 5", "7 x 7"]
 FILTER_SIZES = [0, 3, 5, 7]
@@ -93,7 +99,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         "image against 12 experts' labels: they change the IoU by less than 0.005 at any "
         "threshold, while the median filter helped or hurt depending on the threshold "
         "(+0.008 to -0.026), so it stays off. 0 switches a clean-up off.</li>"
-        "<li><b>DEVICE</b>: auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
+        "<li><b>DEVICE</b> (advanced): auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
         "provider that actually ran is logged and stored on every feature.</li>"
         "<li><b>OUTPUT</b>: GeoPackage of polygons with score, area_m2, model, "
         "model_version, provider, source, run_id, created and status = 'proposed'.</li>"
@@ -136,8 +142,8 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.FILTER, "Majority (median) filter", options=FILTERS,
             defaultValue=FILTER_SIZES.index(DEFAULT_FILTER)))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination(

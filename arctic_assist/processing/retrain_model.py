@@ -16,7 +16,6 @@ OUTPUT at the end. The training process dies with the process that started it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -40,11 +38,12 @@ from ..io.training_run import (
     build_command,
     check_python,
     has_split,
+    metrics_lines,
     prepare_run_dir,
     stopped_message,
     stream,
 )
-from .base import ArcticAssistAlgorithm
+from .base import ArcticAssistAlgorithm, advanced
 
 TASK_LABELS = {"segmentation": "Thaw slumps (PixelDINO segmentation)",
                "contour": "Calving fronts (COBRA contour)"}
@@ -90,9 +89,9 @@ class RetrainModel(ArcticAssistAlgorithm):
         " (manifest.json, image chips, masks or front polylines, unlabelled chips) and "
         "exports a new self-describing ONNX model.</p>"
         "<p>Training runs the bundled PyTorch code (<code>python -m arctic_assist.training"
-        "</code>) in a separate Python that has torch: <b>PYTHON</b> (default: the plugin "
-        "setting, else the project's .venv). It uses a CUDA GPU when one is present (DEVICE"
-        " auto), the CPU otherwise.</p><ul>"
+        "</code>) in a separate Python that has torch: <b>PYTHON</b> (advanced; default: "
+        "the plugin setting, else the project's .venv). It uses a CUDA GPU when one is "
+        "present (DEVICE, advanced: auto), the CPU otherwise.</p><ul>"
         "<li><b>TASK</b>: thaw slumps (PixelDINO segmentation) or calving fronts (COBRA).</li>"
         "<li><b>METHOD</b>: supervised (default) or pixeldino (semi-supervised: it also "
         "learns from the unlabelled rest of the scene) or another baseline (supervised_aug, "
@@ -106,7 +105,8 @@ class RetrainModel(ArcticAssistAlgorithm):
         "<li><b>SEED</b> (advanced): random seed of the run (crops, augmentation, initial "
         "weights), for repeatable runs.</li>"
         "<li><b>OUTPUT</b>: the new ONNX model; it is validated, registered in the user "
-        "models folder and usable at once. Its metadata holds the validation metrics.</li>"
+        "models folder and usable at once. Its metadata holds the validation metrics; the log "
+        "and the METRICS result show them as a table (IoU, precision, recall per region).</li>"
         "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
         "folder <i>OUTPUT</i>_run beside OUTPUT, and running the algorithm again with the "
         "same DATA, TASK, METHOD and OUTPUT continues from the newest one; a run that "
@@ -124,15 +124,13 @@ class RetrainModel(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.STEPS, "Training steps", QgsProcessingParameterNumber.Integer,
             defaultValue=600, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(
-            self.PYTHON, "Python interpreter with torch (empty: default)", optional=True))
-        seed = QgsProcessingParameterNumber(
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.PYTHON, "Python interpreter with torch (empty: default)", optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
             self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=0,
-            minValue=0, maxValue=2**31 - 1)
-        seed.setFlags(seed.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(seed)
+            minValue=0, maxValue=2**31 - 1)))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"))
 
@@ -199,8 +197,10 @@ class RetrainModel(ArcticAssistAlgorithm):
             shutil.rmtree(export_dir, ignore_errors=True)
         shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing to resume
         registered = register(output, settings.user_models_dir())
-        metrics = dict(spec.provenance).get("metrics", {})
+        table = metrics_lines(dict(spec.provenance).get("metrics") or {})
         feedback.pushInfo(f"New model {spec.name} {spec.version}: {output}; registered as "
-                          f"{registered}; validation metrics: {json.dumps(metrics)}")
-        return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": metrics}
+                          f"{registered}.")
+        for row in table:
+            feedback.pushInfo(row)
+        return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": "\n".join(table)}
 

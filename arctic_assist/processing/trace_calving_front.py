@@ -17,7 +17,13 @@ from qgis.core import (
 from .. import settings
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
-from .base import VECTOR_FORMATS, ArcticAssistAlgorithm, StyleLoader, require_gpkg
+from .base import (
+    VECTOR_FORMATS,
+    ArcticAssistAlgorithm,
+    StyleLoader,
+    advanced,
+    require_gpkg,
+)
 
 
 class TraceCalvingFront(ArcticAssistAlgorithm):
@@ -47,8 +53,8 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "<li><b>AOI</b>: polygon layer, one box per terminus (the toolbar's map tool draws "
         "one).</li>"
         "<li><b>MODEL</b>: ONNX contour model; default: the bundled COBRA model.</li>"
-        "<li><b>DEVICE</b>: auto, cpu or cuda; the provider that ran is stored on each line."
-        "</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
+        "<li><b>DEVICE</b> (advanced): auto, cpu or cuda; the provider that ran is stored on "
+        "each line.</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
         "provider, source, run_id, created, length_m, convergence (displacement of the last "
         "iteration, m) and status = 'proposed'.</li>"
         "<li><b>OUTPUT_ITERATIONS</b>: optional GeoPackage with every iteration's line, to "
@@ -62,8 +68,8 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "ONNX model", extension="onnx", optional=True,
             defaultValue=settings.default_model_path("contour")))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine))
         self.addParameter(QgsProcessingParameterVectorDestination(

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from arctic_assist.core.errors import ArcticAssistError, CanceledError
-from arctic_assist.io.training_run import new_group, stop, stream
+from arctic_assist.io.training_run import handle_line, metrics_lines, new_group, stop, stream
 
 
 class Feedback:
@@ -80,3 +80,48 @@ def test_stop_waits_for_a_started_process():
     proc = subprocess.Popen(_script("import time; time.sleep(60)"), **new_group())
     stop(proc, grace_s=10)
     assert proc.poll() is not None
+
+
+#: a model's provenance metrics as train.py writes them (rounded, NaN -> None)
+SEG_METRICS = {
+    "val": {"all": {"iou": 0.71851, "precision": 0.86936, "recall": 0.80548, "f1": 0.8362,
+                    "tp": 559, "fp": 84, "fn": 135},
+            "peel": {"iou": 0.71851, "precision": 0.86936, "recall": 0.80548, "f1": 0.8362,
+                     "tp": 559, "fp": 84, "fn": 135}},
+    "val@0.5": {"all": {"iou": 0.5, "precision": None, "recall": 0.25},
+                "peel": {"iou": 0.6, "precision": 0.75, "recall": 0.8},
+                "herschel": {"iou": None, "precision": None, "recall": None}},
+}
+
+
+def test_metrics_are_a_short_table_per_region():
+    lines = metrics_lines(SEG_METRICS)
+    assert lines[0] == "Validation metrics:"
+    # one region: the pooled 'all' row is the same numbers and is left out
+    assert lines[1].split() == ["peel", "(val)", "IoU", "0.719", "precision", "0.869",
+                                "recall", "0.805"]
+    rows = [" ".join(line.split()) for line in lines[2:]]
+    assert rows == ["all (val, threshold 0.5) IoU 0.500 precision n/a recall 0.250",
+                    "peel (val, threshold 0.5) IoU 0.600 precision 0.750 recall 0.800",
+                    "herschel (val, threshold 0.5) IoU n/a precision n/a recall n/a"]
+    assert len({line.index("IoU") for line in lines[1:]}) == 1  # the columns line up
+    text = "\n".join(lines)
+    assert "None" not in text and "{" not in text and "0.71851" not in text
+
+
+def test_contour_and_empty_metrics():
+    lines = metrics_lines({"mean_distance_m": 1387.2703448310115, "mean_distance_px": 28.3116,
+                           "n_images": 13})
+    assert [" ".join(line.split()) for line in lines[1:]] == [
+        "mean distance: 1387.3 m", "mean distance: 28.312 px", "n images: 13"]
+    assert metrics_lines({}) == ["Validation metrics: none (no validation chips were scored)."]
+
+
+def test_done_event_is_logged_as_the_table():
+    fb = Feedback()
+    line = json.dumps({"event": "done", "output": "/tmp/m.onnx", "metrics": SEG_METRICS,
+                       "selection": {"threshold": 0.4}, "timing": {"fit_s": None}})
+    assert handle_line(line, fb) is None
+    assert fb.info[0] == "Training finished; exported /tmp/m.onnx"
+    assert fb.info[1:] == metrics_lines(SEG_METRICS)
+    assert not any("None" in i or "{" in i for i in fb.info)
