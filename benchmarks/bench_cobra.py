@@ -5,8 +5,8 @@
 
 Runs :func:`arctic_assist.io.trace.run_tracing` inside the rectilinear box (EPSG:3413) on the
 Landsat basemap (EPSG:32620), compares the traced front with each of the 159 dated
-reference fronts (EPSG:3413) with :func:`arctic_assist.io.trace.front_distance`, times the
-tracing, and renders a PNG (basemap crop, box, snake iterations, traced front, nearest
+reference fronts (EPSG:3413) with :func:`arctic_assist.io.front_distance.front_distance`,
+times the tracing, and renders a PNG (basemap crop, box, snake iterations, traced front, nearest
 reference). Numbers, not pass/fail. Data: Loebel et al. (rectilinear box method, MIT),
 Landsat (public domain).
 """
@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from osgeo import gdal, ogr  # noqa: E402
 
 from arctic_assist.core import contour as C  # noqa: E402
-from arctic_assist.io.trace import TraceRequest, front_distance, run_tracing  # noqa: E402
+from arctic_assist.io.front_distance import front_distance  # noqa: E402
+from arctic_assist.io.trace import TraceRequest, run_tracing  # noqa: E402
 
 gdal.UseExceptions()
 

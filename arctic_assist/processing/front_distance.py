@@ -55,7 +55,7 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
             self.PER_FEATURE, "Distance per feature (JSON list)"))
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
-        from ..io.trace import front_distance
+        from ..io.front_distance import front_distance
 
         paths = [self.parameterAsCompatibleSourceLayerPath(
             parameters, key, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)

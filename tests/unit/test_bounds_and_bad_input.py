@@ -193,7 +193,7 @@ def test_tracing_removes_temporaries_of_a_killed_run(tmp_path):
 
 
 def test_front_distance_step_too_fine_for_the_lines_is_refused(tmp_path):
-    from arctic_assist.io.trace import MAX_DISTANCE_PAIRS, front_distance
+    from arctic_assist.io.front_distance import MAX_DISTANCE_PAIRS, front_distance
 
     paths = []
     for name, dy in (("a", 0.0), ("b", 30.0)):

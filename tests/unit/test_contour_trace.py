@@ -1,4 +1,5 @@
-"""io/trace.py: georeferencing of traced fronts, GeoPackage output, errors, front_distance.
+"""io/trace.py and io/front_distance.py: georeferencing of traced fronts, GeoPackage output,
+errors, front distance.
 
 A trivial ONNX contour model (onnx.helper, constant outputs) returns known vertices, so the
 mapping model coordinates -> map coordinates is checked to sub-pixel accuracy for a
@@ -23,8 +24,8 @@ from osgeo import ogr, osr  # noqa: E402
 from arctic_assist.core import contour as C  # noqa: E402
 from arctic_assist.core.errors import CanceledError, InputError, ModelError  # noqa: E402
 from arctic_assist.core.spec import METADATA_KEY  # noqa: E402
-from arctic_assist.io.trace import (  # noqa: E402
-    TraceRequest, front_distance, read_window, run_tracing)
+from arctic_assist.io.front_distance import front_distance  # noqa: E402
+from arctic_assist.io.trace import TraceRequest, read_window, run_tracing  # noqa: E402
 
 PS = 30.0  # model pixel size (m)
 
