@@ -34,10 +34,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ..core.bands import resolve_bands
-from ..core.errors import CanceledError, InputError
+from ..core.errors import InputError
 from ..core.onnx_model import OnnxModel
 from ..core.tiling import sliding_window_stream
 from . import leftovers
+from .feedback import Feedback
 from .raster import (
     GTIFF_TILED,
     GridReader,
@@ -139,15 +140,6 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
     return leftovers.temp_name(final, tag, run_id)
 
 
-def _remove(path: str) -> None:
-    for p in (path, path + "-wal", path + "-shm", path + "-journal", path + ".aux.xml"):
-        try:
-            if os.path.exists(p):
-                os.remove(p)
-        except OSError:
-            LOG.warning("could not remove temporary file %s", p)
-
-
 def run_detection(req: DetectRequest, progress: Callable[[float], None] | None = None,
                   is_canceled: Callable[[], bool] | None = None,
                   log: Callable[[str], None] | None = None) -> DetectResult:
@@ -160,18 +152,8 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
     t_start = time.perf_counter()
     run_id = req.run_id or uuid.uuid4().hex
 
-    def say(msg: str) -> None:
-        LOG.info(msg)
-        if log is not None:
-            log(msg)
-
-    def report(p: float) -> None:
-        if progress is not None:
-            progress(max(0.0, min(100.0, p)))
-
-    def check_cancel() -> None:
-        if is_canceled is not None and is_canceled():
-            raise CanceledError()
+    feedback = Feedback(progress, is_canceled, log, LOG)
+    say, report, check_cancel = feedback.say, feedback.report, feedback.check_cancel
 
     out_path = _check_output(req.output_path, "OUTPUT", (".gpkg",))
     prob_path = (_check_output(req.probability_path, "OUTPUT_PROBABILITY", (".tif", ".tiff"))
@@ -303,12 +285,12 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             check_cancel()
             report(99.0)
             if tmp_prob_final and prob_path:
-                _remove(prob_path + ".aux.xml")
+                leftovers.remove(prob_path + ".aux.xml")
                 os.replace(tmp_prob_final, prob_path)
             os.replace(tmp_gpkg, out_path)
         except BaseException:
             for p in temps:
-                _remove(p)
+                leftovers.remove(p)
             raise
         finally:
             if grid is not None:
@@ -316,7 +298,7 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             ds = None
             for p in temps:  # the grid-probability and mask temporaries
                 if p not in (out_path, prob_path):
-                    _remove(p)
+                    leftovers.remove(p)
     del ds
     seconds = time.perf_counter() - t_start
     report(100.0)

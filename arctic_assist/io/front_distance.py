@@ -12,7 +12,8 @@ from osgeo import ogr, osr
 
 from ..core import contour as C
 from ..core.errors import InputError
-from .trace import _lonlat_of, _open_layer, _srs, _transform_points, metric_srs_for
+from .raster import _gdal, lonlat_of, metric_srs_for, srs_traditional, transform_points
+from .vector import open_layer
 
 
 @dataclass
@@ -27,11 +28,11 @@ class FrontDistance:
 
 def _read_lines(path: str, layer: str | None, what: str
                 ) -> tuple[list[tuple[Any, list[np.ndarray]]], osr.SpatialReference]:
-    ds, lyr = _open_layer(path, layer, what)
+    ds, lyr = open_layer(path, layer, what)
     srs = lyr.GetSpatialRef()
     if srs is None:
         raise InputError(f"{what} {path} has no CRS")
-    srs = _srs(srs)
+    srs = srs_traditional(srs)
     out = []
     for feat in lyr:
         g = feat.GetGeometryRef()
@@ -98,13 +99,14 @@ def front_distance(lines_a: str, lines_b: str, *, layer_a: str | None = None,
     of B closest to it. Per feature: ``distance_m`` (symmetric mean), ``a_to_b_m``,
     ``b_to_a_m`` and the matched ``fid_b``.
     """
+    _gdal()
     a, sa = _read_lines(lines_a, layer_a, "line layer A")
     b, sb = _read_lines(lines_b, layer_b, "line layer B")
     first = a[0][1][0][0]
-    work = metric_srs_for(sa, _lonlat_of(first, sa))
+    work = metric_srs_for(sa, lonlat_of(first, sa))
     unit = work.GetLinearUnits() or 1.0
-    a = [(fid, [_transform_points(p, sa, work) for p in parts]) for fid, parts in a]
-    b = [(fid, [_transform_points(p, sb, work) for p in parts]) for fid, parts in b]
+    a = [(fid, [transform_points(p, sa, work) for p in parts]) for fid, parts in a]
+    b = [(fid, [transform_points(p, sb, work) for p in parts]) for fid, parts in b]
     _check_distance_size(a, b, step_m, unit)
     rows = []
     for fid_a, pa in a:

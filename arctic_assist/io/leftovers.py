@@ -28,6 +28,18 @@ def temp_name(final: str, tag: str, token: str | None = None) -> str:
     return os.path.join(folder, f".{stem}.aa{os.getpid()}-{token}.{tag}{ext}")
 
 
+def remove(path: str | None) -> None:
+    """Remove a temporary and its sidecars (journal, WAL, ``.aux.xml``) where they exist."""
+    if not path:
+        return
+    for p in (path + s for s in _SIDECARS):
+        try:
+            if os.path.exists(p):
+                os.remove(p)
+        except OSError:
+            LOG.warning("could not remove temporary file %s", p)
+
+
 def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True  # another run in this process (QGIS runs algorithms in threads)

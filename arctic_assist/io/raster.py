@@ -137,6 +137,30 @@ def utm_epsg(lon: float, lat: float) -> int:
     return (32600 if lat >= 0 else 32700) + zone
 
 
+def transform_points(pts: np.ndarray, src: Any, dst: Any) -> np.ndarray:
+    """``(N, 2)`` points from ``src`` to ``dst`` (x/y order), as float64."""
+    from osgeo import osr
+
+    if src.IsSame(dst):
+        return np.asarray(pts, dtype=np.float64).copy()
+    ct = osr.CoordinateTransformation(srs_traditional(src), srs_traditional(dst))
+    out = np.array(ct.TransformPoints([(float(x), float(y)) for x, y in pts]), dtype=np.float64)
+    return out[:, :2]
+
+
+def lonlat_of(pt: Sequence[float], srs: Any) -> tuple[float, float]:
+    """(lon, lat) in WGS 84 of the point ``pt`` given in ``srs``."""
+    lon, lat = transform_points(np.asarray([pt]), srs, _wgs84())[0]
+    return float(lon), float(lat)
+
+
+def metric_srs_for(srs: Any, lonlat: tuple[float, float]) -> Any:
+    """``srs`` when it is projected, else the UTM zone of ``lonlat``."""
+    if srs.IsProjected():
+        return srs
+    return srs_traditional(f"EPSG:{utm_epsg(*lonlat)}")
+
+
 def transform_bounds(bounds: Sequence[float], src: Any, dst: Any) -> tuple[float, ...]:
     """Bounds (xmin, ymin, xmax, ymax) of ``bounds`` from ``src`` to ``dst`` (densified)."""
     from osgeo import osr

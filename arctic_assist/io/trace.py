@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,20 +20,16 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..core import contour as C
-from ..core.errors import CanceledError, InputError, ModelError
+from ..core.errors import InputError, ModelError
 from ..core.normalize import normalize
-
-gdal.UseExceptions()
-ogr.UseExceptions()
-osr.UseExceptions()
+from . import leftovers
+from .feedback import CancelFn, Feedback, LogFn, ProgressFn
+from .raster import _gdal, lonlat_of, metric_srs_for, srs_traditional, transform_points
+from .vector import open_layer
 
 LOG = logging.getLogger(__name__)
 #: an AOI box is read whole: its side in model pixels is bounded before anything is allocated
 MAX_AOI_SIDE_PX = 8192
-
-ProgressFn = Callable[[float], Any]
-CancelFn = Callable[[], bool]
-LogFn = Callable[[str], Any]
 
 
 @dataclass
@@ -106,79 +100,18 @@ class _ContourModel:
         return [np.asarray(o, dtype=np.float64)[0] for o in outs]
 
 
-# ----------------------------------------------------------------------------- CRS helpers
-
-
-def _srs(wkt_or_srs) -> osr.SpatialReference:
-    if isinstance(wkt_or_srs, osr.SpatialReference):
-        s = wkt_or_srs.Clone()
-    else:
-        s = osr.SpatialReference()
-        s.ImportFromWkt(wkt_or_srs)
-    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return s
-
-
-def _utm_for(lon: float, lat: float) -> osr.SpatialReference:
-    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
-    s = osr.SpatialReference()
-    s.ImportFromEPSG((32600 if lat >= 0 else 32700) + zone)
-    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return s
-
-
-def _transform_points(pts: np.ndarray, src: osr.SpatialReference, dst: osr.SpatialReference
-                      ) -> np.ndarray:
-    if src.IsSame(dst):
-        return np.asarray(pts, dtype=np.float64).copy()
-    ct = osr.CoordinateTransformation(src, dst)
-    out = np.array(ct.TransformPoints([(float(x), float(y)) for x, y in pts]), dtype=np.float64)
-    return out[:, :2]
-
-
-def metric_srs_for(srs: osr.SpatialReference, lonlat: tuple[float, float]
-                   ) -> osr.SpatialReference:
-    """``srs`` when it is projected, else the UTM zone of ``lonlat``."""
-    if srs.IsProjected():
-        return srs
-    return _utm_for(*lonlat)
-
-
-def _lonlat_of(pt: np.ndarray, srs: osr.SpatialReference) -> tuple[float, float]:
-    wgs = osr.SpatialReference()
-    wgs.ImportFromEPSG(4326)
-    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    lon, lat = _transform_points(np.asarray([pt]), srs, wgs)[0]
-    return float(lon), float(lat)
-
-
 # ----------------------------------------------------------------------------- AOIs
-
-
-def _open_layer(path: str, layer: str | None = None, what: str = "layer"):
-    if not os.path.exists(path) and not str(path).startswith("/vsi"):
-        raise InputError(f"{what} not found: {path}")
-    try:
-        ds = ogr.Open(str(path))
-    except RuntimeError as exc:
-        raise InputError(f"{what} {path} cannot be opened by OGR ({exc})") from exc
-    if ds is None or ds.GetLayerCount() == 0:
-        raise InputError(f"{what} {path} holds no vector layer")
-    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
-    if lyr is None:
-        raise InputError(f"{what} {path} has no layer '{layer}'")
-    return ds, lyr
 
 
 def read_aois(path: str, layer: str | None, dst: osr.SpatialReference
               ) -> list[tuple[Any, np.ndarray]]:
     """``[(aoi_id, polygon exterior points in dst)]`` (ids: an 'id' field, else the FID)."""
-    ds, lyr = _open_layer(path, layer, "AOI layer")
+    ds, lyr = open_layer(path, layer, "AOI layer")
     src = lyr.GetSpatialRef()
     if src is None:
         raise InputError(f"AOI layer {path} has no CRS; assign one (the box must be "
                          "placed on the raster)")
-    src = _srs(src)
+    src = srs_traditional(src)
     names = [lyr.GetLayerDefn().GetFieldDefn(i).GetName().lower()
              for i in range(lyr.GetLayerDefn().GetFieldCount())]
     id_field = next((n for n in ("aoi_id", "id", "name") if n in names), None)
@@ -198,7 +131,7 @@ def read_aois(path: str, layer: str | None, dst: osr.SpatialReference
             ring.Segmentize(_segment_length(ring))   # edges stay straight after reprojection
             pts += [ring.GetPoint_2D(i) for i in range(ring.GetPointCount())]
         aoi_id = feat.GetField(id_field) if id_field else feat.GetFID()
-        out.append((aoi_id, _transform_points(np.asarray(pts), src, dst)))
+        out.append((aoi_id, transform_points(np.asarray(pts), src, dst)))
     ds = None  # noqa: F841
     if not out:
         raise InputError(f"AOI layer {path} has no polygon features; draw a box around "
@@ -220,6 +153,7 @@ def read_window(src: gdal.Dataset, bands: list[int], work_srs: osr.SpatialRefere
     """Warp ``bands`` of ``src`` onto the (rotated) grid ``gt``; returns the
     ``(C, H, W)`` float32 values and the boolean coverage mask (inside the raster and not
     nodata)."""
+    _gdal()
     mem = gdal.GetDriverByName("MEM")
     view = gdal.Translate("", src, format="VRT", bandList=bands) if (
         bands != list(range(1, src.RasterCount + 1))) else src
@@ -267,19 +201,7 @@ def _add_line(lyr, pts: np.ndarray, values: dict[str, Any]) -> None:
 
 def _tmp_name(path: str) -> str:
     """Named by process (io/leftovers.py): a later run removes what a killed one left."""
-    from .leftovers import temp_name
-
-    return temp_name(str(path), "tmp")
-
-
-def _remove(path: str | None) -> None:
-    if not path:
-        return
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        try:
-            os.remove(path + suffix)
-        except OSError:
-            pass
+    return leftovers.temp_name(str(path), "tmp")
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -293,16 +215,9 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
     CRS, bad paths), :class:`ModelError` (not a contour model) or :class:`CanceledError`;
     on any error nothing is left at the output paths.
     """
-    def say(msg: str) -> None:
-        LOG.info(msg)
-        if log:
-            log(msg)
-
-    def step(pct: float) -> None:
-        if progress:
-            progress(float(pct))
-        if is_canceled and is_canceled():
-            raise CanceledError()
+    feedback = Feedback(progress, is_canceled, log, LOG)
+    say, step = feedback.say, feedback.step
+    _gdal()
 
     for p in (req.output_path, req.iterations_path):
         if p and not str(p).lower().endswith(".gpkg"):
@@ -316,7 +231,7 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
     wkt = src.GetProjection()
     if not wkt:
         raise InputError(f"raster {req.raster_path} has no CRS; assign one before tracing")
-    rsrs = _srs(wkt)
+    rsrs = srs_traditional(wkt)
     rgt = src.GetGeoTransform()
     model = _ContourModel(req.model_path, req.device)
     spec = model.spec
@@ -330,10 +245,10 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
     # work CRS: the raster's when projected, else the UTM zone of the raster centre
     cx = rgt[0] + 0.5 * src.RasterXSize * rgt[1] + 0.5 * src.RasterYSize * rgt[2]
     cy = rgt[3] + 0.5 * src.RasterXSize * rgt[4] + 0.5 * src.RasterYSize * rgt[5]
-    work = metric_srs_for(rsrs, _lonlat_of(np.array([cx, cy]), rsrs))
+    work = metric_srs_for(rsrs, lonlat_of(np.array([cx, cy]), rsrs))
     unit_m = work.GetLinearUnits() or 1.0
     # raster pixel size in work units (for choosing the resampling)
-    corner = _transform_points(np.array([[rgt[0], rgt[3]], [rgt[0] + rgt[1], rgt[3] + rgt[4]]]),
+    corner = transform_points(np.array([[rgt[0], rgt[3]], [rgt[0] + rgt[1], rgt[3] + rgt[4]]]),
                                rsrs, work)
     src_pixel = float(np.linalg.norm(corner[1] - corner[0]))
     pixel = spec.pixel_size_m / unit_m if spec.pixel_size_m else src_pixel
@@ -392,7 +307,7 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
         x = fit.image(normalize(arr, spec))[None].astype(np.float32)
         steps = model.run(x)
         iters_work = [C.pixel_to_map(fit.model_to_window(s), gt) for s in steps]
-        iters = [_transform_points(s, work, rsrs) for s in iters_work]
+        iters = [transform_points(s, work, rsrs) for s in iters_work]
         fronts.append(TracedFront(
             aoi_id=aoi_id, map_xy=iters[-1], iterations=iters,
             length_m=C.polyline_length(iters_work[-1]) * unit_m,
@@ -426,7 +341,7 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
                     _add_line(lyr2, it, dict(base, aoi_id=str(f.aoi_id), iteration=i,
                                              length_m=_length_m(it, out_srs, work, unit_m),
                                              convergence=f.convergence_m))
-        lyr = lyr2 = ds = ds2 = None  # noqa: F841 - drop references, then close
+        lyr = lyr2 = ds = ds2 = None  # drop references, then close
         for h_ in handles:
             h_.FlushCache()
         handles.clear()
@@ -435,10 +350,10 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
         if tmp_it:
             os.replace(tmp_it, req.iterations_path)
     except BaseException:
-        lyr = lyr2 = ds = ds2 = None  # noqa: F841
+        lyr = lyr2 = ds = ds2 = None
         handles.clear()
-        _remove(tmp_out)
-        _remove(tmp_it)
+        leftovers.remove(tmp_out)
+        leftovers.remove(tmp_it)
         raise
     step(100.0)
     say(f"Wrote {len(fronts)} front(s) to {req.output_path}")
@@ -450,7 +365,7 @@ def run_tracing(req: TraceRequest, progress: ProgressFn | None = None,
 
 def _length_m(pts: np.ndarray, srs: osr.SpatialReference, work: osr.SpatialReference,
               unit_m: float) -> float:
-    return C.polyline_length(_transform_points(pts, srs, work)) * unit_m
+    return C.polyline_length(transform_points(pts, srs, work)) * unit_m
 
 
 def _footprint_wkt(src: gdal.Dataset, rsrs: osr.SpatialReference,
@@ -469,6 +384,6 @@ def _footprint_wkt(src: gdal.Dataset, rsrs: osr.SpatialReference,
     px = np.asarray(edge, dtype=np.float64)
     m = np.stack([gt[0] + px[:, 0] * gt[1] + px[:, 1] * gt[2],
                   gt[3] + px[:, 0] * gt[4] + px[:, 1] * gt[5]], axis=1)
-    m = _transform_points(m, rsrs, work)
+    m = transform_points(m, rsrs, work)
     ring = list(m) + [m[0]]
     return "POLYGON((" + ",".join(f"{x!r} {y!r}" for x, y in ring) + "))"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
-from ..core.errors import CanceledError
+from ..core.errors import CanceledError, InputError
 from .raster import _gdal, srs_traditional
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +69,26 @@ AHEAD = 3
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
 MAX_HALO = 256
+
+
+def open_layer(path: str, layer: str | None = None, what: str = "layer") -> tuple[Any, Any]:
+    """``(dataset, layer)`` of an OGR file (``layer``: by name, default the first); an
+    :class:`InputError` naming ``what`` when it is missing, unreadable or has no layer."""
+    from osgeo import ogr
+
+    _gdal()
+    if not os.path.exists(path) and not str(path).startswith("/vsi"):
+        raise InputError(f"{what} not found: {path}")
+    try:
+        ds = ogr.Open(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"{what} {path} cannot be opened by OGR ({exc})") from exc
+    if ds is None or ds.GetLayerCount() == 0:
+        raise InputError(f"{what} {path} holds no vector layer")
+    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
+    if lyr is None:
+        raise InputError(f"{what} {path} has no layer '{layer}'")
+    return ds, lyr
 
 
 @dataclass(frozen=True)

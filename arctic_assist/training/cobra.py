@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import contour as C
+from ..core.spec import MULTIPLE_OF
 from . import fronts as FR
 from .softdtw import soft_dtw
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 VERTICES = 64
 ITERATIONS = 4
-MULTIPLE_OF = 16
 
 # ----------------------------------------------------------------------------- model
 
@@ -461,7 +461,7 @@ if L is not None:
         def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
             return self.model(x)
 
-        def training_step(self, batch, batch_idx):  # noqa: D401
+        def training_step(self, batch, batch_idx):
             x, y, heat = batch
             steps, feats = self.model.forward_with_features(x)
             parts = contour_losses(steps, y, self.hparams.gamma, self.hparams.vertex_weight,

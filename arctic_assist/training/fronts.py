@@ -36,13 +36,6 @@ FRONTLEARNING_PIXEL_SIZE_M = 49.0
 # ----------------------------------------------------------------------------- polylines
 
 
-def polyline_length(pts: np.ndarray) -> float:
-    pts = np.asarray(pts, dtype=np.float64)
-    if len(pts) < 2:
-        return 0.0
-    return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
-
-
 def resample_polyline(pts: np.ndarray, n: int = N_VERTICES) -> np.ndarray:
     """``n`` points equally spaced along the polyline (first and last point kept)."""
     pts = np.asarray(pts, dtype=np.float64)
@@ -311,7 +304,7 @@ def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
                 best, best_rng = i - start, (start, i)
             start = None
     kept = pts[best_rng[0]:best_rng[1]]
-    if len(kept) < 2 or polyline_length(kept) < min_keep * polyline_length(pts):
+    if len(kept) < 2 or C.polyline_length(kept) < min_keep * C.polyline_length(pts):
         return None
     if flip_parity:
         kept = kept[::-1]

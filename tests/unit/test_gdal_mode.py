@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("osgeo.gdal")
 
-# io/trace.py still switches them on at import (its move waits for the COBRA work)
-MODULES = ["io.raster", "io.vector", "io.detect", "io.quicklook", "io.training_data",
-           "io.training_export", "io.training_run", "io.models", "io.leftovers"]
+MODULES = ["io.raster", "io.vector", "io.detect", "io.trace", "io.front_distance",
+           "io.feedback", "io.quicklook", "io.training_data", "io.training_export",
+           "io.training_run", "io.models", "io.leftovers"]
 
 
 def test_importing_does_not_switch_gdal_exceptions_on():
