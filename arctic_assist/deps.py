@@ -44,10 +44,16 @@ def _major_minor(version: str | None) -> tuple[int, int] | None:
     return (int(parts[0]), int(parts[1])) if len(parts) >= 2 else None
 
 
-def build_dependency_message(missing: list[str], *, executable: str, python: str,
-                             numpy_version: str | None, gdal_version: str | None = None,
-                             externally_managed: bool = False, venv: bool = False
-                             ) -> str | None:
+def build_dependency_message(
+    missing: list[str],
+    *,
+    executable: str,
+    python: str,
+    numpy_version: str | None,
+    gdal_version: str | None = None,
+    externally_managed: bool = False,
+    venv: bool = False,
+) -> str | None:
     """The message for ``missing`` packages in the Python at ``executable`` (pure function).
 
     The numpy in QGIS's Python belongs to QGIS: its GDAL bindings are built against it (numpy
@@ -62,29 +68,38 @@ def build_dependency_message(missing: list[str], *, executable: str, python: str
     """
     if not missing:
         return None
-    packages = ["onnxruntime-gpu" if m == "onnxruntime" else m for m in missing
-                if m != "numpy"]
+    packages = ["onnxruntime-gpu" if m == "onnxruntime" else m for m in missing if m != "numpy"]
     flags = [] if venv else ["--user"]
-    notes = ["Use 'onnxruntime' instead of 'onnxruntime-gpu' without a GPU."] \
-        if "onnxruntime" in missing else []
+    notes = (
+        ["Use 'onnxruntime' instead of 'onnxruntime-gpu' without a GPU."]
+        if "onnxruntime" in missing
+        else []
+    )
     if numpy_version:
         packages.append(f'"numpy=={numpy_version}"')
-        notes.append(f"numpy=={numpy_version} is the numpy QGIS already has: pinning it keeps "
-                     "pip from replacing it.")
+        notes.append(
+            f"numpy=={numpy_version} is the numpy QGIS already has: pinning it keeps "
+            "pip from replacing it."
+        )
     elif "numpy" in missing:
         gdal = _major_minor(gdal_version)
         packages.insert(0, '"numpy<2"' if gdal is not None and gdal < (3, 9) else "numpy")
     if externally_managed and not venv:
         flags.append("--break-system-packages")
-        notes.append("This Python is marked externally managed (PEP 668); with --user, pip "
-                     "writes to your home folder only.")
+        notes.append(
+            "This Python is marked externally managed (PEP 668); with --user, pip "
+            "writes to your home folder only."
+        )
     command = " ".join([executable, "-m", "pip", "install", *flags, *packages])
-    return " ".join([
-        f"Arctic Assist needs the Python package(s) {', '.join(missing)} in QGIS's Python "
-        f"({executable}, Python {python}). Install with: {command} (then restart QGIS).",
-        *notes,
-        "Or start QGIS with PYTHONPATH pointing at a virtual environment that has them (see "
-        "the README)."])
+    return " ".join(
+        [
+            f"Arctic Assist needs the Python package(s) {', '.join(missing)} in QGIS's Python "
+            f"({executable}, Python {python}). Install with: {command} (then restart QGIS).",
+            *notes,
+            "Or start QGIS with PYTHONPATH pointing at a virtual environment that has them (see "
+            "the README).",
+        ]
+    )
 
 
 def dependency_message(missing: list[str] | None = None) -> str | None:
@@ -94,8 +109,11 @@ def dependency_message(missing: list[str] | None = None) -> str | None:
         return None
     numpy_version = None if "numpy" in missing else _installed_numpy()
     return build_dependency_message(
-        missing, executable=sys.executable,
+        missing,
+        executable=sys.executable,
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         numpy_version=numpy_version,
         gdal_version=_gdal_version() if numpy_version is None else None,
-        externally_managed=_externally_managed(), venv=sys.prefix != sys.base_prefix)
+        externally_managed=_externally_managed(),
+        venv=sys.prefix != sys.base_prefix,
+    )

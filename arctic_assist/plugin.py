@@ -28,16 +28,30 @@ class ToolbarEntry:
 
 
 TOOLBAR_ENTRIES = (
-    ToolbarEntry("ArcticAssistDetect", "Detect thaw slumps", "detect_thaw_slumps.svg",
-                 algorithm="arctic_assist:detect_thaw_slumps"),
-    ToolbarEntry("ArcticAssistTrace", "Trace calving front", "trace_calving_front.svg",
-                 method="start_trace"),
-    ToolbarEntry("ArcticAssistReview", "Review proposals", "review.svg",
-                 method="toggle_review_panel"),
-    ToolbarEntry("ArcticAssistExport", "Export training data", "export_training.svg",
-                 algorithm="arctic_assist:export_training_data"),
-    ToolbarEntry("ArcticAssistRetrain", "Retrain model", "retrain.svg",
-                 algorithm="arctic_assist:retrain_model"),
+    ToolbarEntry(
+        "ArcticAssistDetect",
+        "Detect thaw slumps",
+        "detect_thaw_slumps.svg",
+        algorithm="arctic_assist:detect_thaw_slumps",
+    ),
+    ToolbarEntry(
+        "ArcticAssistTrace", "Trace calving front", "trace_calving_front.svg", method="start_trace"
+    ),
+    ToolbarEntry(
+        "ArcticAssistReview", "Review proposals", "review.svg", method="toggle_review_panel"
+    ),
+    ToolbarEntry(
+        "ArcticAssistExport",
+        "Export training data",
+        "export_training.svg",
+        algorithm="arctic_assist:export_training_data",
+    ),
+    ToolbarEntry(
+        "ArcticAssistRetrain",
+        "Retrain model",
+        "retrain.svg",
+        algorithm="arctic_assist:retrain_model",
+    ),
     ToolbarEntry("ArcticAssistModels", "Models", "models.svg", method="show_models"),
 )
 
@@ -76,13 +90,15 @@ class ArcticAssistPlugin:
         self.toolbar = self.iface.addToolBar("Arctic Assist")
         self.toolbar.setObjectName(TOOLBAR_NAME)
         for entry in TOOLBAR_ENTRIES:
-            action = QAction(QIcon(about.icon_path(entry.icon)), entry.text,
-                             self.iface.mainWindow())
+            action = QAction(
+                QIcon(about.icon_path(entry.icon)), entry.text, self.iface.mainWindow()
+            )
             action.setObjectName(entry.object_name)
             action.setToolTip(f"Arctic Assist: {entry.text}")
             if entry.algorithm:
                 action.triggered.connect(
-                    lambda _=False, alg=entry.algorithm: self.open_algorithm(alg))
+                    lambda _=False, alg=entry.algorithm: self.open_algorithm(alg)
+                )
             else:
                 action.triggered.connect(getattr(self, entry.method))
             self.toolbar.addAction(action)
@@ -91,7 +107,8 @@ class ArcticAssistPlugin:
         message = dependency_message()
         if message:
             self.iface.messageBar().pushMessage(
-                "Arctic Assist", message, level=Qgis.MessageLevel.Warning, duration=0)
+                "Arctic Assist", message, level=Qgis.MessageLevel.Warning, duration=0
+            )
             LOG.warning(message)
 
     def open_algorithm(self, algorithm_id: str, parameters: dict | None = None):
@@ -110,8 +127,10 @@ class ArcticAssistPlugin:
         dialog = processing.createAlgorithmDialog(algorithm_id, params)
         if dialog is None:
             self.iface.messageBar().pushMessage(
-                "Arctic Assist", f"Algorithm {algorithm_id} is not available",
-                level=Qgis.MessageLevel.Critical)
+                "Arctic Assist",
+                f"Algorithm {algorithm_id} is not available",
+                level=Qgis.MessageLevel.Critical,
+            )
             return None
         self._track(dialog)
         dialog.show()

@@ -18,8 +18,7 @@ def user_models_dir() -> Path:
 
 def default_models() -> dict[str, str]:
     settings = QgsSettings()
-    return {task: settings.value(f"{PREFIX}/default_model/{task}", "", type=str)
-            for task in TASKS}
+    return {task: settings.value(f"{PREFIX}/default_model/{task}", "", type=str) for task in TASKS}
 
 
 def set_default_model(task: str, path: str) -> None:

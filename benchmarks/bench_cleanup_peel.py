@@ -65,8 +65,10 @@ def main() -> int:
         return float((a & b).sum() / union) if union else float("nan")
 
     valid = prob != -1
-    print(f"{len(experts)} experts; expert vs majority mean IoU "
-          f"{np.mean([iou(e, majority) for e in each]):.3f}")
+    print(
+        f"{len(experts)} experts; expert vs majority mean IoU "
+        f"{np.mean([iou(e, majority) for e in each]):.3f}"
+    )
     print("threshold min_segment fill_holes filter  IoU_majority  IoU_experts  polygons")
     for thr in (0.3, 0.4, 0.5, 0.6, 0.7):
         base = (prob > thr) & valid
@@ -77,8 +79,10 @@ def main() -> int:
             keep = runs.counts() >= max(seg, 1)
             if runs.n:
                 m = runs.paint(np.ones(runs.n, np.int8), keep, dtype=np.int8).astype(bool)
-            print(f"{thr:9.1f} {seg:11d} {hole:10d} {filt:6d}  {iou(m, majority):12.3f}  "
-                  f"{np.mean([iou(m, e) for e in each]):11.3f}  {int(keep.sum())}")
+            print(
+                f"{thr:9.1f} {seg:11d} {hole:10d} {filt:6d}  {iou(m, majority):12.3f}  "
+                f"{np.mean([iou(m, e) for e in each]):11.3f}  {int(keep.sum())}"
+            )
     return 0
 
 

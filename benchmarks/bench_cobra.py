@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timing repetitions")
     p.add_argument("--demo", action="store_true", help="(kept for make cobra-demo)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON only")
-    p.add_argument("--qgis-process", action="store_true",
-                   help="also trace and measure through qgis_process (the headless plugin)")
+    p.add_argument(
+        "--qgis-process",
+        action="store_true",
+        help="also trace and measure through qgis_process (the headless plugin)",
+    )
     args = p.parse_args(argv)
     hmb = Path(args.data) / "calving" / "harald_moltke_brae"
     raster = hmb / "basemap" / "harald_moltke_brae.tif"
@@ -64,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             if f.exists():
                 f.unlink()
         t0 = time.perf_counter()
-        res = run_tracing(TraceRequest(str(raster), args.model, str(box), str(out),
-                                       iterations_path=str(its), run_id="bench"))
+        res = run_tracing(
+            TraceRequest(
+                str(raster),
+                args.model,
+                str(box),
+                str(out),
+                iterations_path=str(its),
+                run_id="bench",
+            )
+        )
         times.append(time.perf_counter() - t0)
     f = res.fronts[0]
     refs = sorted(glob.glob(str(hmb / "lines" / "harald_moltke_brae" / "*" / "*.shp")))
@@ -76,14 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     best = min(dists, key=dists.get)
     vals = sorted(dists.values())
     numbers = {
-        "model": f"{res.model_name} {res.model_version}", "provider": res.provider,
-        "window_px": list(f.window), "length_m": round(f.length_m, 1),
+        "model": f"{res.model_name} {res.model_version}",
+        "provider": res.provider,
+        "window_px": list(f.window),
+        "length_m": round(f.length_m, 1),
         "self_intersections": C.self_intersections(f.map_xy),
         "convergence_m": round(f.convergence_m, 2),
         "trace_time_s_median": round(sorted(times)[len(times) // 2], 3),
         "reference_dates": len(dists),
-        "nearest_date": best, "nearest_date_distance_m": round(dists[best], 1),
-        "distance_m_min": round(vals[0], 1), "distance_m_median": round(vals[len(vals) // 2], 1),
+        "nearest_date": best,
+        "nearest_date_distance_m": round(dists[best], 1),
+        "distance_m_min": round(vals[0], 1),
+        "distance_m_median": round(vals[len(vals) // 2], 1),
         "distance_m_max": round(vals[-1], 1),
     }
     # the front visible in this image, from a plain ice/water threshold inside the box (the
@@ -91,13 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     visible = tmp / "visible_front.gpkg"
     if image_front(raster, box, res.fronts[0], visible):
         numbers["distance_to_threshold_front_m"] = round(
-            front_distance(str(out), str(visible)).mean_m, 1)
-    render(raster, box, its, out, refs[list(dists).index(best)], Path(args.png),
-           visible if visible.exists() else None)
+            front_distance(str(out), str(visible)).mean_m, 1
+        )
+    render(
+        raster,
+        box,
+        its,
+        out,
+        refs[list(dists).index(best)],
+        Path(args.png),
+        visible if visible.exists() else None,
+    )
     numbers["png"] = args.png
     if args.qgis_process:
-        numbers.update(through_qgis_process(raster, box, Path(args.model),
-                                            refs[list(dists).index(best)], tmp))
+        numbers.update(
+            through_qgis_process(raster, box, Path(args.model), refs[list(dists).index(best)], tmp)
+        )
     if args.json:
         print(json.dumps(numbers))
     else:
@@ -106,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, tmp: Path
-                         ) -> dict:
+def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, tmp: Path) -> dict:
     """``qgis_process.bin run arctic_assist:trace_calving_front`` in the box, then
     ``arctic_assist:front_distance`` to ``reference``, against a throw-away profile."""
     import re
@@ -122,20 +145,33 @@ def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, t
     out = tmp / "qgis_process_front.gpkg"
     t0 = time.perf_counter()
     runs = [
-        ["arctic_assist:trace_calving_front", f"INPUT={raster}", f"AOI={box}",
-         f"MODEL={model}", "DEVICE=1", f"OUTPUT={out}"],  # DEVICE 1 = cpu
+        [
+            "arctic_assist:trace_calving_front",
+            f"INPUT={raster}",
+            f"AOI={box}",
+            f"MODEL={model}",
+            "DEVICE=1",
+            f"OUTPUT={out}",
+        ],  # DEVICE 1 = cpu
         ["arctic_assist:front_distance", f"INPUT={out}", f"REFERENCE={reference}"],
     ]
     texts = []
     for args in runs:
-        proc = subprocess.run([QGIS_PROCESS, "run", args[0], "--", *args[1:]], env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [QGIS_PROCESS, "run", args[0], "--", *args[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0:
             raise SystemExit(f"qgis_process {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
         texts.append(proc.stdout)
     m = re.search(r"MEAN_DISTANCE:\s*([-0-9.eE+]+)", texts[1])
-    return {"qgis_process_seconds": round(time.perf_counter() - t0, 1),
-            "qgis_process_distance_m": round(float(m.group(1)), 1) if m else None}
+    return {
+        "qgis_process_seconds": round(time.perf_counter() - t0, 1),
+        "qgis_process_distance_m": round(float(m.group(1)), 1) if m else None,
+    }
 
 
 def image_front(raster: Path, box: Path, traced, out: Path) -> bool:
@@ -164,8 +200,9 @@ def image_front(raster: Path, box: Path, traced, out: Path) -> bool:
     # boundary pixels: ice with a water 4-neighbour, away from the window border
     water = (~ice) & valid
     b = np.zeros_like(ice)
-    b[1:-1, 1:-1] = ice[1:-1, 1:-1] & (water[:-2, 1:-1] | water[2:, 1:-1] |
-                                       water[1:-1, :-2] | water[1:-1, 2:])
+    b[1:-1, 1:-1] = ice[1:-1, 1:-1] & (
+        water[:-2, 1:-1] | water[2:, 1:-1] | water[1:-1, :-2] | water[1:-1, 2:]
+    )
     if b.sum() < 10:
         return False
     line = mask_to_polyline(b)
@@ -183,8 +220,15 @@ def image_front(raster: Path, box: Path, traced, out: Path) -> bool:
     return True
 
 
-def render(raster: Path, box: Path, its: Path, front: Path, ref: str, png: Path,
-           visible: Path | None = None) -> None:
+def render(
+    raster: Path,
+    box: Path,
+    its: Path,
+    front: Path,
+    ref: str,
+    png: Path,
+    visible: Path | None = None,
+) -> None:
     """Basemap crop around the box with the box (blue), the iterations (orange), the
     nearest reference front (green), the threshold front (cyan) and the traced front
     (red)."""
@@ -207,9 +251,16 @@ def render(raster: Path, box: Path, its: Path, front: Path, ref: str, png: Path,
     crop = png.with_suffix(".crop.tif")
     gdal.Translate(str(crop), src, projWin=[x0 - pad, y1 + pad, x1 + pad, y0 - pad])
     png.parent.mkdir(parents=True, exist_ok=True)
-    quicklook.render(crop, png, bands=(1,), max_size=900, line_width=2, overlays=[
-        (box, (60, 120, 255)), (its, (255, 170, 0)), (ref, (0, 220, 0))]
-        + ([(visible, (0, 230, 230))] if visible else []) + [(front, (255, 0, 0))])
+    quicklook.render(
+        crop,
+        png,
+        bands=(1,),
+        max_size=900,
+        line_width=2,
+        overlays=[(box, (60, 120, 255)), (its, (255, 170, 0)), (ref, (0, 220, 0))]
+        + ([(visible, (0, 230, 230))] if visible else [])
+        + [(front, (255, 0, 0))],
+    )
     crop.unlink()
 
 

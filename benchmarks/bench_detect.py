@@ -60,8 +60,13 @@ def synthetic_raster(path: Path, size: int, seed: int = 0) -> Path:
     if path.exists():
         return path
     ds = gdal.GetDriverByName("GTiff").Create(
-        str(path), size, size, 4, gdal.GDT_UInt16,
-        options=["TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=YES"])
+        str(path),
+        size,
+        size,
+        4,
+        gdal.GDT_UInt16,
+        options=["TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=YES"],
+    )
     ds.SetGeoTransform((400000.0, 10.0, 0.0, 7600000.0, 0.0, -10.0))
     ds.SetProjection(_wkt(32608))
     for b in range(4):
@@ -92,15 +97,19 @@ def _wkt(epsg: int) -> str:
 
 
 def cheap_model(path: Path) -> Path:
-    spec = make_spec(normalization=Normalization("scale", scale=1e-3), tile_size=512,
-                     tile_overlap=32)
+    spec = make_spec(
+        normalization=Normalization("scale", scale=1e-3), tile_size=512, tile_overlap=32
+    )
     return weighted_sum_model(path, [1.0, 1.0, 1.0, 1.0], -16.0, spec=spec)
 
 
 def unet_model(path: Path) -> Path:
-    spec = make_spec(normalization=Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5,
-                                                 offset=2.1), tile_size=192, tile_overlap=48,
-                     multiple_of=2)
+    spec = make_spec(
+        normalization=Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5, offset=2.1),
+        tile_size=192,
+        tile_overlap=48,
+        multiple_of=2,
+    )
     return conv_net_model(path, in_channels=4, width=16, depth=2, spec=spec)
 
 
@@ -113,7 +122,7 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
         t = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def vm_hwm_kb() -> int:
@@ -130,9 +139,18 @@ def vm_hwm_kb() -> int:
 def child(raster: str, model: str, out: str) -> None:
     """Run one detection and print JSON with the peak RSS (VmHWM) and timings."""
     res = run_detection(DetectRequest(raster, model, out, batch_size=4, min_area_m2=100))
-    print(json.dumps({"peak_rss_mb": vm_hwm_kb() / 1024, "seconds": res.seconds,
-                      "inference_seconds": res.inference_seconds, "tiles": res.tiles_run,
-                      "skipped": res.tiles_skipped, "features": res.n_features}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": vm_hwm_kb() / 1024,
+                "seconds": res.seconds,
+                "inference_seconds": res.inference_seconds,
+                "tiles": res.tiles_run,
+                "skipped": res.tiles_skipped,
+                "features": res.n_features,
+            }
+        )
+    )
 
 
 def measure_child(raster: Path, model: Path, out: Path) -> dict:
@@ -158,7 +176,7 @@ def measure_child(raster: Path, model: Path, out: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {stderr[-2000:]}")
     data = json.loads(stdout.strip().splitlines()[-1])
-    data["psutil_peak_mb"] = seen[0] / 2 ** 20
+    data["psutil_peak_mb"] = seen[0] / 2**20
     return data
 
 
@@ -175,8 +193,11 @@ def main() -> int:
         child(*args.child)
         return 0
 
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [2000, 8000] if args.quick else [10000, 40000])
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([2000, 8000] if args.quick else [10000, 40000])
+    )
     osize = args.overhead_size or (1024 if args.quick else 3072)
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aa_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -187,20 +208,29 @@ def main() -> int:
         macs = conv_macs_per_pixel(unet)
         raster = synthetic_raster(work / f"ovh_{osize}.tif", osize)
         run_detection(DetectRequest(str(raster), str(unet), str(work / "warm.gpkg")))  # warm
-        res = run_detection(DetectRequest(str(raster), str(unet), str(work / "ovh.gpkg"),
-                                          str(work / "ovh_prob.tif")))
+        res = run_detection(
+            DetectRequest(
+                str(raster), str(unet), str(work / "ovh.gpkg"), str(work / "ovh_prob.tif")
+            )
+        )
         ratio = res.seconds / res.inference_seconds
         mpx = osize * osize / 1e6
         gflops = mpx * 1e6 * 2 * macs / res.seconds / 1e9
         peak = matmul_peak_gflops()
         rows += [
-            ("(a) overhead wall / session.run", f"{ratio:.3f}",
-             f"U-Net-like, {osize}^2 px, {res.tiles_run} tiles of 192, "
-             f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in session.run "
-             f"(target <= 1.10)"),
-            ("(c) throughput U-Net-like", f"{mpx / res.seconds:.2f} MP/s",
-             f"{2 * macs / 1e3:.1f} kFLOP/px; {gflops:.1f} GFLOP/s = "
-             f"{100 * gflops / peak:.0f}% of numpy float32 matmul peak {peak:.1f} GFLOP/s"),
+            (
+                "(a) overhead wall / session.run",
+                f"{ratio:.3f}",
+                f"U-Net-like, {osize}^2 px, {res.tiles_run} tiles of 192, "
+                f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in session.run "
+                f"(target <= 1.10)",
+            ),
+            (
+                "(c) throughput U-Net-like",
+                f"{mpx / res.seconds:.2f} MP/s",
+                f"{2 * macs / 1e3:.1f} kFLOP/px; {gflops:.1f} GFLOP/s = "
+                f"{100 * gflops / peak:.0f}% of numpy float32 matmul peak {peak:.1f} GFLOP/s",
+            ),
         ]
         # (b) memory, one subprocess per size, cheap model
         cheap = cheap_model(work / "cheap.onnx")
@@ -211,15 +241,25 @@ def main() -> int:
             make_s = time.perf_counter() - t
             data = measure_child(r, cheap, work / f"mem_{size}.gpkg")
             mem.append(data["peak_rss_mb"])
-            rows.append((f"(b) peak RSS {size} x {size}", f"{data['peak_rss_mb']:.0f} MB",
-                         f"psutil max {data['psutil_peak_mb']:.0f} MB; {data['seconds']:.0f} s "
-                         f"({size * size / 1e6 / data['seconds']:.1f} MP/s, cheap model), "
-                         f"{data['tiles']} tiles, {data['skipped']} skipped, "
-                         f"{data['features']} polygons; raster made in {make_s:.0f} s, "
-                         f"{r.stat().st_size / 2 ** 20:.0f} MB"))
+            rows.append(
+                (
+                    f"(b) peak RSS {size} x {size}",
+                    f"{data['peak_rss_mb']:.0f} MB",
+                    f"psutil max {data['psutil_peak_mb']:.0f} MB; {data['seconds']:.0f} s "
+                    f"({size * size / 1e6 / data['seconds']:.1f} MP/s, cheap model), "
+                    f"{data['tiles']} tiles, {data['skipped']} skipped, "
+                    f"{data['features']} polygons; raster made in {make_s:.0f} s, "
+                    f"{r.stat().st_size / 2**20:.0f} MB",
+                )
+            )
         if len(mem) >= 2:
-            rows.append(("(b) RSS larger / smaller", f"{mem[-1] / mem[0]:.2f}",
-                         "target <= 1.2; absolute target <= 1536 MB"))
+            rows.append(
+                (
+                    "(b) RSS larger / smaller",
+                    f"{mem[-1] / mem[0]:.2f}",
+                    "target <= 1.2; absolute target <= 1536 MB",
+                )
+            )
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -64,8 +64,10 @@ def qgis_run(alg: str, params: dict, env: dict) -> float:
     t0 = time.time()
     proc = run_qgis_process(args, env, timeout=3600)
     secs = time.time() - t0
-    print(f"$ qgis_process.bin {' '.join(args)}\n  -> exit {proc.returncode} in {secs:.0f} s",
-          flush=True)
+    print(
+        f"$ qgis_process.bin {' '.join(args)}\n  -> exit {proc.returncode} in {secs:.0f} s",
+        flush=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{alg} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return secs
@@ -98,7 +100,8 @@ def top_half_aoi(path: Path, aoi: Path, raster: gdal.Dataset) -> Path:
     y_cut = gt[3] + HOLDOUT_ROW * gt[5]
     x0, x1 = gt[0], gt[0] + raster.RasterXSize * gt[1]
     box = ogr.CreateGeometryFromWkt(
-        f"POLYGON(({x0} {gt[3]},{x1} {gt[3]},{x1} {y_cut},{x0} {y_cut},{x0} {gt[3]}))")
+        f"POLYGON(({x0} {gt[3]},{x1} {gt[3]},{x1} {y_cut},{x0} {y_cut},{x0} {gt[3]}))"
+    )
     src = ogr.Open(str(aoi))
     layer = src.GetLayer(0)
     srs = osr.SpatialReference(wkt=raster.GetProjection())
@@ -124,12 +127,20 @@ def top_half_aoi(path: Path, aoi: Path, raster: gdal.Dataset) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--model", default=str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx"),
-                   help="the model detected with first and warm-started from")
-    p.add_argument("--labels", nargs="+", default=["majority", "expert01"],
-                   help="majority and/or expertNN (one expert's polygons)")
-    p.add_argument("--methods", nargs="+", default=["supervised", "pixeldino"],
-                   choices=sorted(METHODS))
+    p.add_argument(
+        "--model",
+        default=str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx"),
+        help="the model detected with first and warm-started from",
+    )
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=["majority", "expert01"],
+        help="majority and/or expertNN (one expert's polygons)",
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=["supervised", "pixeldino"], choices=sorted(METHODS)
+    )
     p.add_argument("--start", nargs="+", default=["scratch"], choices=["scratch", "warm"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=300, help="retraining steps")
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     votes = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts)
     majority = votes * 2 > len(experts)
     bottom = np.zeros_like(inside)
-    bottom[HOLDOUT_ROW * FINE:] = True
+    bottom[HOLDOUT_ROW * FINE :] = True
     scored = inside & bottom
 
     def score(gpkg: Path) -> float:
@@ -171,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
     before = work / "before.gpkg"
     if not before.is_file():
-        qgis_run("detect_thaw_slumps", {"INPUT": raster_path, "MODEL": a.model, "DEVICE": 1,
-                                        "OUTPUT": before}, env)
+        qgis_run(
+            "detect_thaw_slumps",
+            {"INPUT": raster_path, "MODEL": a.model, "DEVICE": 1, "OUTPUT": before},
+            env,
+        )
     iou_before = score(before)
     aoi = top_half_aoi(work / "aoi_top.gpkg", peel / "peel_aoi.geojson", raster)
     for labels in a.labels:
@@ -182,35 +196,62 @@ def main(argv: list[str] | None = None) -> int:
             lpath = peel / "labels_by_expert" / f"expert_{labels.removeprefix('expert')}.shp"
         folder = work / f"data_{labels}"
         if not (folder / "manifest.json").is_file():
-            qgis_run("export_training_data",
-                     {"LABELS": lpath, "RASTERS": raster_path, "AOI": aoi,
-                      "ONLY_REVIEWED": "false", "CHIP_SIZE": a.chip_size, "OUTPUT": folder}, env)
+            qgis_run(
+                "export_training_data",
+                {
+                    "LABELS": lpath,
+                    "RASTERS": raster_path,
+                    "AOI": aoi,
+                    "ONLY_REVIEWED": "false",
+                    "CHIP_SIZE": a.chip_size,
+                    "OUTPUT": folder,
+                },
+                env,
+            )
         for start in a.start:
             for method in a.methods:
                 for seed in a.seeds:
-                    key = dict(labels=labels, start=start, method=method, seed=seed,
-                               steps=a.steps)
+                    key = dict(labels=labels, start=start, method=method, seed=seed, steps=a.steps)
                     if any(all(r.get(k) == v for k, v in key.items()) for r in results):
                         continue
                     tag = f"{labels}_{start}_{method}_s{seed}"
                     model = work / f"{tag}.onnx"
                     after = work / f"{tag}.gpkg"
-                    params = {"DATA": folder, "TASK": 0, "METHOD": METHODS[method],
-                              "STEPS": a.steps, "DEVICE": 1, "SEED": seed, "OUTPUT": model}
+                    params = {
+                        "DATA": folder,
+                        "TASK": 0,
+                        "METHOD": METHODS[method],
+                        "STEPS": a.steps,
+                        "DEVICE": 1,
+                        "SEED": seed,
+                        "OUTPUT": model,
+                    }
                     if start == "warm":
                         params["BASE_MODEL"] = a.model
                     secs = qgis_run("retrain_model", params, env)
                     after.unlink(missing_ok=True)
-                    qgis_run("detect_thaw_slumps", {"INPUT": raster_path, "MODEL": model,
-                                                    "DEVICE": 1, "OUTPUT": after}, env)
-                    res = {**key, "retrain_s": round(secs, 1), "iou_before": iou_before,
-                           "iou_after": score(after)}
-                    print(f"  {tag}: bottom-half IoU {iou_before:.3f} -> {res['iou_after']:.3f}"
-                          f" (retrain {secs:.0f} s)", flush=True)
+                    qgis_run(
+                        "detect_thaw_slumps",
+                        {"INPUT": raster_path, "MODEL": model, "DEVICE": 1, "OUTPUT": after},
+                        env,
+                    )
+                    res = {
+                        **key,
+                        "retrain_s": round(secs, 1),
+                        "iou_before": iou_before,
+                        "iou_after": score(after),
+                    }
+                    print(
+                        f"  {tag}: bottom-half IoU {iou_before:.3f} -> {res['iou_after']:.3f}"
+                        f" (retrain {secs:.0f} s)",
+                        flush=True,
+                    )
                     results.append(res)
                     store.write_text(json.dumps(results, indent=1))
-    print(f"\nBottom half of Peel (never trained on), IoU vs the experts' majority at 2.5 m; "
-          f"model before: {iou_before:.3f}")
+    print(
+        f"\nBottom half of Peel (never trained on), IoU vs the experts' majority at 2.5 m; "
+        f"model before: {iou_before:.3f}"
+    )
     rows: dict[tuple, list] = {}
     for r in results:
         if r.get("steps") == a.steps:
@@ -218,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     for (labels, start, method), rs in sorted(rows.items()):
         v = [r["iou_after"] for r in rs]
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        print(f"  {labels:9s} {start:7s} {method:10s} {statistics.mean(v):.3f} +- {sd:.3f} "
-              f"(seeds {', '.join(str(r['seed']) for r in rs)}: "
-              f"{' / '.join(f'{x:.3f}' for x in v)}), retrain "
-              f"{statistics.mean(r['retrain_s'] for r in rs):.0f} s")
+        print(
+            f"  {labels:9s} {start:7s} {method:10s} {statistics.mean(v):.3f} +- {sd:.3f} "
+            f"(seeds {', '.join(str(r['seed']) for r in rs)}: "
+            f"{' / '.join(f'{x:.3f}' for x in v)}), retrain "
+            f"{statistics.mean(r['retrain_s'] for r in rs):.0f} s"
+        )
     return 0
 
 

@@ -148,8 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=3, help="scenes per region")
     p.add_argument("--size", type=int, default=128, help="scene side in pixels")
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (1 thread each)")
-    p.add_argument("--methods", nargs="*", default=list(METHODS),
-                   choices=[*METHODS, *VARIANTS], help="methods and ablations to run")
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        default=list(METHODS),
+        choices=[*METHODS, *VARIANTS],
+        help="methods and ablations to run",
+    )
     p.add_argument("--work", default=None, help="working folder (default: a temp folder)")
     p.add_argument("--json-out", default=None, help="write all runs as JSON here")
     p.add_argument(
@@ -238,8 +243,10 @@ def previous_runs(a: argparse.Namespace) -> list[dict]:
         return []
     old = json.loads(path.read_text())
     if any(old["args"].get(k) != getattr(a, k) for k in RUN_KEYS):
-        raise SystemExit(f"{path} was made with other settings ({', '.join(RUN_KEYS)}); "
-                         "remove it or drop --resume")
+        raise SystemExit(
+            f"{path} was made with other settings ({', '.join(RUN_KEYS)}); "
+            "remove it or drop --resume"
+        )
     return [r for r in old["runs"] if r["method"] in a.methods and r["seed"] < a.seeds]
 
 

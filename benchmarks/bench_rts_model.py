@@ -64,8 +64,9 @@ def area_share(gpkg: Path, raster: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--models", nargs="+",
-                   default=[str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx")])
+    p.add_argument(
+        "--models", nargs="+", default=[str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx")]
+    )
     p.add_argument("--json-out", default=None)
     a = p.parse_args(argv)
     data = Path(a.data)
@@ -79,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     experts = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))
     grid = supersampled_grid(gdal.Open(str(raster)), FINE)
     inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
-    majority = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts) * 2 > len(
-        experts)
+    majority = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts) * 2 > len(experts)
     bottom = np.zeros_like(inside)
-    bottom[HOLDOUT_ROW * FINE:] = True
+    bottom[HOLDOUT_ROW * FINE :] = True
     arts_mask = rasterize_polygons(arts, grid) if arts.is_file() else None
     whole = np.ones_like(inside)
     work = Path(tempfile.mkdtemp(prefix="bench_rts_model_"))
@@ -90,21 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     for i, model in enumerate(a.models):
         peel_out = detect(model, raster, work / f"peel_{i}.gpkg")
         pred = rasterize_polygons(peel_out, grid)
-        row = {"model": model,
-               "peel_bottom_iou": iou(pred, majority, inside & bottom),
-               "peel_top_iou": iou(pred, majority, inside & ~bottom),
-               "arts_iou": iou(pred, arts_mask, whole) if arts_mask is not None else None,
-               "negative_scene_share": (area_share(detect(model, negative,
-                                                          work / f"neg_{i}.gpkg"), negative)
-                                        if negative.is_file() else None)}
+        row = {
+            "model": model,
+            "peel_bottom_iou": iou(pred, majority, inside & bottom),
+            "peel_top_iou": iou(pred, majority, inside & ~bottom),
+            "arts_iou": iou(pred, arts_mask, whole) if arts_mask is not None else None,
+            "negative_scene_share": (
+                area_share(detect(model, negative, work / f"neg_{i}.gpkg"), negative)
+                if negative.is_file()
+                else None
+            ),
+        }
         rows.append(row)
-    print("model | Peel bottom half IoU | Peel top half IoU (trained on) | ARTS IoU | "
-          "area proposed on the RTS-free scene")
+    print(
+        "model | Peel bottom half IoU | Peel top half IoU (trained on) | ARTS IoU | "
+        "area proposed on the RTS-free scene"
+    )
     for r in rows:
         share = r["negative_scene_share"]
-        print(f"{r['model']} | {r['peel_bottom_iou']:.3f} | {r['peel_top_iou']:.3f} | "
-              f"{r['arts_iou'] if r['arts_iou'] is None else round(r['arts_iou'], 3)} | "
-              f"{'n/a' if share is None else f'{100 * share:.2f} %'}")
+        print(
+            f"{r['model']} | {r['peel_bottom_iou']:.3f} | {r['peel_top_iou']:.3f} | "
+            f"{r['arts_iou'] if r['arts_iou'] is None else round(r['arts_iou'], 3)} | "
+            f"{'n/a' if share is None else f'{100 * share:.2f} %'}"
+        )
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(rows, indent=1))
     return 0

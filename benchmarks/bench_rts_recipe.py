@@ -27,15 +27,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # each variant: (method, extra arguments); "new" is the default recipe of the trainer
-OLD = ["--loss", "bce", "--positive-fraction", "0", "--semi-start", "0", "--semi-ramp", "0",
-       "--ema-start", "0.996", "--ema-end", "1.0", "--select", "teacher", "--no-standardize"]
+OLD = [
+    "--loss",
+    "bce",
+    "--positive-fraction",
+    "0",
+    "--semi-start",
+    "0",
+    "--semi-ramp",
+    "0",
+    "--ema-start",
+    "0.996",
+    "--ema-end",
+    "1.0",
+    "--select",
+    "teacher",
+    "--no-standardize",
+]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pixeldino": ("pixeldino", []),
     "supervised": ("supervised", []),
     "supervised_aug": ("supervised_aug", []),
     "pixeldino_old": ("pixeldino", OLD),
-    "supervised_old": ("supervised", ["--loss", "bce", "--positive-fraction", "0",
-                                      "--no-standardize"]),
+    "supervised_old": (
+        "supervised",
+        ["--loss", "bce", "--positive-fraction", "0", "--no-standardize"],
+    ),
     "pixeldino_bce": ("pixeldino", ["--loss", "bce"]),
     "pixeldino_uniform": ("pixeldino", ["--positive-fraction", "0"]),
     "pixeldino_nostd": ("pixeldino", ["--no-standardize"]),
@@ -59,9 +76,18 @@ def prepare(data: Path, work: Path, chip: int, holdout_row: int) -> Path:
     def split(ri, x, y, w, h):
         return "test" if y >= holdout_row else ("train" if y + h <= holdout_row else None)
 
-    build_dataset([peel / "peel_s2_bgrn_10m.tif"], shps, out, chip,
-                  band_names=["B2", "B3", "B4", "B8"], aoi_path=peel / "peel_aoi.geojson",
-                  nodata=0, regions=["peel"], split_fn=split, label_mode="majority")
+    build_dataset(
+        [peel / "peel_s2_bgrn_10m.tif"],
+        shps,
+        out,
+        chip,
+        band_names=["B2", "B3", "B4", "B8"],
+        aoi_path=peel / "peel_aoi.geojson",
+        nodata=0,
+        regions=["peel"],
+        split_fn=split,
+        label_mode="majority",
+    )
     return out
 
 
@@ -69,16 +95,42 @@ def run(name: str, seed: int, a: argparse.Namespace, folder: Path) -> dict:
     method, extra = VARIANTS[name]
     out = Path(a.work) / "models" / f"{name}_s{seed}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "arctic_assist.training", method, "--data", str(folder),
-           "--out", str(out), "--steps", str(a.steps), "--tile", str(a.tile),
-           "--batch-labelled", str(a.batch), "--batch-unlabelled", str(a.batch),
-           "--seed", str(seed), "--threads", str(a.threads), "--progress", "none",
-           "--log-dir", str(Path(a.work) / "runs"), "--run-name", f"{name}_s{seed}",
-           "--checkpoint-every", "0", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "arctic_assist.training",
+        method,
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--steps",
+        str(a.steps),
+        "--tile",
+        str(a.tile),
+        "--batch-labelled",
+        str(a.batch),
+        "--batch-unlabelled",
+        str(a.batch),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(a.threads),
+        "--progress",
+        "none",
+        "--log-dir",
+        str(Path(a.work) / "runs"),
+        "--run-name",
+        f"{name}_s{seed}",
+        "--checkpoint-every",
+        "0",
+        *extra,
+    ]
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     secs = time.time() - t0
     if proc.returncode != 0:
         print(proc.stdout[-2000:], proc.stderr[-4000:])
@@ -87,12 +139,20 @@ def run(name: str, seed: int, a: argparse.Namespace, folder: Path) -> dict:
     doc = json.loads(line)
     m = doc["metrics"]
     sel = doc.get("selection") or {}
-    res = {"variant": name, "seed": seed, "seconds": round(secs, 1),
-           "iou": m["test"]["peel"]["iou"],
-           "iou_at_0.5": m.get("test@0.5", m["test"])["peel"]["iou"],
-           "threshold": sel.get("threshold"), "network": sel.get("network")}
-    print(f"  -> {name} seed {seed}: IoU {res['iou']:.3f} (t={res['threshold']}, "
-          f"{res['network']}), at 0.5 {res['iou_at_0.5']:.3f}, {secs:.0f} s", flush=True)
+    res = {
+        "variant": name,
+        "seed": seed,
+        "seconds": round(secs, 1),
+        "iou": m["test"]["peel"]["iou"],
+        "iou_at_0.5": m.get("test@0.5", m["test"])["peel"]["iou"],
+        "threshold": sel.get("threshold"),
+        "network": sel.get("network"),
+    }
+    print(
+        f"  -> {name} seed {seed}: IoU {res['iou']:.3f} (t={res['threshold']}, "
+        f"{res['network']}), at 0.5 {res['iou_at_0.5']:.3f}, {secs:.0f} s",
+        flush=True,
+    )
     return res
 
 
@@ -100,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--work", default="build/bench_rts_recipe")
-    p.add_argument("--variants", nargs="+", default=["supervised_old", "supervised",
-                                                     "pixeldino_old", "pixeldino"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["supervised_old", "supervised", "pixeldino_old", "pixeldino"],
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--tile", type=int, default=64)
@@ -131,16 +194,21 @@ def main(argv: list[str] | None = None) -> int:
             store.write_text(json.dumps(results, indent=1))
     print(f"\nPeel bottom half, pooled IoU x 100 (mean +- s.d. over seeds), {a.steps} steps:")
     for name in a.variants:
-        rs = [r for r in results if r["variant"] == name and r.get("steps") == a.steps
-              and "error" not in r]
+        rs = [
+            r
+            for r in results
+            if r["variant"] == name and r.get("steps") == a.steps and "error" not in r
+        ]
         if not rs:
             continue
         iou = [100 * r["iou"] for r in rs]
         i5 = [100 * r["iou_at_0.5"] for r in rs]
         sd = statistics.stdev(iou) if len(iou) > 1 else 0.0
-        print(f"  {name:20s} {statistics.mean(iou):5.1f} +- {sd:4.1f}  (at 0.5: "
-              f"{statistics.mean(i5):5.1f})  runs {' / '.join(f'{v:.0f}' for v in iou)}  "
-              f"{statistics.mean(r['seconds'] for r in rs):.0f} s/run")
+        print(
+            f"  {name:20s} {statistics.mean(iou):5.1f} +- {sd:4.1f}  (at 0.5: "
+            f"{statistics.mean(i5):5.1f})  runs {' / '.join(f'{v:.0f}' for v in iou)}  "
+            f"{statistics.mean(r['seconds'] for r in rs):.0f} s/run"
+        )
     return 0
 
 

@@ -57,8 +57,9 @@ def noise_tile(path: Path, seed: int = 0) -> Path:
 
     gdal.UseExceptions()
     rng = np.random.default_rng(seed)
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), NOISE, NOISE, 4, gdal.GDT_Byte,
-                                              options=["TILED=YES", "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), NOISE, NOISE, 4, gdal.GDT_Byte, options=["TILED=YES", "COMPRESS=DEFLATE"]
+    )
     ds.SetGeoTransform((500000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0))
     ds.SetProjection(_wkt(32633))
     for b in range(4):
@@ -80,21 +81,25 @@ def mosaic(tile: Path, path: Path, size: int) -> Path:
     src = gdal.Open(str(tile))
     gt = src.GetGeoTransform()
     n = -(-size // NOISE)
-    lines = [f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}">',
-             f"<SRS>{_wkt(32633)}</SRS>",
-             f"<GeoTransform>{gt[0]}, {gt[1]}, 0, {gt[3]}, 0, {gt[5]}</GeoTransform>"]
+    lines = [
+        f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}">',
+        f"<SRS>{_wkt(32633)}</SRS>",
+        f"<GeoTransform>{gt[0]}, {gt[1]}, 0, {gt[3]}, 0, {gt[5]}</GeoTransform>",
+    ]
     for b in range(4):
-        lines.append(f'<VRTRasterBand dataType="Byte" band="{b + 1}">'
-                     f"<Description>{BANDS[b]}</Description>")
+        lines.append(
+            f'<VRTRasterBand dataType="Byte" band="{b + 1}"><Description>{BANDS[b]}</Description>'
+        )
         for i in range(n):
             for j in range(n):
                 w, h = min(NOISE, size - j * NOISE), min(NOISE, size - i * NOISE)
                 lines.append(
-                    f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{tile}</SourceFilename>"
+                    f'<SimpleSource><SourceFilename relativeToVRT="0">{tile}</SourceFilename>'
                     f"<SourceBand>{b + 1}</SourceBand>"
                     f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
                     f'<DstRect xOff="{j * NOISE}" yOff="{i * NOISE}" xSize="{w}" ySize="{h}"/>'
-                    "</SimpleSource>")
+                    "</SimpleSource>"
+                )
         lines.append("</VRTRasterBand>")
     lines.append("</VRTDataset>")
     path.write_text("\n".join(lines))
@@ -112,9 +117,16 @@ def _wkt(epsg: int) -> str:
 def unet(path: Path, tile: Path) -> Path:
     """The random-weight U-Net-like model, thresholded at the :data:`QUANTILE` percentile of
     its output on the noise tile."""
-    spec = make_spec(bands=BANDS, dtype="uint8", normalization=Normalization("scale",
-                     scale=1 / 255.0), pixel_size_m=1.0, tile_size=256, tile_overlap=38,
-                     multiple_of=2, nodata_value=None)
+    spec = make_spec(
+        bands=BANDS,
+        dtype="uint8",
+        normalization=Normalization("scale", scale=1 / 255.0),
+        pixel_size_m=1.0,
+        tile_size=256,
+        tile_overlap=38,
+        multiple_of=2,
+        nodata_value=None,
+    )
     conv_net_model(path, in_channels=4, width=16, depth=2, spec=spec, seed=3)
     import onnxruntime as ort
     from osgeo import gdal
@@ -139,11 +151,19 @@ def child(raster: str, model: str, out: str) -> None:
     from arctic_assist.io.detect import DetectRequest, run_detection
     from arctic_assist.io.vector import DEFAULT_CLEANUP
 
-    res = run_detection(DetectRequest(raster, model, out, batch_size=4,
-                                      cleanup=DEFAULT_CLEANUP))
-    print(json.dumps({"peak_rss_mb": vm_hwm_kb() / 1024, "seconds": res.seconds,
-                      "inference_seconds": res.inference_seconds, "tiles": res.tiles_run,
-                      "features": res.n_features, "timings": res.timings}))
+    res = run_detection(DetectRequest(raster, model, out, batch_size=4, cleanup=DEFAULT_CLEANUP))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": vm_hwm_kb() / 1024,
+                "seconds": res.seconds,
+                "inference_seconds": res.inference_seconds,
+                "tiles": res.tiles_run,
+                "features": res.n_features,
+                "timings": res.timings,
+            }
+        )
+    )
 
 
 def measure(raster: Path, model: Path, out: Path) -> dict:
@@ -157,8 +177,11 @@ def measure(raster: Path, model: Path, out: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="8192,16384")
-    ap.add_argument("--overhead", action="store_true",
-                    help="also bench_detect's (a): U-Net-like, 3072^2, few polygons")
+    ap.add_argument(
+        "--overhead",
+        action="store_true",
+        help="also bench_detect's (a): U-Net-like, 3072^2, few polygons",
+    )
     ap.add_argument("--workdir")
     ap.add_argument("--child", nargs=3, metavar=("RASTER", "MODEL", "OUT"))
     args = ap.parse_args()
@@ -178,14 +201,17 @@ def main() -> int:
             data = measure(raster, model, out)
             wall = time.perf_counter() - t
             tm = data["timings"]
-            rows.append((
-                f"{size} x {size}",
-                f"{data['seconds'] / data['inference_seconds']:.3f}",
-                f"{data['peak_rss_mb']:.0f} MB",
-                f"{data['features']}",
-                f"{data['seconds']:.1f} s wall ({wall:.1f} s with start-up), "
-                f"{data['inference_seconds']:.1f} s in session.run; "
-                + ", ".join(f"{k} {v:.1f}" for k, v in tm.items() if k != "total")))
+            rows.append(
+                (
+                    f"{size} x {size}",
+                    f"{data['seconds'] / data['inference_seconds']:.3f}",
+                    f"{data['peak_rss_mb']:.0f} MB",
+                    f"{data['features']}",
+                    f"{data['seconds']:.1f} s wall ({wall:.1f} s with start-up), "
+                    f"{data['inference_seconds']:.1f} s in session.run; "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in tm.items() if k != "total"),
+                )
+            )
             out.unlink(missing_ok=True)
         if args.overhead:
             from bench_detect import synthetic_raster, unet_model
@@ -195,13 +221,20 @@ def main() -> int:
             u = unet_model(work / "unet.onnx")
             r = synthetic_raster(work / "ovh_3072.tif", 3072)
             run_detection(DetectRequest(str(r), str(u), str(work / "warm.gpkg")))
-            res = run_detection(DetectRequest(str(r), str(u), str(work / "ovh.gpkg"),
-                                              str(work / "ovh_prob.tif")))
-            rows.append(("(a) 3072 x 3072", f"{res.seconds / res.inference_seconds:.3f}",
-                         "-", f"{res.n_features}",
-                         f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in "
-                         "session.run; " + ", ".join(f"{k} {v:.1f}" for k, v in
-                                                     res.timings.items() if k != "total")))
+            res = run_detection(
+                DetectRequest(str(r), str(u), str(work / "ovh.gpkg"), str(work / "ovh_prob.tif"))
+            )
+            rows.append(
+                (
+                    "(a) 3072 x 3072",
+                    f"{res.seconds / res.inference_seconds:.3f}",
+                    "-",
+                    f"{res.n_features}",
+                    f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in "
+                    "session.run; "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items() if k != "total"),
+                )
+            )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

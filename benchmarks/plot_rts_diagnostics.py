@@ -85,14 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     for model, name in zip(a.models, names):
         prob, thr = probabilities(model, raster)
         rts, bg = prob[truth & inside], prob[~truth & inside]
-        line = ax_h.hist(rts, bins, histtype="step", density=True, lw=2,
-                         label=f"{name}: RTS pixels")[2][0]
-        ax_h.hist(bg, bins, histtype="step", density=True, ls="--", color=line.get_edgecolor(),
-                  label=f"{name}: background")
+        line = ax_h.hist(
+            rts, bins, histtype="step", density=True, lw=2, label=f"{name}: RTS pixels"
+        )[2][0]
+        ax_h.hist(
+            bg,
+            bins,
+            histtype="step",
+            density=True,
+            ls="--",
+            color=line.get_edgecolor(),
+            label=f"{name}: background",
+        )
         ax_h.axvline(thr, color=line.get_edgecolor(), lw=0.8)
-        print(f"{name}: threshold {thr:.2f}; RTS pixels above it {100 * (rts > thr).mean():.1f} %,"
-              f" background below it {100 * (bg <= thr).mean():.1f} %, max probability "
-              f"{prob.max():.2f}")
+        print(
+            f"{name}: threshold {thr:.2f}; RTS pixels above it {100 * (rts > thr).mean():.1f} %,"
+            f" background below it {100 * (bg <= thr).mean():.1f} %, max probability "
+            f"{prob.max():.2f}"
+        )
     ax_h.set_yscale("log")
     ax_h.set_xlabel("predicted probability (Peel bottom half, held out)")
     ax_h.set_title("probabilities on RTS vs background; lines: thresholds")

@@ -36,14 +36,25 @@ OUTPUT = "rts_probability"
 def make_spec(**over: Any) -> ModelSpec:
     """A valid segmentation :class:`ModelSpec` (4 bands B2, B3, B4, B8; overridable)."""
     base: dict[str, Any] = dict(
-        name="test_rts", version="0.0.1", task="segmentation",
-        bands=("B2", "B3", "B4", "B8"), dtype="uint16",
+        name="test_rts",
+        version="0.0.1",
+        task="segmentation",
+        bands=("B2", "B3", "B4", "B8"),
+        dtype="uint16",
         normalization=Normalization("scale", scale=1e-4, offset=0.0),
-        pixel_size_m=10.0, tile_size=32, tile_overlap=8,
-        classes=("background", "rts"), threshold=0.5,
+        pixel_size_m=10.0,
+        tile_size=32,
+        tile_overlap=8,
+        classes=("background", "rts"),
+        threshold=0.5,
         outputs=(OutputSpec(OUTPUT, ("N", 1, "H", "W"), "none"),),
-        input_name="image", nodata_value=0, nodata_fill=0.0, multiple_of=1, opset=17,
-        description="test model", provenance={"method": "test"},
+        input_name="image",
+        nodata_value=0,
+        nodata_fill=0.0,
+        multiple_of=1,
+        opset=17,
+        description="test model",
+        provenance={"method": "test"},
     )
     if over.get("task") == "contour" and "contour" not in over:
         over["contour"] = ContourSpec()
@@ -51,10 +62,16 @@ def make_spec(**over: Any) -> ModelSpec:
     return ModelSpec(**base)
 
 
-def _save(graph: onnx.GraphProto, path: Path | str, spec: ModelSpec | None, opset: int,
-          extra_props: dict[str, str] | None = None) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="arctic_assist.tests")
+def _save(
+    graph: onnx.GraphProto,
+    path: Path | str,
+    spec: ModelSpec | None,
+    opset: int,
+    extra_props: dict[str, str] | None = None,
+) -> Path:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="arctic_assist.tests"
+    )
     model.ir_version = 8
     props = dict(extra_props or {})
     if spec is not None:
@@ -66,11 +83,18 @@ def _save(graph: onnx.GraphProto, path: Path | str, spec: ModelSpec | None, opse
     return path
 
 
-def weighted_sum_model(path: Path | str, weights: Sequence[float], bias: float = 0.0,
-                       spec: ModelSpec | None = None, opset: int = 17, sigmoid: bool = True,
-                       output: str = OUTPUT, input_name: str = "image",
-                       extra_props: dict[str, str] | None = None,
-                       with_metadata: bool = True) -> Path:
+def weighted_sum_model(
+    path: Path | str,
+    weights: Sequence[float],
+    bias: float = 0.0,
+    spec: ModelSpec | None = None,
+    opset: int = 17,
+    sigmoid: bool = True,
+    output: str = OUTPUT,
+    input_name: str = "image",
+    extra_props: dict[str, str] | None = None,
+    with_metadata: bool = True,
+) -> Path:
     """Per-pixel model: ``sigmoid(sum_b w[b] * x[b] + bias)`` (1x1 Conv [+ Sigmoid]).
 
     The reference in numpy is :func:`weighted_sum_reference`.
@@ -78,32 +102,46 @@ def weighted_sum_model(path: Path | str, weights: Sequence[float], bias: float =
     c = len(weights)
     w = numpy_helper.from_array(np.asarray(weights, np.float32).reshape(1, c, 1, 1), "w")
     b = numpy_helper.from_array(np.asarray([bias], np.float32), "b")
-    nodes = [helper.make_node("Conv", [input_name, "w", "b"], ["logit" if sigmoid else output],
-                              kernel_shape=[1, 1])]
+    nodes = [
+        helper.make_node(
+            "Conv", [input_name, "w", "b"], ["logit" if sigmoid else output], kernel_shape=[1, 1]
+        )
+    ]
     if sigmoid:
         nodes.append(helper.make_node("Sigmoid", ["logit"], [output]))
     graph = helper.make_graph(
-        nodes, "weighted_sum",
+        nodes,
+        "weighted_sum",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", c, "H", "W"])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        initializer=[w, b])
+        initializer=[w, b],
+    )
     if spec is None and with_metadata:
-        spec = make_spec(bands=tuple(f"B{i + 2}" for i in range(c)) if c != 4 else
-                         ("B2", "B3", "B4", "B8"),
-                         outputs=(OutputSpec(output, ("N", 1, "H", "W"), "none"),),
-                         input_name=input_name)
+        spec = make_spec(
+            bands=tuple(f"B{i + 2}" for i in range(c)) if c != 4 else ("B2", "B3", "B4", "B8"),
+            outputs=(OutputSpec(output, ("N", 1, "H", "W"), "none"),),
+            input_name=input_name,
+        )
     return _save(graph, path, spec if with_metadata else None, opset, extra_props)
 
 
-def weighted_sum_reference(x: np.ndarray, weights: Sequence[float], bias: float = 0.0,
-                           sigmoid: bool = True) -> np.ndarray:
+def weighted_sum_reference(
+    x: np.ndarray, weights: Sequence[float], bias: float = 0.0, sigmoid: bool = True
+) -> np.ndarray:
     """numpy reference of :func:`weighted_sum_model` for normalised C x H x W input."""
     z = np.tensordot(np.asarray(weights, np.float64), x.astype(np.float64), axes=1) + bias
     return (1.0 / (1.0 + np.exp(-z)) if sigmoid else z).astype(np.float32)
 
 
-def conv_net_model(path: Path | str, in_channels: int = 4, width: int = 16, depth: int = 2,
-                   spec: ModelSpec | None = None, opset: int = 17, seed: int = 0) -> Path:
+def conv_net_model(
+    path: Path | str,
+    in_channels: int = 4,
+    width: int = 16,
+    depth: int = 2,
+    spec: ModelSpec | None = None,
+    opset: int = 17,
+    seed: int = 0,
+) -> Path:
     """A small U-Net-like network with real compute (3x3 convs, pool, upsample, skip).
 
     enc: [conv3x3(width) + relu] x depth -> maxpool 2 -> [conv3x3(2 width) + relu] x depth
@@ -119,8 +157,11 @@ def conv_net_model(path: Path | str, in_channels: int = 4, width: int = 16, dept
         inits.append(numpy_helper.from_array(w, name + "_w"))
         inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), name + "_b"))
         out = name + "_out"
-        nodes.append(helper.make_node("Conv", [x, name + "_w", name + "_b"], [out],
-                                      kernel_shape=[k, k], pads=[k // 2] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv", [x, name + "_w", name + "_b"], [out], kernel_shape=[k, k], pads=[k // 2] * 4
+            )
+        )
         if relu:
             nodes.append(helper.make_node("Relu", [out], [name + "_relu"]))
             return name + "_relu"
@@ -143,10 +184,12 @@ def conv_net_model(path: Path | str, in_channels: int = 4, width: int = 16, dept
     x = conv(x, width, 1, 1, "head", relu=False)
     nodes.append(helper.make_node("Sigmoid", [x], [OUTPUT]))
     graph = helper.make_graph(
-        nodes, "conv_net",
+        nodes,
+        "conv_net",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", in_channels, "H", "W"])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        initializer=inits)
+        initializer=inits,
+    )
     if spec is None:
         spec = make_spec(tile_size=192, tile_overlap=48, multiple_of=2)
     return _save(graph, path, spec, opset)
@@ -162,8 +205,11 @@ def conv_macs_per_pixel(path: Path | str) -> float:
         if node.op_type != "Conv":
             continue
         cout, cin, kh, kw = shapes[node.input[1]]
-        scale = 0.25 if node.name.startswith("mid") or node.input[0].startswith(("pool", "mid")) \
+        scale = (
+            0.25
+            if node.name.startswith("mid") or node.input[0].startswith(("pool", "mid"))
             else 1.0
+        )
         total += cout * cin * kh * kw * scale
     return total
 
@@ -182,24 +228,38 @@ def corrupt_model(path: Path | str) -> Path:
 
 def contour_spec_model(path: Path | str, channels: int = 1) -> Path:
     """A graph carrying a *contour* task spec (for wrong-task checks; not a real COBRA)."""
-    spec = make_spec(task="contour", bands=tuple(f"B{i + 1}" for i in range(channels)),
-                     outputs=(OutputSpec(OUTPUT),), classes=("front",))
+    spec = make_spec(
+        task="contour",
+        bands=tuple(f"B{i + 1}" for i in range(channels)),
+        outputs=(OutputSpec(OUTPUT),),
+        classes=("front",),
+    )
     return weighted_sum_model(path, [1.0] * channels, spec=spec)
 
 
 # ----------------------------------------------------------------------------- rasters
 
 
-def write_geotiff(path: Path | str, data: np.ndarray, *, epsg: int | None = 32608,
-                  geotransform: Sequence[float] = (500000.0, 10.0, 0.0, 7500000.0, 0.0, -10.0),
-                  nodata: float | None = 0, descriptions: Sequence[str] | None = None,
-                  ) -> Path:
+def write_geotiff(
+    path: Path | str,
+    data: np.ndarray,
+    *,
+    epsg: int | None = 32608,
+    geotransform: Sequence[float] = (500000.0, 10.0, 0.0, 7500000.0, 0.0, -10.0),
+    nodata: float | None = 0,
+    descriptions: Sequence[str] | None = None,
+) -> Path:
     """Write a C x H x W array as a GeoTIFF (``epsg=None``: no CRS)."""
     from support import write_raster
 
-    return write_raster(Path(path), data, epsg=epsg, nodata=nodata,
-                        descriptions=list(descriptions) if descriptions else None,
-                        geotransform=geotransform)
+    return write_raster(
+        Path(path),
+        data,
+        epsg=epsg,
+        nodata=nodata,
+        descriptions=list(descriptions) if descriptions else None,
+        geotransform=geotransform,
+    )
 
 
 def slump_image(height: int = 120, width: int = 150, seed: int = 0) -> np.ndarray:
@@ -208,13 +268,19 @@ def slump_image(height: int = 120, width: int = 150, seed: int = 0) -> np.ndarra
     rng = np.random.default_rng(seed)
     img = rng.integers(1200, 1800, size=(4, height, width)).astype(np.uint16)
     img[:, 40:70, 50:90] = rng.integers(6000, 7000, size=(4, 30, 40))
-    img[:, :, width - 10:] = 0
+    img[:, :, width - 10 :] = 0
     return img
 
 
-def deepness_zoo_model(path: Path | str, weights: Sequence[float], bias: float = 0.0, *,
-                       tile: int | None = 256, batch: int | None = 1,
-                       metadata: dict[str, Any] | None = None) -> Path:
+def deepness_zoo_model(
+    path: Path | str,
+    weights: Sequence[float],
+    bias: float = 0.0,
+    *,
+    tile: int | None = 256,
+    batch: int | None = 1,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """A segmentation model built the way Deepness's model zoo builds them.
 
     ``torch.onnx.export`` with a dummy input and no dynamic axes gives a graph fixed to
@@ -228,23 +294,36 @@ def deepness_zoo_model(path: Path | str, weights: Sequence[float], bias: float =
     c = len(weights)
     w = np.zeros((2, c, 1, 1), np.float32)
     w[1, :, 0, 0] = weights
-    inits = [numpy_helper.from_array(w, "w"),
-             numpy_helper.from_array(np.asarray([0.0, bias], np.float32), "b")]
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1]),
-             helper.make_node("Softmax", ["logits"], ["output"], axis=1)]
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.asarray([0.0, bias], np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1]),
+        helper.make_node("Softmax", ["logits"], ["output"], axis=1),
+    ]
     n = batch if batch else "batch_size"
     hw = [tile, tile] if tile else ["height", "width"]
     graph = helper.make_graph(
-        nodes, "deepness_zoo",
+        nodes,
+        "deepness_zoo",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, c, *hw])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, 2, *hw])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="pytorch")
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch"
+    )
     model.ir_version = 8
-    meta = {"model_type": "Segmentor", "class_names": {0: "background", 1: "object"},
-            "resolution": 1000, "tile_size": tile or 512, "tiles_overlap": 15,
-            "seg_thresh": 0.5, "seg_small_segment": 7}
+    meta = {
+        "model_type": "Segmentor",
+        "class_names": {0: "background", 1: "object"},
+        "resolution": 1000,
+        "tile_size": tile or 512,
+        "tiles_overlap": 15,
+        "seg_thresh": 0.5,
+        "seg_small_segment": 7,
+    }
     meta.update(metadata or {})
     for key, value in meta.items():
         if value is None:

@@ -47,7 +47,8 @@ def make_profile(config_dir: Path, *, enabled: bool = True) -> Path:
         f"arctic_assist={'true' if enabled else 'false'}\n"
         "[qgis]\nshowTips=false\ncheckVersion=false\n"
         "[core]\nNewsFeed\\httpsfeedqgisorg\\disabled=true\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return config_dir
 
 
@@ -57,47 +58,70 @@ def venv_site_packages() -> str:
 
 def qgis_env(config_dir: Path, plugins_dir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "QGIS_CUSTOM_CONFIG_PATH": str(config_dir),
-        "QGIS_PLUGINPATH": str(plugins_dir),
-        "PYTHONPATH": os.pathsep.join(p for p in (venv_site_packages(),
-                                                  env.get("PYTHONPATH", "")) if p),
-        "QT_QPA_PLATFORM": env.get("QT_QPA_PLATFORM", "offscreen"),
-        "XDG_RUNTIME_DIR": env.get("XDG_RUNTIME_DIR", str(config_dir / "runtime")),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env.update(
+        {
+            "QGIS_CUSTOM_CONFIG_PATH": str(config_dir),
+            "QGIS_PLUGINPATH": str(plugins_dir),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (venv_site_packages(), env.get("PYTHONPATH", "")) if p
+            ),
+            "QT_QPA_PLATFORM": env.get("QT_QPA_PLATFORM", "offscreen"),
+            "XDG_RUNTIME_DIR": env.get("XDG_RUNTIME_DIR", str(config_dir / "runtime")),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     Path(env["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     env.update(extra)
     return env
 
 
-def run_qgis_process(args: list[str], env: dict[str, str], timeout: float = 600
-                     ) -> subprocess.CompletedProcess:
-    return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def run_qgis_process(
+    args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def python() -> str:
     return sys.executable
 
 
-def run_qgis_script(tmp_path, script: str, out_dir, timeout: float = 300,
-                    extra_env: dict[str, str] | None = None):
+def run_qgis_script(
+    tmp_path, script: str, out_dir, timeout: float = 300, extra_env: dict[str, str] | None = None
+):
     """Start the real QGIS main window under Xvfb with a throw-away profile; it runs ``script``."""
     plugins = tmp_path / "plugins"
     link_checkout_plugin(plugins)
     config = make_profile(tmp_path / "config")
     env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir), **(extra_env or {}))
     env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
-    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", QGIS_GUI, "--nologo",
-           "--noversioncheck", "--nocustomization",
-           "--code", str(REPO / "tests" / "gui" / "scripts" / script)]
+    cmd = [
+        "xvfb-run",
+        "-a",
+        "-s",
+        "-screen 0 1280x800x24",
+        QGIS_GUI,
+        "--nologo",
+        "--noversioncheck",
+        "--nocustomization",
+        "--code",
+        str(REPO / "tests" / "gui" / "scripts" / script),
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.0, 7550020.0),
-                 pixel_size: float = 10.0, nodata: float | None = 0,
-                 descriptions: list[str] | None = None, geotransform=None) -> Path:
+def write_raster(
+    path: Path,
+    array,
+    *,
+    epsg: int | None = 32608,
+    origin=(470890.0, 7550020.0),
+    pixel_size: float = 10.0,
+    nodata: float | None = 0,
+    descriptions: list[str] | None = None,
+    geotransform=None,
+) -> Path:
     """Write a (bands, rows, cols) array as a GeoTIFF with GDAL (for the tests' inputs);
     ``geotransform`` overrides ``origin``/``pixel_size``; ``epsg=None``: no CRS."""
     import numpy as np
@@ -107,11 +131,19 @@ def write_raster(path: Path, array, *, epsg: int | None = 32608, origin=(470890.
     if arr.ndim == 2:
         arr = arr[None]
     gdal_type = gdal_array.NumericTypeCodeToGDALTypeCode(arr.dtype)
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[2], arr.shape[1],
-                                              arr.shape[0], gdal_type,
-                                              options=["COMPRESS=DEFLATE", "TILED=YES"])
-    ds.SetGeoTransform(tuple(geotransform) if geotransform is not None
-                       else (origin[0], pixel_size, 0.0, origin[1], 0.0, -pixel_size))
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path),
+        arr.shape[2],
+        arr.shape[1],
+        arr.shape[0],
+        gdal_type,
+        options=["COMPRESS=DEFLATE", "TILED=YES"],
+    )
+    ds.SetGeoTransform(
+        tuple(geotransform)
+        if geotransform is not None
+        else (origin[0], pixel_size, 0.0, origin[1], 0.0, -pixel_size)
+    )
     if epsg is not None:
         srs = osr.SpatialReference()
         srs.ImportFromEPSG(epsg)

@@ -27,8 +27,10 @@ STATUS = {  # status -> (colour, label)
 
 
 def categories(make_symbol):
-    cats = [QgsRendererCategory(status, make_symbol(colour, status), label)
-            for status, (colour, label) in STATUS.items()]
+    cats = [
+        QgsRendererCategory(status, make_symbol(colour, status), label)
+        for status, (colour, label) in STATUS.items()
+    ]
     cats.append(QgsRendererCategory(None, make_symbol("#7f7f7f", ""), "Other"))
     return cats
 
@@ -37,16 +39,25 @@ def polygon_symbol(colour, status):
     fill = "no" if status == "rejected" else "solid"
     qc = QColor(colour)
     qc.setAlpha(60)
-    return QgsFillSymbol.createSimple({
-        "color": f"{qc.red()},{qc.green()},{qc.blue()},{qc.alpha()}", "style": fill,
-        "outline_color": colour, "outline_width": "0.6",
-        "outline_style": "dash" if status == "rejected" else "solid"})
+    return QgsFillSymbol.createSimple(
+        {
+            "color": f"{qc.red()},{qc.green()},{qc.blue()},{qc.alpha()}",
+            "style": fill,
+            "outline_color": colour,
+            "outline_width": "0.6",
+            "outline_style": "dash" if status == "rejected" else "solid",
+        }
+    )
 
 
 def line_symbol(colour, status):
-    return QgsLineSymbol.createSimple({
-        "line_color": colour, "line_width": "0.8",
-        "line_style": "dash" if status == "rejected" else "solid"})
+    return QgsLineSymbol.createSimple(
+        {
+            "line_color": colour,
+            "line_width": "0.8",
+            "line_style": "dash" if status == "rejected" else "solid",
+        }
+    )
 
 
 def save(layer, renderer, name, label_expr=None):
@@ -60,8 +71,7 @@ def save(layer, renderer, name, label_expr=None):
         settings.setFormat(fmt)
         layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
         layer.setLabelsEnabled(True)
-    msg, ok = layer.saveNamedStyle(
-        str(OUT / name), QgsMapLayer.Symbology | QgsMapLayer.Labeling)
+    msg, ok = layer.saveNamedStyle(str(OUT / name), QgsMapLayer.Symbology | QgsMapLayer.Labeling)
     if not ok:
         raise SystemExit(f"could not save {name}: {msg}")
 
@@ -70,14 +80,21 @@ def main() -> int:
     app = QgsApplication([], False)
     app.initQgis()
     OUT.mkdir(parents=True, exist_ok=True)
-    poly = QgsVectorLayer("Polygon?crs=EPSG:3857&field=status:string&field=score:double",
-                          "p", "memory")
-    save(poly, QgsCategorizedSymbolRenderer("status", categories(polygon_symbol)),
-         "thaw_slumps.qml", "format_number(\"score\", 2)")
-    line = QgsVectorLayer("LineString?crs=EPSG:3857&field=status:string&field=iteration:int",
-                          "l", "memory")
-    save(line, QgsCategorizedSymbolRenderer("status", categories(line_symbol)),
-         "calving_fronts.qml")
+    poly = QgsVectorLayer(
+        "Polygon?crs=EPSG:3857&field=status:string&field=score:double", "p", "memory"
+    )
+    save(
+        poly,
+        QgsCategorizedSymbolRenderer("status", categories(polygon_symbol)),
+        "thaw_slumps.qml",
+        'format_number("score", 2)',
+    )
+    line = QgsVectorLayer(
+        "LineString?crs=EPSG:3857&field=status:string&field=iteration:int", "l", "memory"
+    )
+    save(
+        line, QgsCategorizedSymbolRenderer("status", categories(line_symbol)), "calving_fronts.qml"
+    )
     app.exitQgis()
     return 0
 

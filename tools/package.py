@@ -25,8 +25,11 @@ def version() -> str:
 
 def files_to_pack() -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = [(REPO / "metadata.txt", "arctic_assist/metadata.txt")]
-    roots = [(REPO / "arctic_assist", "arctic_assist"), (REPO / "models", "arctic_assist/models"),
-             (REPO / "resources", "arctic_assist/resources")]
+    roots = [
+        (REPO / "arctic_assist", "arctic_assist"),
+        (REPO / "models", "arctic_assist/models"),
+        (REPO / "resources", "arctic_assist/resources"),
+    ]
     for root, prefix in roots:
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root)

@@ -23,12 +23,32 @@ LOG = logging.getLogger(__name__)
 
 #: common names (STAC eo:common_name and everyday words) -> canonical Sentinel-2 band
 ALIASES: dict[str, str] = {
-    "coastal": "B1", "aerosol": "B1", "coastalaerosol": "B1",
-    "blue": "B2", "green": "B3", "red": "B4",
-    "rededge1": "B5", "re1": "B5", "rededge2": "B6", "re2": "B6", "rededge3": "B7",
-    "re3": "B7", "nir": "B8", "nir08": "B8A", "nirnarrow": "B8A", "narrownir": "B8A",
-    "re4": "B8A", "rededge4": "B8A", "nir09": "B9", "watervapour": "B9", "watervapor": "B9",
-    "cirrus": "B10", "swir13": "B10", "swir16": "B11", "swir1": "B11", "swir22": "B12",
+    "coastal": "B1",
+    "aerosol": "B1",
+    "coastalaerosol": "B1",
+    "blue": "B2",
+    "green": "B3",
+    "red": "B4",
+    "rededge1": "B5",
+    "re1": "B5",
+    "rededge2": "B6",
+    "re2": "B6",
+    "rededge3": "B7",
+    "re3": "B7",
+    "nir": "B8",
+    "nir08": "B8A",
+    "nirnarrow": "B8A",
+    "narrownir": "B8A",
+    "re4": "B8A",
+    "rededge4": "B8A",
+    "nir09": "B9",
+    "watervapour": "B9",
+    "watervapor": "B9",
+    "cirrus": "B10",
+    "swir13": "B10",
+    "swir16": "B11",
+    "swir1": "B11",
+    "swir22": "B12",
     "swir2": "B12",
 }
 _BAND_ID = re.compile(r"^b(?:and)?0*(\d{1,2})(a?)$")
@@ -69,9 +89,13 @@ def _fmt_descriptions(descriptions: Sequence[str | None]) -> str:
     return ", ".join(f"{i + 1}: '{d or ''}'" for i, d in enumerate(descriptions))
 
 
-def resolve_bands(model_bands: Sequence[str], descriptions: Sequence[str | None],
-                  explicit: Sequence[int] | None = None, *, source: str = "the raster",
-                  ) -> list[int]:
+def resolve_bands(
+    model_bands: Sequence[str],
+    descriptions: Sequence[str | None],
+    explicit: Sequence[int] | None = None,
+    *,
+    source: str = "the raster",
+) -> list[int]:
     """1-based raster band numbers, in the model's band order.
 
     ``descriptions`` has one entry per raster band (GDAL ``GetDescription()``, may be empty).
@@ -85,12 +109,14 @@ def resolve_bands(model_bands: Sequence[str], descriptions: Sequence[str | None]
             raise InputError(
                 f"model needs {n_model} bands ({wanted}); BANDS lists {len(explicit)} "
                 f"({', '.join(map(str, explicit))}). List one raster band per model band, "
-                "in the model's order.")
+                "in the model's order."
+            )
         bad = [b for b in explicit if not 1 <= b <= n_raster]
         if bad:
             raise InputError(
                 f"BANDS: band {bad[0]} does not exist; {source} has {n_raster} band(s) "
-                f"(1..{n_raster}).")
+                f"(1..{n_raster})."
+            )
         return explicit
 
     canon = [canonical_band(d) for d in descriptions]
@@ -99,8 +125,11 @@ def resolve_bands(model_bands: Sequence[str], descriptions: Sequence[str | None]
         target = canonical_band(mb) or mb.strip().lower()
         hits = [i + 1 for i, c in enumerate(canon) if c == target]
         if not hits:  # an exact (non-canonical) description match
-            hits = [i + 1 for i, d in enumerate(descriptions)
-                    if d and d.strip().lower() == mb.strip().lower()]
+            hits = [
+                i + 1
+                for i, d in enumerate(descriptions)
+                if d and d.strip().lower() == mb.strip().lower()
+            ]
         if not hits and target in _SIBLINGS:
             hits = [i + 1 for i, c in enumerate(canon) if c == _SIBLINGS[target]]
         by_desc.append(hits[0] if len(hits) == 1 else None)
@@ -116,8 +145,10 @@ def resolve_bands(model_bands: Sequence[str], descriptions: Sequence[str | None]
     if n_raster < n_model:
         raise InputError(
             f"model needs {n_model} bands ({wanted}); {source} has only {n_raster} band(s) "
-            f"({_fmt_descriptions(descriptions)}). Use a raster with these bands.")
+            f"({_fmt_descriptions(descriptions)}). Use a raster with these bands."
+        )
     raise InputError(
         f"cannot tell which raster bands are the model's {n_model} bands ({wanted}): "
         f"{source} has {n_raster} bands ({_fmt_descriptions(descriptions)}). Pass the raster "
-        f"bands in the model's order, e.g. BANDS={','.join(map(str, suggestion))}.")
+        f"bands in the model's order, e.g. BANDS={','.join(map(str, suggestion))}."
+    )

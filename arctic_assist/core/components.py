@@ -61,8 +61,9 @@ class Runs:
             per_run = np.add.reduceat(flat, idx, dtype=np.float64)[0::2]
         return np.bincount(self.comp, weights=per_run, minlength=self.n)
 
-    def paint(self, values: np.ndarray, select: np.ndarray | None = None,
-              dtype: type = np.int32) -> np.ndarray:
+    def paint(
+        self, values: np.ndarray, select: np.ndarray | None = None, dtype: type = np.int32
+    ) -> np.ndarray:
         """An image holding ``values[comp]`` on the runs (of the components where ``select``
         is True, when given) and 0 elsewhere."""
         h, w = self.shape

@@ -78,8 +78,10 @@ def map_to_model(m: np.ndarray, width: int, height: int, gt: tuple[float, ...]) 
 
 # ----------------------------------------------------------------------------- the tile
 
-def bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, fill: float | np.ndarray = 0.0
-             ) -> np.ndarray:
+
+def bilinear(
+    img: np.ndarray, xs: np.ndarray, ys: np.ndarray, fill: float | np.ndarray = 0.0
+) -> np.ndarray:
     """Sample ``img`` (C, H, W) at float pixel coordinates ``xs``, ``ys`` (same shape)
     -> (C, ...) float32; outside the image the samples blend into ``fill`` (a scalar or
     one value per channel)."""
@@ -90,8 +92,12 @@ def bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, fill: float | np.n
     fy = (ys - y0).astype(np.float32)
     out = np.zeros((c,) + xs.shape, dtype=np.float32)
     wsum = np.zeros(xs.shape, dtype=np.float32)
-    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
-                        (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+    for dy, dx, wgt in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (0, 1, fx * (1 - fy)),
+        (1, 0, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
         xx, yy = x0 + dx, y0 + dy
         ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
         v = img[:, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
@@ -142,10 +148,10 @@ class TileFit:
         window's (valid) pixels, per channel."""
         img = np.asarray(img, dtype=np.float32)
         if img.shape[-2:] != (self.height, self.width):
-            raise ValueError(f"window is {img.shape[-2:]}, the fit was made for "
-                             f"{(self.height, self.width)}")
-        vals = img[:, valid] if valid is not None and valid.any() else img.reshape(
-            img.shape[0], -1)
+            raise ValueError(
+                f"window is {img.shape[-2:]}, the fit was made for {(self.height, self.width)}"
+            )
+        vals = img[:, valid] if valid is not None and valid.any() else img.reshape(img.shape[0], -1)
         mean = vals.mean(axis=1).astype(np.float32)
         if valid is not None and not valid.all():
             img = np.where(valid[None], img, mean[:, None, None]).astype(np.float32)
@@ -163,8 +169,13 @@ def fit_window(height: int, width: int, tile: int) -> TileFit:
     s = (tile - 1) / max(height - 1, width - 1, 1)
     c = (tile - 1) / 2.0
     off = (c - s * (width - 1) / 2.0, c - s * (height - 1) / 2.0)
-    return TileFit(tile=int(tile), height=int(height), width=int(width), scale=float(s),
-                   offset=(float(off[0]), float(off[1])))
+    return TileFit(
+        tile=int(tile),
+        height=int(height),
+        width=int(width),
+        scale=float(s),
+        offset=(float(off[0]), float(off[1])),
+    )
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -251,12 +262,14 @@ def oriented_box(points: np.ndarray) -> BoxFrame:
         w, h = h, w
     if abs(a) < 1e-12:
         a = 0.0
-    return BoxFrame(center=(float(center[0]), float(center[1])), angle=float(a),
-                    width=float(w), height=float(h))
+    return BoxFrame(
+        center=(float(center[0]), float(center[1])), angle=float(a), width=float(w), height=float(h)
+    )
 
 
-def window_geotransform(box: BoxFrame, pixel_size: float, multiple_of: int = 1,
-                        min_size: int = 1) -> tuple[tuple[float, ...], int, int]:
+def window_geotransform(
+    box: BoxFrame, pixel_size: float, multiple_of: int = 1, min_size: int = 1
+) -> tuple[tuple[float, ...], int, int]:
     """A pixel grid of ``pixel_size`` over ``box``'s own frame, centred on it.
 
     The size is the box size in pixels rounded up to a multiple of ``multiple_of`` (the
@@ -275,8 +288,14 @@ def window_geotransform(box: BoxFrame, pixel_size: float, multiple_of: int = 1,
     ex, ny = box.ex, box.ny
     c = np.asarray(box.center)
     origin = c - 0.5 * width * pixel_size * ex + 0.5 * height * pixel_size * ny
-    gt = (float(origin[0]), float(pixel_size * ex[0]), float(-pixel_size * ny[0]),
-          float(origin[1]), float(pixel_size * ex[1]), float(-pixel_size * ny[1]))
+    gt = (
+        float(origin[0]),
+        float(pixel_size * ex[0]),
+        float(-pixel_size * ny[0]),
+        float(origin[1]),
+        float(pixel_size * ex[1]),
+        float(-pixel_size * ny[1]),
+    )
     return gt, width, height
 
 
@@ -296,10 +315,10 @@ def point_to_polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarr
     line = np.asarray(line, dtype=np.float64)
     if len(line) == 1:
         return np.linalg.norm(p - line[0], axis=1)
-    a = line[:-1][None]                      # (1, S, 2)
+    a = line[:-1][None]  # (1, S, 2)
     ab = (line[1:] - line[:-1])[None]
-    ap = p[:, None, :] - a                   # (N, S, 2)
-    denom = (ab ** 2).sum(-1)
+    ap = p[:, None, :] - a  # (N, S, 2)
+    denom = (ab**2).sum(-1)
     t = np.where(denom > 0, (ap * ab).sum(-1) / np.where(denom > 0, denom, 1.0), 0.0)
     t = np.clip(t, 0.0, 1.0)
     closest = a + t[..., None] * ab
@@ -328,8 +347,9 @@ def mean_symmetric_distance(a: np.ndarray, b: np.ndarray, step: float | None = N
     """
     pa = densify(a, step) if step else np.asarray(a, dtype=np.float64)
     pb = densify(b, step) if step else np.asarray(b, dtype=np.float64)
-    return float(0.5 * (point_to_polyline_distance(pa, b).mean()
-                        + point_to_polyline_distance(pb, a).mean()))
+    return float(
+        0.5 * (point_to_polyline_distance(pa, b).mean() + point_to_polyline_distance(pb, a).mean())
+    )
 
 
 def mean_vertex_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -347,11 +367,13 @@ def self_intersections(line: np.ndarray) -> int:
     p = np.asarray(line, dtype=np.float64)
     if len(p) < 4:
         return 0
-    a, b = p[:-1], p[1:]                               # segments (S, 2)
+    a, b = p[:-1], p[1:]  # segments (S, 2)
 
-    def orient(o, q, r):                               # sign of (q - o) x (r - o), pairwise
-        return np.sign((q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1])
-                       - (q[..., 1] - o[..., 1]) * (r[..., 0] - o[..., 0]))
+    def orient(o, q, r):  # sign of (q - o) x (r - o), pairwise
+        return np.sign(
+            (q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1])
+            - (q[..., 1] - o[..., 1]) * (r[..., 0] - o[..., 0])
+        )
 
     A, B = a[:, None], b[:, None]
     P, Q = a[None], b[None]
@@ -367,7 +389,7 @@ def self_intersections(line: np.ndarray) -> int:
         hi2 = np.maximum(P, Q)
         overlap = np.all((lo <= hi2) & (lo2 <= hi), axis=-1)
         cross &= ~coll | overlap
-    i, j = np.triu_indices(len(a), k=2)                # non-adjacent pairs
+    i, j = np.triu_indices(len(a), k=2)  # non-adjacent pairs
     return int(cross[i, j].sum())
 
 
@@ -384,8 +406,9 @@ def convergence(iterations: list[np.ndarray]) -> float:
     return mean_vertex_distance(iterations[-1], iterations[-2])
 
 
-def percentile_stretch(x: np.ndarray, low: float = 2.0, high: float = 98.0,
-                       valid: np.ndarray | None = None) -> np.ndarray:
+def percentile_stretch(
+    x: np.ndarray, low: float = 2.0, high: float = 98.0, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Per-window robust stretch to [0, 1] (proposed normalisation type
     ``percentile_stretch``; not used by the bundled model, which standardises the
     window inside its ONNX graph)."""

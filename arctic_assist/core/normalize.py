@@ -57,8 +57,9 @@ def _lut(dtype_str: str, norm: Normalization, band: int) -> np.ndarray:
     info = np.iinfo(np.dtype(dtype_str))
     values = np.arange(info.min, info.max + 1, dtype=np.float64)[None]
     if norm.type == "standardize":
-        one = Normalization("standardize", scale=norm.scale, mean=(norm.mean[band],),
-                            std=(norm.std[band],))
+        one = Normalization(
+            "standardize", scale=norm.scale, mean=(norm.mean[band],), std=(norm.std[band],)
+        )
         return _formula(values, one)[0].astype(np.float32)
     return _formula(values, norm)[0].astype(np.float32)
 
@@ -71,8 +72,9 @@ def apply_normalization(raw: np.ndarray, norm: Normalization) -> np.ndarray:
     """
     raw = np.asarray(raw)
     if norm.type == "standardize" and len(norm.mean) != raw.shape[0]:
-        raise ModelError(f"normalisation 'standardize' lists {len(norm.mean)} means for "
-                         f"{raw.shape[0]} bands")
+        raise ModelError(
+            f"normalisation 'standardize' lists {len(norm.mean)} means for {raw.shape[0]} bands"
+        )
     if raw.dtype in _LUT_DTYPES and norm.type != "none":
         offset = -int(np.iinfo(raw.dtype).min)
         out = np.empty(raw.shape, dtype=np.float32)
@@ -128,9 +130,12 @@ def _representable(value: float, dtype: np.dtype) -> bool:
     return True
 
 
-def prepare(raw: np.ndarray, spec: ModelSpec,
-            nodata: Sequence[float | None] | float | None = None,
-            extra_valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def prepare(
+    raw: np.ndarray,
+    spec: ModelSpec,
+    nodata: Sequence[float | None] | float | None = None,
+    extra_valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalise and apply nodata: returns (float32 C x H x W input, bool H x W valid mask).
 
     ``nodata``: the raster's nodata (one value or one per band); when it is ``None`` (or all

@@ -27,14 +27,14 @@ class OnnxFormatError(ValueError):
 
 @dataclass
 class Dim:
-    value: int | None = None   # dim_value, when that is the one set
-    param: str | None = None   # dim_param, when that is the one set
+    value: int | None = None  # dim_value, when that is the one set
+    param: str | None = None  # dim_param, when that is the one set
 
 
 @dataclass
 class ValueInfo:
     name: str
-    has_shape: bool = False    # TypeProto.Tensor.shape present (rank known)
+    has_shape: bool = False  # TypeProto.Tensor.shape present (rank known)
     dims: list[Dim] = field(default_factory=list)
 
 
@@ -43,7 +43,7 @@ class OnnxFile:
     """The parts of a ModelProto the plugin needs before it creates a session."""
 
     ir_version: int | None = None
-    opset_import: dict[str, int] = field(default_factory=dict)   # domain -> version
+    opset_import: dict[str, int] = field(default_factory=dict)  # domain -> version
     metadata_props: dict[str, str] = field(default_factory=dict)
     inputs: list[ValueInfo] = field(default_factory=list)
     outputs: list[ValueInfo] = field(default_factory=list)
@@ -93,13 +93,13 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
             length, pos = _varint(buf, pos)
             if length < 0 or pos + length > end:
                 raise OnnxFormatError("length-delimited field runs past the end")
-            yield number, wire, buf[pos:pos + length]
+            yield number, wire, buf[pos : pos + length]
             pos += length
         elif wire in (_I64, _I32):
             size = 8 if wire == _I64 else 4
             if pos + size > end:
                 raise OnnxFormatError("fixed-size field runs past the end")
-            yield number, wire, int.from_bytes(buf[pos:pos + size], "little")
+            yield number, wire, int.from_bytes(buf[pos : pos + size], "little")
             pos += size
         else:  # groups (3, 4) are not used by ONNX; 6 and 7 do not exist
             raise OnnxFormatError(f"unsupported wire type {wire}")
@@ -129,7 +129,7 @@ def _int(value: int | memoryview) -> int:
 def _dim(buf: memoryview) -> Dim:
     dim = Dim()
     for number, _, value in _fields(buf):
-        if number == 1:      # oneof value: the last one set wins, as protobuf does
+        if number == 1:  # oneof value: the last one set wins, as protobuf does
             dim = Dim(value=_int(value))
         elif number == 2:
             dim = Dim(param=_text(value))
@@ -141,15 +141,14 @@ def _value_info(buf: memoryview) -> ValueInfo:
     for number, _, value in _fields(buf):
         if number == 1:
             info.name = _text(value)
-        elif number == 2:                                   # TypeProto
+        elif number == 2:  # TypeProto
             for n2, _, v2 in _fields(_sub(value)):
-                if n2 != 1:                                 # tensor_type only
+                if n2 != 1:  # tensor_type only
                     continue
                 for n3, _, v3 in _fields(_sub(v2)):
-                    if n3 == 2:                             # shape
+                    if n3 == 2:  # shape
                         info.has_shape = True
-                        info.dims = [_dim(_sub(v4)) for n4, _, v4 in _fields(_sub(v3))
-                                     if n4 == 1]
+                        info.dims = [_dim(_sub(v4)) for n4, _, v4 in _fields(_sub(v3)) if n4 == 1]
     return info
 
 
@@ -230,15 +229,19 @@ def _enc_len(number: int, payload: bytes | str) -> bytes:
 
 def _enc_float_vector(name: str) -> bytes:
     """ValueInfoProto: ``name``, a float tensor of shape [1]."""
-    dim = _enc_len(1, _enc_int(1, 1))                        # TensorShapeProto.dim
-    tensor = _enc_int(1, 1) + _enc_len(2, dim)               # elem_type FLOAT, shape
+    dim = _enc_len(1, _enc_int(1, 1))  # TensorShapeProto.dim
+    tensor = _enc_int(1, 1) + _enc_len(2, dim)  # elem_type FLOAT, shape
     return _enc_len(1, name) + _enc_len(2, _enc_len(1, tensor))
 
 
 def probe_model_bytes(opset: int, ir_version: int = 8) -> bytes:
     """A serialized one-node model ``y = Identity(x)`` stamped with default-domain ``opset``."""
     node = _enc_len(1, "x") + _enc_len(2, "y") + _enc_len(4, "Identity")
-    graph = (_enc_len(1, node) + _enc_len(2, "probe")
-             + _enc_len(11, _enc_float_vector("x")) + _enc_len(12, _enc_float_vector("y")))
+    graph = (
+        _enc_len(1, node)
+        + _enc_len(2, "probe")
+        + _enc_len(11, _enc_float_vector("x"))
+        + _enc_len(12, _enc_float_vector("y"))
+    )
     opset_id = _enc_len(1, "") + _enc_int(2, opset)
     return _enc_int(1, ir_version) + _enc_len(7, graph) + _enc_len(8, opset_id)

@@ -30,21 +30,40 @@ LOG = logging.getLogger(__name__)
 #: highest ai.onnx opset each onnxruntime release officially supports (fallback table when
 #: the runtime cannot be probed); the probe in :func:`max_supported_opset` is authoritative
 ORT_MAX_OPSET = {
-    (1, 14): 18, (1, 15): 19, (1, 16): 19, (1, 17): 20, (1, 18): 21, (1, 19): 21,
-    (1, 20): 21, (1, 21): 22, (1, 22): 22, (1, 23): 23, (1, 24): 23, (1, 25): 24,
-    (1, 26): 24, (1, 27): 25, (1, 28): 25, (1, 29): 26, (1, 30): 26, (1, 31): 26,
+    (1, 14): 18,
+    (1, 15): 19,
+    (1, 16): 19,
+    (1, 17): 20,
+    (1, 18): 21,
+    (1, 19): 21,
+    (1, 20): 21,
+    (1, 21): 22,
+    (1, 22): 22,
+    (1, 23): 23,
+    (1, 24): 23,
+    (1, 25): 24,
+    (1, 26): 24,
+    (1, 27): 25,
+    (1, 28): 25,
+    (1, 29): 26,
+    (1, 30): 26,
+    (1, 31): 26,
 }
 DEVICES = ("auto", "cpu", "cuda")
-TASK_WORDS = {"contour": "a calving-front (contour) model",
-              "segmentation": "a segmentation (thaw-slump) model"}
+TASK_WORDS = {
+    "contour": "a calving-front (contour) model",
+    "segmentation": "a segmentation (thaw-slump) model",
+}
 
 
 def _ort():
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - the dependency check catches this first
-        raise ModelError("onnxruntime is not installed in this Python; install "
-                         "'onnxruntime' (or 'onnxruntime-gpu' for CUDA)") from exc
+        raise ModelError(
+            "onnxruntime is not installed in this Python; install "
+            "'onnxruntime' (or 'onnxruntime-gpu' for CUDA)"
+        ) from exc
     return ort
 
 
@@ -90,7 +109,8 @@ def _read_onnx(path: str) -> OnnxFile:
     except (OnnxFormatError, OSError) as exc:
         raise ModelError(
             f"{path} is not a valid ONNX model (the file is corrupt or not ONNX: {exc}). "
-            "Export it again or download it again.") from exc
+            "Export it again or download it again."
+        ) from exc
 
 
 def read_model_info(path: str) -> ModelInfo:
@@ -114,26 +134,39 @@ def read_model_info(path: str) -> ModelInfo:
                 raise ModelError(
                     f"{path}: the model's input is fixed to {fixed[0]} x {fixed[1]} px; "
                     "Arctic Assist runs square tiles only (export the model with a square "
-                    "or dynamic input size)")
+                    "or dynamic input size)"
+                )
             input_size = fixed[0]
     props = dict(model.metadata_props)
     output_names = [o.name for o in model.outputs]
-    spec = spec_from_metadata_props(props, n_inputs=n_inputs, input_name=first.name,
-                                    output_names=output_names, path=path,
-                                    input_size=input_size)
+    spec = spec_from_metadata_props(
+        props,
+        n_inputs=n_inputs,
+        input_name=first.name,
+        output_names=output_names,
+        path=path,
+        input_size=input_size,
+    )
     # the graph must agree with its metadata, or onnxruntime's own error reaches the user
     if rank is not None and rank != 4:
         raise ModelError(
             f"{path}: the graph's input '{first.name}' has {rank} dimension(s), but Arctic "
             "Assist models take N x C x H x W (4): the file's metadata does not describe its "
-            "graph; export the model again.")
+            "graph; export the model again."
+        )
     if n_inputs is not None and n_inputs != len(spec.bands):
         raise ModelError(
             f"{path}: the graph's input takes {n_inputs} channel(s), but its metadata lists "
             f"{len(spec.bands)} band(s) ({', '.join(spec.bands)}): the file's metadata does "
-            "not describe its graph; export the model again.")
-    return ModelInfo(spec=spec, opset=model.default_opset, input_name=first.name,
-                     output_names=output_names, props=props)
+            "not describe its graph; export the model again."
+        )
+    return ModelInfo(
+        spec=spec,
+        opset=model.default_opset,
+        input_name=first.name,
+        output_names=output_names,
+        props=props,
+    )
 
 
 def read_model_spec(path: str) -> ModelSpec:
@@ -151,7 +184,8 @@ def check_opset(path: str, opset: int | None) -> None:
         raise ModelError(
             f"{path} needs ONNX opset {opset}, but the installed onnxruntime "
             f"{ort.__version__} runs models up to opset {limit}. Export the model with "
-            f"opset 17 (Arctic Assist's exporter does) or update onnxruntime.")
+            f"opset 17 (Arctic Assist's exporter does) or update onnxruntime."
+        )
 
 
 def check_task(path: str, spec: ModelSpec, task: str, tool: str) -> None:
@@ -186,8 +220,15 @@ class OnnxModel:
     spent inside ``session.run`` since the last :meth:`reset_timer`).
     """
 
-    def __init__(self, path: str, spec: ModelSpec, session: Any, opset: int | None,
-                 input_name: str, output_names: list[str]) -> None:
+    def __init__(
+        self,
+        path: str,
+        spec: ModelSpec,
+        session: Any,
+        opset: int | None,
+        input_name: str,
+        output_names: list[str],
+    ) -> None:
         self.path = path
         self.spec = spec
         self.session = session
@@ -197,15 +238,22 @@ class OnnxModel:
         self.provider: str = session.get_providers()[0]
         batch_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
         #: a batch size fixed in the graph (Deepness's model zoo exports batch 1), else None
-        self.fixed_batch: int | None = batch_dim if isinstance(batch_dim, int) \
-            and batch_dim > 0 else None
+        self.fixed_batch: int | None = (
+            batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        )
         self.inference_seconds = 0.0
         self.calls = 0
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, path: str, device: str = "auto", task: str | None = None,
-             tool: str = "this tool", threads: int | None = None) -> OnnxModel:
+    def load(
+        cls,
+        path: str,
+        device: str = "auto",
+        task: str | None = None,
+        tool: str = "this tool",
+        threads: int | None = None,
+    ) -> OnnxModel:
         """Validate ``path`` and create the session on ``device`` (auto | cpu | cuda).
 
         ``task``: refuse a model of another task (e.g. ``"segmentation"``, with ``tool`` the
@@ -224,12 +272,18 @@ class OnnxModel:
             check_task(path, info.spec, task, tool)
         spec = info.spec
         if spec.input_name != info.input_name and spec.source_format != "deepness":
-            LOG.warning("%s: metadata input name '%s' differs from the graph's '%s'; using "
-                        "the graph's", path, spec.input_name, info.input_name)
+            LOG.warning(
+                "%s: metadata input name '%s' differs from the graph's '%s'; using the graph's",
+                path,
+                spec.input_name,
+                info.input_name,
+            )
         missing = [o.name for o in spec.outputs if o.name not in info.output_names]
         if missing and spec.source_format != "deepness":
-            raise ModelError(f"{path}: output(s) {', '.join(missing)} named in the metadata "
-                             f"are not outputs of the graph ({', '.join(info.output_names)})")
+            raise ModelError(
+                f"{path}: output(s) {', '.join(missing)} named in the metadata "
+                f"are not outputs of the graph ({', '.join(info.output_names)})"
+            )
 
         ort = _ort()
         available = ort.get_available_providers()
@@ -241,7 +295,8 @@ class OnnxModel:
                 raise ModelError(
                     "device 'cuda' was requested but the installed onnxruntime has no CUDA "
                     "provider (install 'onnxruntime-gpu' with CUDA 12/13 and cuDNN 9), or "
-                    "choose device 'auto' or 'cpu'.")
+                    "choose device 'auto' or 'cpu'."
+                )
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -258,9 +313,9 @@ class OnnxModel:
                 raise ModelError(
                     f"{path} needs ONNX opset {info.opset}, but the installed onnxruntime "
                     f"{ort.__version__} runs models up to opset {m.group(1)}. Export the "
-                    "model with opset 17 or update onnxruntime.") from exc
-            raise ModelError(f"{path}: onnxruntime cannot load the model ({text.strip()})"
-                             ) from exc
+                    "model with opset 17 or update onnxruntime."
+                ) from exc
+            raise ModelError(f"{path}: onnxruntime cannot load the model ({text.strip()})") from exc
         finally:
             ort.set_default_logger_severity(2)
         running = session.get_providers()
@@ -268,15 +323,31 @@ class OnnxModel:
             raise ModelError(
                 "device 'cuda' was requested but CUDA does not work in onnxruntime here "
                 "(missing CUDA/cuDNN libraries or no GPU); choose device 'auto' or 'cpu'. "
-                f"Providers that started: {', '.join(running)}.")
-        if device == "auto" and "CUDAExecutionProvider" in providers \
-                and running[0] != "CUDAExecutionProvider":
-            LOG.info("CUDA is listed by onnxruntime but did not start; running on %s",
-                     running[0])
-        model = cls(path, spec, session, info.opset, info.input_name,
-                    [o.name for o in session.get_outputs()])
-        LOG.info("loaded %s (%s %s, task %s, opset %s) on %s", path, spec.name, spec.version,
-                 spec.task, info.opset, model.provider)
+                f"Providers that started: {', '.join(running)}."
+            )
+        if (
+            device == "auto"
+            and "CUDAExecutionProvider" in providers
+            and running[0] != "CUDAExecutionProvider"
+        ):
+            LOG.info("CUDA is listed by onnxruntime but did not start; running on %s", running[0])
+        model = cls(
+            path,
+            spec,
+            session,
+            info.opset,
+            info.input_name,
+            [o.name for o in session.get_outputs()],
+        )
+        LOG.info(
+            "loaded %s (%s %s, task %s, opset %s) on %s",
+            path,
+            spec.name,
+            spec.version,
+            spec.task,
+            info.opset,
+            model.provider,
+        )
         return model
 
     # ------------------------------------------------------------------ inference
@@ -305,7 +376,7 @@ class OnnxModel:
             n = batch.shape[0]
             parts = []
             for i in range(0, n, fb):
-                part = batch[i:i + fb]
+                part = batch[i : i + fb]
                 if part.shape[0] < fb:  # pad the last call by repeating its last tile
                     part = np.concatenate([part, np.repeat(part[-1:], fb - part.shape[0], 0)])
                 parts.append(self.predict(part))
@@ -317,8 +388,10 @@ class OnnxModel:
         if out.ndim == 3:
             out = out[:, None]
         if out.ndim != 4:
-            raise ModelError(f"{self.path}: output '{name}' has shape {out.shape}; a "
-                             "segmentation model must output N x C x H x W")
+            raise ModelError(
+                f"{self.path}: output '{name}' has shape {out.shape}; a "
+                "segmentation model must output N x C x H x W"
+            )
         activation = out_spec.activation
         if self.spec.source_format == "deepness" and out.shape[1] > 1:
             activation = "none"  # Deepness models output class probabilities

@@ -199,7 +199,11 @@ MAX_VERTICES = 4096
 MAX_ITERATIONS = 64
 
 
-def _get(doc: Mapping[str, Any], path: str, default: Any = ..., ) -> Any:
+def _get(
+    doc: Mapping[str, Any],
+    path: str,
+    default: Any = ...,
+) -> Any:
     cur: Any = doc
     for part in path.split("."):
         if not isinstance(cur, Mapping) or part not in cur:
@@ -210,8 +214,15 @@ def _get(doc: Mapping[str, Any], path: str, default: Any = ..., ) -> Any:
     return cur
 
 
-def _num(doc: Mapping[str, Any], path: str, default: Any = ..., *, positive: bool = False,
-         integer: bool = False, allow_none: bool = False) -> Any:
+def _num(
+    doc: Mapping[str, Any],
+    path: str,
+    default: Any = ...,
+    *,
+    positive: bool = False,
+    integer: bool = False,
+    allow_none: bool = False,
+) -> Any:
     value = _get(doc, path, default)
     if value is None and allow_none:
         return None
@@ -242,8 +253,7 @@ def _str(doc: Mapping[str, Any], path: str, default: Any = ...) -> str:
 
 def _str_list(doc: Mapping[str, Any], path: str) -> tuple[str, ...]:
     value = _get(doc, path)
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(v, str) and v for v in value)):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise ModelSpecError(f"model metadata: field '{path}' must be a non-empty list of names")
     return tuple(value)
 
@@ -261,22 +271,30 @@ def _normalization(doc: Mapping[str, Any], n_bands: int) -> Normalization:
     if kind == "none":
         return Normalization("none")
     if kind == "scale":
-        return Normalization("scale", scale=_num(doc, path + ".scale"),
-                             offset=_num(doc, path + ".offset", 0.0))
+        return Normalization(
+            "scale", scale=_num(doc, path + ".scale"), offset=_num(doc, path + ".offset", 0.0)
+        )
     if kind == "standardize":
         mean = _get(doc, path + ".mean")
         std = _get(doc, path + ".std")
         for name, vals in (("mean", mean), ("std", std)):
-            if (not isinstance(vals, list) or len(vals) != n_bands
-                    or not all(isinstance(v, (int, float)) for v in vals)):
+            if (
+                not isinstance(vals, list)
+                or len(vals) != n_bands
+                or not all(isinstance(v, (int, float)) for v in vals)
+            ):
                 raise ModelSpecError(
                     f"model metadata: field '{path}.{name}' must list {n_bands} numbers "
-                    f"(one per input band)")
+                    f"(one per input band)"
+                )
         if any(s <= 0 for s in std):
             raise ModelSpecError(f"model metadata: field '{path}.std' must be positive")
-        return Normalization("standardize", scale=_num(doc, path + ".scale", 1.0),
-                             mean=tuple(float(v) for v in mean),
-                             std=tuple(float(v) for v in std))
+        return Normalization(
+            "standardize",
+            scale=_num(doc, path + ".scale", 1.0),
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+        )
     return Normalization(
         "pixeldino_logsigmoid",
         scale=_num(doc, path + ".scale", 0.005, positive=True),
@@ -296,54 +314,74 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
     if version > SCHEMA_VERSION:
         raise ModelSpecError(
             f"model metadata: field 'schema_version' is {version}, this plugin reads up to "
-            f"{SCHEMA_VERSION}; update Arctic Assist")
+            f"{SCHEMA_VERSION}; update Arctic Assist"
+        )
     task = _choice(doc, "task", TASKS)
     bands = _str_list(doc, "input.bands")
-    classes = _str_list(doc, "classes") if task == "segmentation" else tuple(
-        _get(doc, "classes", ["front"]) or ["front"])
+    classes = (
+        _str_list(doc, "classes")
+        if task == "segmentation"
+        else tuple(_get(doc, "classes", ["front"]) or ["front"])
+    )
     outputs_raw = _get(doc, "outputs")
     if not isinstance(outputs_raw, list) or not outputs_raw:
         raise ModelSpecError("model metadata: field 'outputs' must be a non-empty list")
     outputs = []
     for i, out in enumerate(outputs_raw):
-        outputs.append(OutputSpec(
-            name=_str(out, "name") if isinstance(out, Mapping) else _str({}, f"outputs[{i}].name"),
-            shape=tuple(out.get("shape", ())),
-            activation=_choice(out, "activation", ACTIVATIONS, "none"),
-        ))
+        outputs.append(
+            OutputSpec(
+                name=_str(out, "name")
+                if isinstance(out, Mapping)
+                else _str({}, f"outputs[{i}].name"),
+                shape=tuple(out.get("shape", ())),
+                activation=_choice(out, "activation", ACTIVATIONS, "none"),
+            )
+        )
     if len(bands) > MAX_BANDS:
-        raise ModelSpecError(f"model metadata: field 'input.bands' lists {len(bands)} bands; "
-                             f"at most {MAX_BANDS} are supported")
+        raise ModelSpecError(
+            f"model metadata: field 'input.bands' lists {len(bands)} bands; "
+            f"at most {MAX_BANDS} are supported"
+        )
     contour = None
     if task == "contour":
         contour = ContourSpec(
             vertices=_num(doc, "contour.vertices", positive=True, integer=True),
             iterations=_num(doc, "contour.iterations", positive=True, integer=True),
-            coordinates=_choice(doc, "contour.coordinates", ("xy_normalized_align_corners",),
-                                "xy_normalized_align_corners"),
+            coordinates=_choice(
+                doc,
+                "contour.coordinates",
+                ("xy_normalized_align_corners",),
+                "xy_normalized_align_corners",
+            ),
         )
     tile_size = _num(doc, "tile.size", positive=True, integer=True)
     if tile_size > MAX_TILE_SIZE:  # sizes from a file are bounded before anything is allocated
         raise ModelSpecError(
             f"model metadata: field 'tile.size' is {tile_size} px; Arctic Assist runs tiles of "
-            f"at most {MAX_TILE_SIZE} px (a larger tile would exhaust the memory)")
+            f"at most {MAX_TILE_SIZE} px (a larger tile would exhaust the memory)"
+        )
     overlap = _num(doc, "tile.overlap", 0, integer=True)
     if not 0 <= overlap < tile_size:
         raise ModelSpecError(
-            f"model metadata: field 'tile.overlap' must be in [0, tile.size); got {overlap}")
-    if contour is not None and (contour.vertices > MAX_VERTICES
-                                or contour.iterations > MAX_ITERATIONS):
+            f"model metadata: field 'tile.overlap' must be in [0, tile.size); got {overlap}"
+        )
+    if contour is not None and (
+        contour.vertices > MAX_VERTICES or contour.iterations > MAX_ITERATIONS
+    ):
         raise ModelSpecError(
             f"model metadata: fields 'contour.vertices' ({contour.vertices}) and "
             f"'contour.iterations' ({contour.iterations}) must be at most {MAX_VERTICES} and "
-            f"{MAX_ITERATIONS}")
+            f"{MAX_ITERATIONS}"
+        )
     if _num(doc, "tile.multiple_of", 1, positive=True, integer=True) > tile_size:
-        raise ModelSpecError("model metadata: field 'tile.multiple_of' must be at most "
-                             f"tile.size ({tile_size})")
+        raise ModelSpecError(
+            f"model metadata: field 'tile.multiple_of' must be at most tile.size ({tile_size})"
+        )
     threshold = _num(doc, "threshold", 0.5)
     if task == "segmentation" and not 0.0 < threshold < 1.0:
         raise ModelSpecError(
-            f"model metadata: field 'threshold' must be in (0, 1); got {threshold}")
+            f"model metadata: field 'threshold' must be in (0, 1); got {threshold}"
+        )
     provenance = _get(doc, "provenance", {})
     if not isinstance(provenance, Mapping):
         raise ModelSpecError("model metadata: field 'provenance' must be an object")
@@ -377,13 +415,20 @@ def _loads(value: str, key: str) -> Any:
     except (TypeError, ValueError):
         try:  # Deepness examples sometimes store Python literals
             import ast
+
             return ast.literal_eval(value)
         except (ValueError, SyntaxError) as exc:
             raise ModelSpecError(f"Deepness metadata: key '{key}' is not valid JSON") from exc
 
 
-def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
-                  output_names: list[str], input_size: int | None = None) -> ModelSpec:
+def from_deepness(
+    props: Mapping[str, str],
+    *,
+    n_inputs: int,
+    input_name: str,
+    output_names: list[str],
+    input_size: int | None = None,
+) -> ModelSpec:
     """Map the Deepness plugin's metadata keys onto a :class:`ModelSpec`.
 
     Deepness feeds uint8 images divided by 255, then optionally standardised with
@@ -397,7 +442,8 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
     if model_type != "Segmentor":
         raise ModelSpecError(
             f"Deepness metadata: model_type '{model_type}' is not supported; Arctic Assist "
-            "runs Deepness models of type 'Segmentor'")
+            "runs Deepness models of type 'Segmentor'"
+        )
     key = "class_names" if "class_names" in props else "names"
     class_names = _loads(props.get(key, "null"), key)
     if isinstance(class_names, list) and class_names and isinstance(class_names[0], Mapping):
@@ -413,12 +459,18 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
     overlap = int(tile * overlap_pct / 100 * 2) // 2
     threshold = float(_loads(props.get("seg_thresh", "0.5"), "seg_thresh"))
     doc: dict[str, Any] = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "name": "deepness_model", "version": "unknown", "task": "segmentation",
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "name": "deepness_model",
+        "version": "unknown",
+        "task": "segmentation",
         "description": "Deepness model (metadata mapped by Arctic Assist)",
-        "input": {"name": input_name, "dtype": "uint8",
-                  "bands": [f"band{i + 1}" for i in range(n_inputs)],
-                  "normalization": {"type": "scale", "scale": 1 / 255.0, "offset": 0.0}},
+        "input": {
+            "name": input_name,
+            "dtype": "uint8",
+            "bands": [f"band{i + 1}" for i in range(n_inputs)],
+            "normalization": {"type": "scale", "scale": 1 / 255.0, "offset": 0.0},
+        },
         "pixel_size_m": (float(resolution_cm) / 100.0) if resolution_cm else None,
         "tile": {"size": tile, "overlap": min(overlap, tile - 1)},
         "classes": list(classes),
@@ -427,21 +479,28 @@ def from_deepness(props: Mapping[str, str], *, n_inputs: int, input_name: str,
     }
     if "standardization_mean" in props and "standardization_std" in props:
         doc["input"]["normalization"] = {
-            "type": "standardize", "scale": 1 / 255.0,
+            "type": "standardize",
+            "scale": 1 / 255.0,
             "mean": list(_loads(props["standardization_mean"], "standardization_mean")),
             "std": list(_loads(props["standardization_std"], "standardization_std")),
         }
     if "seg_small_segment" in props:
-        doc["provenance"] = {"deepness_seg_small_segment": _loads(props["seg_small_segment"],
-                                                                  "seg_small_segment")}
+        doc["provenance"] = {
+            "deepness_seg_small_segment": _loads(props["seg_small_segment"], "seg_small_segment")
+        }
     spec = validate_metadata(doc)
     return ModelSpec(**{**spec.__dict__, "source_format": "deepness"})
 
 
-def spec_from_metadata_props(props: Mapping[str, str], *, n_inputs: int | None = None,
-                             input_name: str = "image",
-                             output_names: list[str] | None = None,
-                             path: str = "model", input_size: int | None = None) -> ModelSpec:
+def spec_from_metadata_props(
+    props: Mapping[str, str],
+    *,
+    n_inputs: int | None = None,
+    input_name: str = "image",
+    output_names: list[str] | None = None,
+    path: str = "model",
+    input_size: int | None = None,
+) -> ModelSpec:
     """Build the spec from an ONNX model's ``metadata_props`` (ours, else Deepness's).
 
     ``input_size``: the graph's fixed (square) spatial input size, if it has one; it wins
@@ -452,17 +511,27 @@ def spec_from_metadata_props(props: Mapping[str, str], *, n_inputs: int | None =
             doc = json.loads(props[METADATA_KEY])
         except ValueError as exc:
             raise ModelSpecError(
-                f"{path}: metadata key '{METADATA_KEY}' is not valid JSON ({exc})") from exc
+                f"{path}: metadata key '{METADATA_KEY}' is not valid JSON ({exc})"
+            ) from exc
         spec = validate_metadata(doc)
         if input_size and input_size != spec.tile_size:
-            spec = replace(spec, tile_size=int(input_size),
-                           tile_overlap=min(spec.tile_overlap, int(input_size) // 2))
+            spec = replace(
+                spec,
+                tile_size=int(input_size),
+                tile_overlap=min(spec.tile_overlap, int(input_size) // 2),
+            )
         return spec
     if "model_type" in props:
-        return from_deepness(props, n_inputs=n_inputs or 3, input_name=input_name,
-                             output_names=output_names or ["output"], input_size=input_size)
+        return from_deepness(
+            props,
+            n_inputs=n_inputs or 3,
+            input_name=input_name,
+            output_names=output_names or ["output"],
+            input_size=input_size,
+        )
     raise ModelSpecError(
         f"{path} carries no Arctic Assist metadata (key '{METADATA_KEY}') and no Deepness "
         "metadata: it was not exported by arctic_assist.training. Export models with "
         "'python -m arctic_assist.training export' or add the metadata (see README, "
-        "'Model contract').")
+        "'Model contract')."
+    )

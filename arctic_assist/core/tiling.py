@@ -63,8 +63,11 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def tile_origins(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     """(row, col) origins of the tiles covering an ``height`` x ``width`` grid, row-major."""
-    return [(r, c) for r in tile_starts(height, tile, overlap)
-            for c in tile_starts(width, tile, overlap)]
+    return [
+        (r, c)
+        for r in tile_starts(height, tile, overlap)
+        for c in tile_starts(width, tile, overlap)
+    ]
 
 
 def blend_window(tile: int, kind: str = "hann") -> np.ndarray:
@@ -82,8 +85,9 @@ def blend_window(tile: int, kind: str = "hann") -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
-def pad_to(x: np.ndarray, rows: int, cols: int, mode: str = "reflect",
-           fill: float = 0.0) -> np.ndarray:
+def pad_to(
+    x: np.ndarray, rows: int, cols: int, mode: str = "reflect", fill: float = 0.0
+) -> np.ndarray:
     """Pad the last two axes of ``x`` at the bottom/right up to (rows, cols)."""
     pr, pc = rows - x.shape[-2], cols - x.shape[-1]
     if pr <= 0 and pc <= 0:
@@ -117,8 +121,13 @@ PANEL_WIDTH = 4096
 PANEL_ALIGN = 256
 
 
-def panel_bounds(width: int, tile: int, overlap: int, panel_width: int | None = PANEL_WIDTH,
-                 align: int = PANEL_ALIGN) -> list[tuple[int, int, int]]:
+def panel_bounds(
+    width: int,
+    tile: int,
+    overlap: int,
+    panel_width: int | None = PANEL_WIDTH,
+    align: int = PANEL_ALIGN,
+) -> list[tuple[int, int, int]]:
     """Column panels ``(start, end, tiles_end)`` of a grid ``width`` pixels wide.
 
     Panel k owns the output columns ``[start, end)`` (the panels partition ``[0, width)``)
@@ -207,10 +216,10 @@ def sliding_window_stream(
     col_sum = np.zeros(width, dtype=np.float64)
     for cols in panel_cols:
         for c0 in cols:
-            col_sum[c0:c0 + tw] += a_col
+            col_sum[c0 : c0 + tw] += a_col
     row_sum = np.zeros(height + th, dtype=np.float64)
     for r0 in row_starts:
-        row_sum[r0:r0 + th] += a_row
+        row_sum[r0 : r0 + th] += a_row
     col_sum32, row_sum32 = col_sum.astype(np.float32), row_sum.astype(np.float32)
     acc = np.zeros((out_channels, th, span), dtype=np.float32)
     valid_buf = np.zeros((th, span), dtype=bool)
@@ -226,16 +235,21 @@ def sliding_window_stream(
     # batches in order; the read of batch i+1 runs in a thread while batch i is predicted,
     # and finished rows are written by another thread (GDAL releases the GIL), so reading,
     # normalising, compressing and writing overlap with onnxruntime
-    batches = [(pi, ri, cols[b0:b0 + batch_size]) for pi, cols in enumerate(panel_cols)
-               for ri in range(len(row_starts)) for b0 in range(0, len(cols), batch_size)]
+    batches = [
+        (pi, ri, cols[b0 : b0 + batch_size])
+        for pi, cols in enumerate(panel_cols)
+        for ri in range(len(row_starts))
+        for b0 in range(0, len(cols), batch_size)
+    ]
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
         _, ri, cols = batches[i]
         c_lo, c_hi = cols[0], cols[-1] + tw
         data, valid = read(row_starts[ri], c_lo, th, c_hi - c_lo)
         if data.shape[-2:] != (th, c_hi - c_lo) or valid.shape != (th, c_hi - c_lo):
-            raise ValueError(f"reader returned {data.shape}/{valid.shape} for a "
-                             f"{th} x {c_hi - c_lo} window")
+            raise ValueError(
+                f"reader returned {data.shape}/{valid.shape} for a {th} x {c_hi - c_lo} window"
+            )
         return data, valid
 
     pool = ThreadPoolExecutor(max_workers=2) if prefetch else None
@@ -255,15 +269,15 @@ def sliding_window_stream(
                 data, valid = load(i)
             t_blend = time.perf_counter()
             c_lo, c_hi = cols[0], cols[-1] + tw
-            valid_buf[:, c_lo - p0:c_hi - p0] |= valid
+            valid_buf[:, c_lo - p0 : c_hi - p0] |= valid
             run_cols = []
             tiles = []
             for c0 in cols:
-                v = valid[:, c0 - c_lo:c0 - c_lo + tw]
+                v = valid[:, c0 - c_lo : c0 - c_lo + tw]
                 if not v.any():
                     stats.tiles_skipped += 1
                     continue
-                x = data[:, :, c0 - c_lo:c0 - c_lo + tw]
+                x = data[:, :, c0 - c_lo : c0 - c_lo + tw]
                 if (th, tw) != (tile, tile):
                     x = pad_to(x, tile, tile, pad_mode)
                 tiles.append(x)
@@ -273,13 +287,18 @@ def sliding_window_stream(
                 stats.blend_seconds += time.perf_counter() - t_blend
                 out = np.asarray(predict(batch), dtype=np.float32)
                 t_blend = time.perf_counter()
-                if out.shape[0] != len(tiles) or out.shape[1] != out_channels \
-                        or out.shape[2] < th or out.shape[3] < tw:
+                if (
+                    out.shape[0] != len(tiles)
+                    or out.shape[1] != out_channels
+                    or out.shape[2] < th
+                    or out.shape[3] < tw
+                ):
                     raise ValueError(
                         f"predictor returned shape {out.shape} for input {batch.shape}; "
-                        f"expected ({len(tiles)}, {out_channels}, {tile}, {tile})")
+                        f"expected ({len(tiles)}, {out_channels}, {tile}, {tile})"
+                    )
                 for k, c0 in enumerate(run_cols):
-                    acc[:, :, c0 - p0:c0 - p0 + tw] += out[k, :, :th, :tw] * weights
+                    acc[:, :, c0 - p0 : c0 - p0 + tw] += out[k, :, :th, :tw] * weights
                 stats.tiles_run += len(tiles)
             done += len(cols)
             stats.blend_seconds += time.perf_counter() - t_blend
@@ -292,14 +311,19 @@ def sliding_window_stream(
             # later tile of this panel starts above; the previous panel's share is in carry)
             last = ri == len(row_starts) - 1
             n_final = th if last else row_starts[ri + 1] - r0
-            block = acc[:, :n_final, :p1 - p0].copy()
+            block = acc[:, :n_final, : p1 - p0].copy()
             if pi > 0:
                 prev_spill = panels[pi - 1][2] - p0
-                block[:, :, :prev_spill] += carry[:, r0:r0 + n_final, :prev_spill]
+                block[:, :, :prev_spill] += carry[:, r0 : r0 + n_final, :prev_spill]
             if p2 > p1:
-                carry[:, r0:r0 + n_final, :p2 - p1] = acc[:, :n_final, p1 - p0:p2 - p0]
-            block, vblock = _finish(block, row_sum32[r0:r0 + n_final], col_sum32[p0:p1],
-                                    valid_buf[:n_final, :p1 - p0], nodata)
+                carry[:, r0 : r0 + n_final, : p2 - p1] = acc[:, :n_final, p1 - p0 : p2 - p0]
+            block, vblock = _finish(
+                block,
+                row_sum32[r0 : r0 + n_final],
+                col_sum32[p0:p1],
+                valid_buf[:n_final, : p1 - p0],
+                nodata,
+            )
             stats.blend_seconds += time.perf_counter() - t_blend
             for f in pending_writes:  # keep at most one write in flight (bounded memory)
                 f.result()
@@ -331,8 +355,9 @@ def sliding_window_stream(
     return stats
 
 
-def _finish(block: np.ndarray, row_w: np.ndarray, col_w: np.ndarray, valid: np.ndarray,
-            nodata: float) -> tuple[np.ndarray, np.ndarray]:
+def _finish(
+    block: np.ndarray, row_w: np.ndarray, col_w: np.ndarray, valid: np.ndarray, nodata: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The blended output of a block of weighted sums (in place; nodata where invalid).
 
     The weight sum is ``row_w[i] * col_w[j]`` (separable; every pixel lies in a tile and
@@ -346,11 +371,20 @@ def _finish(block: np.ndarray, row_w: np.ndarray, col_w: np.ndarray, valid: np.n
     return block, v
 
 
-def sliding_window_inference(image: np.ndarray, valid: np.ndarray | None, tile: int,
-                             overlap: int, predict: Predictor, *, out_channels: int = 1,
-                             batch_size: int = 4, window: str = "hann", nodata: float = -1.0,
-                             progress: Callable[[float], None] | None = None,
-                             is_canceled: Callable[[], bool] | None = None) -> np.ndarray:
+def sliding_window_inference(
+    image: np.ndarray,
+    valid: np.ndarray | None,
+    tile: int,
+    overlap: int,
+    predict: Predictor,
+    *,
+    out_channels: int = 1,
+    batch_size: int = 4,
+    window: str = "hann",
+    nodata: float = -1.0,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+) -> np.ndarray:
     """In-memory convenience wrapper of :func:`sliding_window_stream` (C x H x W -> K x H x W)."""
     _, height, width = image.shape
     if valid is None:
@@ -358,12 +392,23 @@ def sliding_window_inference(image: np.ndarray, valid: np.ndarray | None, tile: 
     out = np.full((out_channels, height, width), nodata, dtype=np.float32)
 
     def read(r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
-        return image[:, r0:r0 + nr, c0:c0 + nc], valid[r0:r0 + nr, c0:c0 + nc]
+        return image[:, r0 : r0 + nr, c0 : c0 + nc], valid[r0 : r0 + nr, c0 : c0 + nc]
 
     def write(r0: int, c0: int, block: np.ndarray, _v: np.ndarray) -> None:
-        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
+        out[:, r0 : r0 + block.shape[1], c0 : c0 + block.shape[2]] = block
 
-    sliding_window_stream((height, width), tile, overlap, read, predict, write,
-                          out_channels=out_channels, batch_size=batch_size, window=window,
-                          nodata=nodata, progress=progress, is_canceled=is_canceled)
+    sliding_window_stream(
+        (height, width),
+        tile,
+        overlap,
+        read,
+        predict,
+        write,
+        out_channels=out_channels,
+        batch_size=batch_size,
+        window=window,
+        nodata=nodata,
+        progress=progress,
+        is_canceled=is_canceled,
+    )
     return out

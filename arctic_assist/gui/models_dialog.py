@@ -34,14 +34,17 @@ def card_html(entry: models.ModelEntry, is_default: bool) -> str:
     its own headings, links or warnings."""
     e = _text
     if entry.spec is None:
-        return (f"<h3>{e(entry.path.name)}</h3><p><b>Cannot be used:</b> "
-                f"{e(entry.error)}</p>")
-    rows = "".join(f"<tr><th align='left'>{e(k)}</th><td>{e(v)}</td></tr>"
-                   for k, v in entry.spec.card().items())
+        return f"<h3>{e(entry.path.name)}</h3><p><b>Cannot be used:</b> {e(entry.error)}</p>"
+    rows = "".join(
+        f"<tr><th align='left'>{e(k)}</th><td>{e(v)}</td></tr>"
+        for k, v in entry.spec.card().items()
+    )
     flag = " <i>(default for this task)</i>" if is_default else ""
-    return (f"<h3>{e(entry.spec.name)} {e(entry.spec.version)}{flag}</h3>"
-            f"<p>{e(entry.spec.description)}</p><table>{rows}</table>"
-            f"<p><small>{e(entry.origin)} model: {e(entry.path)}</small></p>")
+    return (
+        f"<h3>{e(entry.spec.name)} {e(entry.spec.version)}{flag}</h3>"
+        f"<p>{e(entry.spec.description)}</p><table>{rows}</table>"
+        f"<p><small>{e(entry.origin)} model: {e(entry.path)}</small></p>"
+    )
 
 
 class ModelsDialog(QDialog):
@@ -118,8 +121,12 @@ class ModelsDialog(QDialog):
         try:
             models.register(path, settings.user_models_dir())
         except Exception as exc:  # shown to the user
-            box = QMessageBox(QMessageBox.Warning, "Arctic Assist",
-                              f"This model cannot be used:\n{exc}", parent=self)
+            box = QMessageBox(
+                QMessageBox.Warning,
+                "Arctic Assist",
+                f"This model cannot be used:\n{exc}",
+                parent=self,
+            )
             box.setTextFormat(Qt.PlainText)  # the message may quote the model file
             box.exec_()
             return

@@ -41,13 +41,19 @@ from qgis.PyQt.QtWidgets import (
 LOG = logging.getLogger(__name__)
 STATUSES = ("proposed", "accepted", "edited", "rejected")
 FILTERS = ("all", *STATUSES)
-REVIEW_FIELDS = (("status", QVariant.String), ("reviewer", QVariant.String),
-                 ("reviewed_at", QVariant.String))
+REVIEW_FIELDS = (
+    ("status", QVariant.String),
+    ("reviewer", QVariant.String),
+    ("reviewed_at", QVariant.String),
+)
 
 
 def is_reviewable(layer: QgsMapLayer | None) -> bool:
-    return (isinstance(layer, QgsVectorLayer) and layer.isValid()
-            and layer.fields().indexFromName("status") >= 0)
+    return (
+        isinstance(layer, QgsVectorLayer)
+        and layer.isValid()
+        and layer.fields().indexFromName("status") >= 0
+    )
 
 
 def reviewer_name() -> str:
@@ -62,8 +68,11 @@ def reviewer_name() -> str:
 
 def ensure_review_fields(layer: QgsVectorLayer) -> None:
     """Add ``reviewer``/``reviewed_at`` to the data source when a layer lacks them."""
-    missing = [QgsField(name, kind) for name, kind in REVIEW_FIELDS
-               if layer.fields().indexFromName(name) < 0]
+    missing = [
+        QgsField(name, kind)
+        for name, kind in REVIEW_FIELDS
+        if layer.fields().indexFromName(name) < 0
+    ]
     if missing:
         if not layer.dataProvider().addAttributes(missing):
             raise RuntimeError(f"could not add review fields to {layer.source()}")
@@ -80,10 +89,11 @@ def save_decision(layer: QgsVectorLayer, fid: int, status: str) -> str:
         raise ValueError(f"unknown status {status!r}")
     ensure_review_fields(layer)
     fields = layer.fields()
-    values = {fields.indexFromName("status"): status,
-              fields.indexFromName("reviewer"): reviewer_name(),
-              fields.indexFromName("reviewed_at"):
-                  datetime.now(UTC).isoformat(timespec="seconds")}
+    values = {
+        fields.indexFromName("status"): status,
+        fields.indexFromName("reviewer"): reviewer_name(),
+        fields.indexFromName("reviewed_at"): datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     if layer.isEditable():
         buffer = layer.editBuffer()
         if status == "accepted" and buffer is not None and fid in buffer.changedGeometries():
@@ -137,10 +147,11 @@ class ReviewPanel(QgsDockWidget):
         buttons = QHBoxLayout()
         self.buttons = {}
         for key, text, shortcut, slot in (
-                ("previous", "Previous", "P", self.previous),
-                ("accept", "Accept", "A", lambda: self.decide("accepted")),
-                ("reject", "Reject", "R", lambda: self.decide("rejected")),
-                ("next", "Next", "N", self.next)):
+            ("previous", "Previous", "P", self.previous),
+            ("accept", "Accept", "A", lambda: self.decide("accepted")),
+            ("reject", "Reject", "R", lambda: self.decide("rejected")),
+            ("next", "Next", "N", self.next),
+        ):
             button = QPushButton(f"{text} ({shortcut})", body)
             button.setObjectName(f"ArcticAssistReview{text}")
             button.clicked.connect(slot)
@@ -255,8 +266,10 @@ class ReviewPanel(QgsDockWidget):
             saved = save_decision(self.layer, fid, status)
         except Exception as exc:  # shown to the user, review data untouched
             self.iface.messageBar().pushMessage(
-                "Arctic Assist", f"Could not save the review: {exc}",
-                level=Qgis.MessageLevel.Critical)
+                "Arctic Assist",
+                f"Could not save the review: {exc}",
+                level=Qgis.MessageLevel.Critical,
+            )
             return
         LOG.info("feature %s of %s: %s", fid, self.layer.name(), saved)
         next_fid = self.fids[row + 1] if row + 1 < len(self.fids) else fid
@@ -277,5 +290,4 @@ def remove_dock(iface, dock: ReviewPanel | None) -> None:
     dock.deleteLater()
 
 
-__all__ = ["ReviewPanel", "save_decision", "ensure_review_fields", "is_reviewable",
-           "remove_dock"]
+__all__ = ["ReviewPanel", "save_decision", "ensure_review_fields", "is_reviewable", "remove_dock"]

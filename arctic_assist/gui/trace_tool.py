@@ -36,8 +36,9 @@ def write_box(rect, crs_wkt: str, folder: Path) -> Path:
     feat = ogr.Feature(layer.GetLayerDefn())
     feat.SetField("aoi_id", 1)
     x0, y0, x1, y1 = rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()
-    feat.SetGeometry(ogr.CreateGeometryFromWkt(
-        f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
+    feat.SetGeometry(
+        ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
+    )
     layer.CreateFeature(feat)
     ds = None
     tmp.replace(path)
@@ -62,12 +63,17 @@ class TraceBoxTool(QgsMapToolExtent):
 def start_trace(plugin) -> None:
     """Use selected polygons when there are some, else let the user drag a box."""
     layer = plugin.iface.activeLayer()
-    if isinstance(layer, QgsVectorLayer) and layer.selectedFeatureCount() > 0 and \
-            layer.geometryType() == 2:
-        plugin.open_algorithm(ALGORITHM, {
-            "AOI": QgsProcessingFeatureSourceDefinition(layer.id(), True)})
+    if (
+        isinstance(layer, QgsVectorLayer)
+        and layer.selectedFeatureCount() > 0
+        and layer.geometryType() == 2
+    ):
+        plugin.open_algorithm(
+            ALGORITHM, {"AOI": QgsProcessingFeatureSourceDefinition(layer.id(), True)}
+        )
         return
     plugin.trace_tool = plugin.trace_tool or TraceBoxTool(plugin)
     plugin.iface.mapCanvas().setMapTool(plugin.trace_tool)
     plugin.iface.messageBar().pushInfo(
-        "Arctic Assist", "Drag a box around the glacier terminus to trace its calving front.")
+        "Arctic Assist", "Drag a box around the glacier terminus to trace its calving front."
+    )

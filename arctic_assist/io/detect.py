@@ -67,8 +67,9 @@ def _temp_options() -> list[str]:
     """Creation options for our own temporaries: fast ZSTD when GDAL has it."""
     gdal = _gdal()
     opts = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
-    codec = ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"] if "ZSTD" in opts else ["COMPRESS=DEFLATE",
-                                                                       "ZLEVEL=1"]
+    codec = (
+        ["COMPRESS=ZSTD", "ZSTD_LEVEL=1"] if "ZSTD" in opts else ["COMPRESS=DEFLATE", "ZLEVEL=1"]
+    )
     return ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", *codec]
 
 
@@ -78,19 +79,19 @@ class DetectRequest:
 
     raster_path: str
     model_path: str
-    output_path: str                      # .gpkg, polygons
-    probability_path: str | None = None   # optional GeoTIFF
-    bands: list[int] | None = None        # 1-based raster band numbers, explicit mapping
+    output_path: str  # .gpkg, polygons
+    probability_path: str | None = None  # optional GeoTIFF
+    bands: list[int] | None = None  # 1-based raster band numbers, explicit mapping
     extent: tuple[float, float, float, float] | None = None  # xmin, ymin, xmax, ymax (raster CRS)
-    mask_path: str | None = None          # OGR polygon file (any CRS) limiting the area
-    threshold: float | None = None        # default: the model's
+    mask_path: str | None = None  # OGR polygon file (any CRS) limiting the area
+    threshold: float | None = None  # default: the model's
     min_area_m2: float = 0.0
     simplify_m: float = 0.0
-    cleanup: Cleanup | None = None        # small segments, holes, majority filter (pixels)
-    device: str = "auto"                  # auto | cpu | cuda
+    cleanup: Cleanup | None = None  # small segments, holes, majority filter (pixels)
+    device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 4
     layer_name: str = "thaw_slumps"
-    run_id: str | None = None             # default: a fresh uuid4 hex
+    run_id: str | None = None  # default: a fresh uuid4 hex
 
 
 @dataclass
@@ -120,16 +121,20 @@ def _check_output(path: str, what: str, suffixes: tuple[str, ...]) -> str:
         raise InputError(f"{what} must end with {' or '.join(suffixes)}; got '{path}'")
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
-        raise InputError(f"{what}: the folder '{folder}' does not exist (or is not a folder); "
-                         f"create it or choose another output path.")
+        raise InputError(
+            f"{what}: the folder '{folder}' does not exist (or is not a folder); "
+            f"create it or choose another output path."
+        )
     probe = os.path.join(folder, f".arctic_assist_write_test_{uuid.uuid4().hex}")
     try:
         with open(probe, "wb"):
             pass
         os.remove(probe)
     except OSError as exc:
-        raise InputError(f"{what}: cannot write to the folder '{folder}' ({exc.strerror}); "
-                         "choose a writable output path.") from exc
+        raise InputError(
+            f"{what}: cannot write to the folder '{folder}' ({exc.strerror}); "
+            "choose a writable output path."
+        ) from exc
     if os.path.isdir(path):
         raise InputError(f"{what}: '{path}' is a folder; give a file name")
     return path
@@ -140,9 +145,12 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
     return leftovers.temp_name(final, tag, run_id)
 
 
-def run_detection(req: DetectRequest, progress: Callable[[float], None] | None = None,
-                  is_canceled: Callable[[], bool] | None = None,
-                  log: Callable[[str], None] | None = None) -> DetectResult:
+def run_detection(
+    req: DetectRequest,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DetectResult:
     """Detect thaw slumps in ``req.raster_path`` with ``req.model_path`` (see module doc).
 
     ``progress`` receives 0..100, ``is_canceled`` is polled between batches (a cancel raises
@@ -156,8 +164,11 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
     say, report, check_cancel = feedback.say, feedback.report, feedback.check_cancel
 
     out_path = _check_output(req.output_path, "OUTPUT", (".gpkg",))
-    prob_path = (_check_output(req.probability_path, "OUTPUT_PROBABILITY", (".tif", ".tiff"))
-                 if req.probability_path else None)
+    prob_path = (
+        _check_output(req.probability_path, "OUTPUT_PROBABILITY", (".tif", ".tiff"))
+        if req.probability_path
+        else None
+    )
     if req.min_area_m2 < 0 or req.simplify_m < 0:
         raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
     for final in (out_path, prob_path):
@@ -174,22 +185,32 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             threshold = spec.threshold if req.threshold is None else float(req.threshold)
             if not 0.0 <= threshold <= 1.0:
                 raise InputError(f"THRESHOLD must be between 0 and 1; got {threshold}")
-            say(f"Model {spec.name} {spec.version} ({os.path.basename(req.model_path)}) on "
-                f"{model.provider}; bands {', '.join(spec.bands)}; threshold {threshold:g}")
+            say(
+                f"Model {spec.name} {spec.version} ({os.path.basename(req.model_path)}) on "
+                f"{model.provider}; bands {', '.join(spec.bands)}; threshold {threshold:g}"
+            )
             ds, info = open_raster(req.raster_path)
-            bands = resolve_bands(spec.bands, info.descriptions, req.bands,
-                                  source=os.path.basename(req.raster_path))
-            say(f"Raster bands {', '.join(map(str, bands))} -> model bands "
-                f"{', '.join(spec.bands)}")
+            bands = resolve_bands(
+                spec.bands, info.descriptions, req.bands, source=os.path.basename(req.raster_path)
+            )
+            say(f"Raster bands {', '.join(map(str, bands))} -> model bands {', '.join(spec.bands)}")
             check_cancel()
-            grid = build_grid(ds, info, bands, spec, req.extent, req.mask_path,
-                              workdir=os.path.dirname(out_path))
-            check_has_valid_data(grid, spec, req.raster_path,
-                                 progress=lambda p: report(0.05 * p), is_canceled=is_canceled)
+            grid = build_grid(
+                ds, info, bands, spec, req.extent, req.mask_path, workdir=os.path.dirname(out_path)
+            )
+            check_has_valid_data(
+                grid,
+                spec,
+                req.raster_path,
+                progress=lambda p: report(0.05 * p),
+                is_canceled=is_canceled,
+            )
             crs_name = grid.srs.GetName()
-            say(f"Processing grid {grid.width} x {grid.height} px at "
+            say(
+                f"Processing grid {grid.width} x {grid.height} px at "
                 f"{grid.pixel_size * grid.metres_per_unit:.2f} m in {crs_name}"
-                + (" (resampled)" if grid.warped else " (source pixels)"))
+                + (" (resampled)" if grid.warped else " (source pixels)")
+            )
 
             multiple = max(1, spec.multiple_of)
             tile = -(-spec.tile_size // multiple) * multiple
@@ -204,8 +225,9 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             temps.append(grid_prob)
             temp_opts = _temp_options()
             prob_opts = PROBABILITY_OPTIONS if (prob_path and same_crs) else temp_opts
-            prob_w = PanelWriter(grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA,
-                                 options=prob_opts)
+            prob_w = PanelWriter(
+                grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA, options=prob_opts
+            )
             n_positive = 0
             t_write = 0.0
             cell = 256  # where the probability is above the threshold: the vectoriser skips
@@ -231,20 +253,34 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             model.reset_timer()
             try:
                 stats = sliding_window_stream(
-                    (grid.height, grid.width), tile, overlap, reader, model.predict, write,
-                    out_channels=1, batch_size=req.batch_size, nodata=PROBABILITY_NODATA,
-                    progress=lambda p: report(0.9 * p), is_canceled=is_canceled)
+                    (grid.height, grid.width),
+                    tile,
+                    overlap,
+                    reader,
+                    model.predict,
+                    write,
+                    out_channels=1,
+                    batch_size=req.batch_size,
+                    nodata=PROBABILITY_NODATA,
+                    progress=lambda p: report(0.9 * p),
+                    is_canceled=is_canceled,
+                )
             finally:
                 t0 = time.perf_counter()
                 prob_w.close()
                 t_write += time.perf_counter() - t0
-            say(f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
-                f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime")
+            say(
+                f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
+                f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime"
+            )
             check_cancel()
 
             attrs = {
-                "model": spec.name, "model_version": spec.version, "provider": model.provider,
-                "source": os.path.abspath(req.raster_path), "run_id": run_id,
+                "model": spec.name,
+                "model_version": spec.version,
+                "provider": model.provider,
+                "source": os.path.abspath(req.raster_path),
+                "run_id": run_id,
                 "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 "status": "proposed",
             }
@@ -252,21 +288,36 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
             temps.append(tmp_gpkg)
             writer = FeatureWriter(tmp_gpkg, req.layer_name, info.srs, attrs)
             try:
-                vstats = vectorise(
-                    grid_prob, writer, threshold=threshold,
-                    metres_per_unit=grid.metres_per_unit, grid_srs=grid.srs,
-                    out_srs=info.srs, min_area_m2=req.min_area_m2, simplify_m=req.simplify_m,
-                    cleanup=req.cleanup, positives=positives, cell=cell,
-                    is_canceled=is_canceled,
-                    progress=lambda p: report(90.0 + 0.08 * p)) if n_positive else None
+                vstats = (
+                    vectorise(
+                        grid_prob,
+                        writer,
+                        threshold=threshold,
+                        metres_per_unit=grid.metres_per_unit,
+                        grid_srs=grid.srs,
+                        out_srs=info.srs,
+                        min_area_m2=req.min_area_m2,
+                        simplify_m=req.simplify_m,
+                        cleanup=req.cleanup,
+                        positives=positives,
+                        cell=cell,
+                        is_canceled=is_canceled,
+                        progress=lambda p: report(90.0 + 0.08 * p),
+                    )
+                    if n_positive
+                    else None
+                )
                 n = writer.close()
             except BaseException:
                 writer.abort()
                 raise
             if vstats is not None:
-                say(f"{vstats.components} component(s) after clean-up, {n} kept "
+                say(
+                    f"{vstats.components} component(s) after clean-up, {n} kept "
                     f"(min area {req.min_area_m2:g} m2"
-                    + (f"; {req.cleanup.describe()}" if req.cleanup else "") + ")")
+                    + (f"; {req.cleanup.describe()}" if req.cleanup else "")
+                    + ")"
+                )
             check_cancel()
 
             tmp_prob_final = None
@@ -277,11 +328,19 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
                     tmp_prob_final = _temp_name(prob_path, run_id, "part")
                     temps.append(tmp_prob_final)
                     gt = info.geotransform
-                    gdal.Warp(tmp_prob_final, grid_prob, format="GTiff",
-                              dstSRS=info.srs.ExportToWkt(), xRes=abs(gt[1]), yRes=abs(gt[5]),
-                              srcNodata=PROBABILITY_NODATA, dstNodata=PROBABILITY_NODATA,
-                              resampleAlg="bilinear", creationOptions=PROBABILITY_OPTIONS,
-                              outputType=gdal.GDT_Float32)
+                    gdal.Warp(
+                        tmp_prob_final,
+                        grid_prob,
+                        format="GTiff",
+                        dstSRS=info.srs.ExportToWkt(),
+                        xRes=abs(gt[1]),
+                        yRes=abs(gt[5]),
+                        srcNodata=PROBABILITY_NODATA,
+                        dstNodata=PROBABILITY_NODATA,
+                        resampleAlg="bilinear",
+                        creationOptions=PROBABILITY_OPTIONS,
+                        outputType=gdal.GDT_Float32,
+                    )
             check_cancel()
             report(99.0)
             if tmp_prob_final and prob_path:
@@ -305,17 +364,30 @@ def run_detection(req: DetectRequest, progress: Callable[[float], None] | None =
     v_total = vstats.seconds if vstats is not None else 0.0
     v_write = writer.seconds
     timings = {
-        "read": reader.read_seconds, "normalise": reader.normalise_seconds,
-        "onnxruntime": model.inference_seconds, "blend": stats.blend_seconds,
-        "write_rasters": t_write, "vectorise": max(0.0, v_total - (vstats.write_seconds
-                                                                   if vstats else 0.0)),
-        "write_features": v_write, "total": seconds,
+        "read": reader.read_seconds,
+        "normalise": reader.normalise_seconds,
+        "onnxruntime": model.inference_seconds,
+        "blend": stats.blend_seconds,
+        "write_rasters": t_write,
+        "vectorise": max(0.0, v_total - (vstats.write_seconds if vstats else 0.0)),
+        "write_features": v_write,
+        "total": seconds,
     }
-    say("Time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + " (read, normalise and write rasters overlap with onnxruntime)")
+    say(
+        "Time per phase: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + " (read, normalise and write rasters overlap with onnxruntime)"
+    )
     say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")
     return DetectResult(
-        output_path=out_path, probability_path=prob_path, n_features=n,
-        provider=model.provider, run_id=run_id, tiles_run=stats.tiles_run,
-        tiles_skipped=stats.tiles_skipped, seconds=seconds,
-        inference_seconds=model.inference_seconds, timings=timings)
+        output_path=out_path,
+        probability_path=prob_path,
+        n_features=n,
+        provider=model.provider,
+        run_id=run_id,
+        tiles_run=stats.tiles_run,
+        tiles_skipped=stats.tiles_skipped,
+        seconds=seconds,
+        inference_seconds=model.inference_seconds,
+        timings=timings,
+    )

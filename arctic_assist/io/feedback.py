@@ -18,8 +18,13 @@ class Feedback:
     a percentage (clamped to 0..100) to ``progress``, ``check_cancel`` raises
     :class:`CanceledError` once ``is_canceled`` says so; ``step`` reports, then checks."""
 
-    def __init__(self, progress: ProgressFn | None = None, is_canceled: CancelFn | None = None,
-                 log: LogFn | None = None, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        progress: ProgressFn | None = None,
+        is_canceled: CancelFn | None = None,
+        log: LogFn | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.progress, self.is_canceled, self.log = progress, is_canceled, log
         self.logger = logger or logging.getLogger(__name__)
 

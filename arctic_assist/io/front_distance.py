@@ -26,8 +26,9 @@ class FrontDistance:
     crs: str
 
 
-def _read_lines(path: str, layer: str | None, what: str
-                ) -> tuple[list[tuple[Any, list[np.ndarray]]], osr.SpatialReference]:
+def _read_lines(
+    path: str, layer: str | None, what: str
+) -> tuple[list[tuple[Any, list[np.ndarray]]], osr.SpatialReference]:
     ds, lyr = open_layer(path, layer, what)
     srs = lyr.GetSpatialRef()
     if srs is None:
@@ -39,13 +40,22 @@ def _read_lines(path: str, layer: str | None, what: str
         if g is None or g.IsEmpty():
             continue
         t = ogr.GT_Flatten(g.GetGeometryType())
-        parts = [g] if t == ogr.wkbLineString else (
-            [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())]
-            if t == ogr.wkbMultiLineString else None)
+        parts = (
+            [g]
+            if t == ogr.wkbLineString
+            else (
+                [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())]
+                if t == ogr.wkbMultiLineString
+                else None
+            )
+        )
         if parts is None:
             raise InputError(f"{what} {path}: feature {feat.GetFID()} is not a line")
-        lines = [np.array([p.GetPoint_2D(i) for i in range(p.GetPointCount())])
-                 for p in parts if p.GetPointCount() >= 2]
+        lines = [
+            np.array([p.GetPoint_2D(i) for i in range(p.GetPointCount())])
+            for p in parts
+            if p.GetPointCount() >= 2
+        ]
         if lines:
             out.append((feat.GetFID(), lines))
     ds = None  # noqa: F841
@@ -54,8 +64,9 @@ def _read_lines(path: str, layer: str | None, what: str
     return out, srs
 
 
-def _sym_dist(a_parts: list[np.ndarray], b_parts: list[np.ndarray], step: float
-              ) -> tuple[float, float, float]:
+def _sym_dist(
+    a_parts: list[np.ndarray], b_parts: list[np.ndarray], step: float
+) -> tuple[float, float, float]:
     pa = np.concatenate([C.densify(p, step) for p in a_parts])
     pb = np.concatenate([C.densify(p, step) for p in b_parts])
     da = np.min([C.point_to_polyline_distance(pa, p) for p in b_parts], axis=0).mean()
@@ -72,8 +83,9 @@ def _check_distance_size(a, b, step_m: float, unit: float) -> None:
     step = step_m / unit
 
     def points(parts) -> float:
-        return sum(float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) / step + len(p)
-                   for p in parts)
+        return sum(
+            float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) / step + len(p) for p in parts
+        )
 
     def segments(parts) -> int:
         return max((len(p) - 1 for p in parts), default=0)
@@ -87,11 +99,18 @@ def _check_distance_size(a, b, step_m: float, unit: float) -> None:
         raise InputError(
             f"STEP: {step_m:g} m is too fine for these lines ({worst:,.0f} point-segment pairs;"
             f" the limit is {MAX_DISTANCE_PAIRS:,}); use a STEP of at least "
-            f"{step_m * worst / MAX_DISTANCE_PAIRS:.3g} m, or simplify the lines")
+            f"{step_m * worst / MAX_DISTANCE_PAIRS:.3g} m, or simplify the lines"
+        )
 
 
-def front_distance(lines_a: str, lines_b: str, *, layer_a: str | None = None,
-                   layer_b: str | None = None, step_m: float = 10.0) -> FrontDistance:
+def front_distance(
+    lines_a: str,
+    lines_b: str,
+    *,
+    layer_a: str | None = None,
+    layer_b: str | None = None,
+    step_m: float = 10.0,
+) -> FrontDistance:
     """Mean symmetric point-to-polyline distance (m) between two line layers (any CRSs).
 
     Both are transformed to a metric CRS (A's CRS when projected, else the UTM zone of A),
@@ -115,8 +134,17 @@ def front_distance(lines_a: str, lines_b: str, *, layer_a: str | None = None,
             d, dab, dba = _sym_dist(pa, pb, step_m / unit)
             if best is None or d < best[0]:
                 best = (d, dab, dba, fid_b)
-        rows.append({"fid_a": fid_a, "fid_b": best[3], "distance_m": best[0] * unit,
-                     "a_to_b_m": best[1] * unit, "b_to_a_m": best[2] * unit})
-    return FrontDistance(per_feature=rows,
-                         mean_m=float(np.mean([r["distance_m"] for r in rows])),
-                         crs=work.GetAuthorityCode(None) or work.GetName())
+        rows.append(
+            {
+                "fid_a": fid_a,
+                "fid_b": best[3],
+                "distance_m": best[0] * unit,
+                "a_to_b_m": best[1] * unit,
+                "b_to_a_m": best[2] * unit,
+            }
+        )
+    return FrontDistance(
+        per_feature=rows,
+        mean_m=float(np.mean([r["distance_m"] for r in rows])),
+        crs=work.GetAuthorityCode(None) or work.GetName(),
+    )

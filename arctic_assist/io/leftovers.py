@@ -65,8 +65,7 @@ def clean_stale(final: str, say: Callable[[str], None] | None = None) -> list[st
     for entry in names:
         m = pattern.match(entry)
         path = os.path.join(folder, entry)
-        if not m or pid_alive(int(m.group(1))) or not os.path.isfile(path) \
-                or os.path.islink(path):
+        if not m or pid_alive(int(m.group(1))) or not os.path.isfile(path) or os.path.islink(path):
             continue
         try:
             os.remove(path)

@@ -25,9 +25,15 @@ def _stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def render(raster: str | Path, out_png: str | Path, *, bands: Sequence[int] = (3, 2, 1),
-           overlays: Sequence[tuple[str | Path, tuple[int, int, int]]] = (),
-           max_size: int = 1000, line_width: int = 2) -> Path:
+def render(
+    raster: str | Path,
+    out_png: str | Path,
+    *,
+    bands: Sequence[int] = (3, 2, 1),
+    overlays: Sequence[tuple[str | Path, tuple[int, int, int]]] = (),
+    max_size: int = 1000,
+    line_width: int = 2,
+) -> Path:
     """Write ``out_png``: a 2-98 % stretched composite with each overlay's outlines."""
     _gdal()
     src = gdal.Open(str(raster))
@@ -39,16 +45,26 @@ def render(raster: str | Path, out_png: str | Path, *, bands: Sequence[int] = (3
     rgb = []
     for b in bands:
         band = src.GetRasterBand(b)
-        arr = band.ReadAsArray(buf_xsize=width, buf_ysize=height,
-                               resample_alg=gdal.GRIORA_Average if scale > 1 else
-                               gdal.GRIORA_NearestNeighbour).astype(np.float64)
+        arr = band.ReadAsArray(
+            buf_xsize=width,
+            buf_ysize=height,
+            resample_alg=gdal.GRIORA_Average if scale > 1 else gdal.GRIORA_NearestNeighbour,
+        ).astype(np.float64)
         nodata = band.GetNoDataValue()
         valid = np.isfinite(arr) & (arr != nodata if nodata is not None else True)
         rgb.append(_stretch(arr, valid))
     gt = src.GetGeoTransform()
     mem = gdal.GetDriverByName("MEM").Create("", width, height, 3, gdal.GDT_Byte)
-    mem.SetGeoTransform((gt[0], gt[1] * src.RasterXSize / width, gt[2], gt[3], gt[4],
-                         gt[5] * src.RasterYSize / height))
+    mem.SetGeoTransform(
+        (
+            gt[0],
+            gt[1] * src.RasterXSize / width,
+            gt[2],
+            gt[3],
+            gt[4],
+            gt[5] * src.RasterYSize / height,
+        )
+    )
     mem.SetProjection(src.GetProjection())
     for i, arr in enumerate(rgb):
         mem.GetRasterBand(i + 1).WriteArray(arr)
@@ -96,5 +112,6 @@ def _burn_outlines(mem, target: osr.SpatialReference, path: str, colour, width: 
             out = ogr.Feature(lines.GetLayerDefn())
             out.SetGeometry(geom)
             lines.CreateFeature(out)
-    gdal.RasterizeLayer(mem, [1, 2, 3], lines, burn_values=list(colour),
-                        options=["ALL_TOUCHED=TRUE"])
+    gdal.RasterizeLayer(
+        mem, [1, 2, 3], lines, burn_values=list(colour), options=["ALL_TOUCHED=TRUE"]
+    )

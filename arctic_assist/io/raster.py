@@ -35,8 +35,13 @@ SCAN_WINDOW = 4096
 MAX_GRID_SIDE = 1_000_000
 #: relative pixel-size difference under which no resampling is done
 PIXEL_SIZE_TOLERANCE = 0.01
-GTIFF_TILED = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
-               "BIGTIFF=IF_SAFER"]
+GTIFF_TILED = [
+    "TILED=YES",
+    "BLOCKXSIZE=256",
+    "BLOCKYSIZE=256",
+    "COMPRESS=DEFLATE",
+    "BIGTIFF=IF_SAFER",
+]
 
 
 def _gdal():
@@ -116,18 +121,26 @@ def open_raster(path: str) -> tuple[Any, RasterInfo]:
     if not wkt:
         raise InputError(
             f"{path} has no coordinate reference system; assign one (Raster > Projections > "
-            "Assign Projection) and run again.")
+            "Assign Projection) and run again."
+        )
     gt = ds.GetGeoTransform(can_return_null=True)
     if gt is None:
-        raise InputError(f"{path} is not georeferenced (no geotransform); georeference it "
-                         "(Raster > Georeferencer) and run again.")
+        raise InputError(
+            f"{path} is not georeferenced (no geotransform); georeference it "
+            "(Raster > Georeferencer) and run again."
+        )
     bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
     info = RasterInfo(
-        path=path, width=ds.RasterXSize, height=ds.RasterYSize, n_bands=ds.RasterCount,
-        geotransform=tuple(gt), srs=srs_traditional(wkt),
+        path=path,
+        width=ds.RasterXSize,
+        height=ds.RasterYSize,
+        n_bands=ds.RasterCount,
+        geotransform=tuple(gt),
+        srs=srs_traditional(wkt),
         nodata=[b.GetNoDataValue() for b in bands],
         descriptions=[b.GetDescription() or "" for b in bands],
-        dtype=gdal.GetDataTypeName(bands[0].DataType))
+        dtype=gdal.GetDataTypeName(bands[0].DataType),
+    )
     return ds, info
 
 
@@ -249,7 +262,7 @@ class ProcessingGrid:
     @property
     def pixel_area_m2(self) -> float:
         gt = self.geotransform
-        return abs(gt[1] * gt[5] - gt[2] * gt[4]) * self.metres_per_unit ** 2
+        return abs(gt[1] * gt[5] - gt[2] * gt[4]) * self.metres_per_unit**2
 
     def close(self) -> None:
         """Release datasets and remove the VRTs and temporary files."""
@@ -270,28 +283,42 @@ def _metres_per_unit(srs: Any) -> float:
     return float(srs.GetLinearUnits() or 1.0) if srs.IsProjected() else 1.0
 
 
-def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
-               extent: Sequence[float] | None = None, mask_path: str | None = None,
-               workdir: str | None = None, resample: str = "bilinear") -> ProcessingGrid:
+def build_grid(
+    ds: Any,
+    info: RasterInfo,
+    bands: Sequence[int],
+    spec: ModelSpec,
+    extent: Sequence[float] | None = None,
+    mask_path: str | None = None,
+    workdir: str | None = None,
+    resample: str = "bilinear",
+) -> ProcessingGrid:
     """Build the processing grid (VRT) for ``bands`` of the raster, limited to ``extent``
     (in the raster's CRS) and to the bounding box of the mask's polygons."""
     gdal = _gdal()
     area = info.bounds
     if extent is not None:
-        ext = (min(extent[0], extent[2]), min(extent[1], extent[3]),
-               max(extent[0], extent[2]), max(extent[1], extent[3]))
+        ext = (
+            min(extent[0], extent[2]),
+            min(extent[1], extent[3]),
+            max(extent[0], extent[2]),
+            max(extent[1], extent[3]),
+        )
         area = _intersect(area, ext)
         if area is None:
             raise InputError(
                 f"the extent {tuple(round(v, 3) for v in ext)} does not intersect the raster "
                 f"{info.path} (bounds {tuple(round(v, 3) for v in info.bounds)}, in the "
-                "raster's CRS); choose an extent over the raster.")
+                "raster's CRS); choose an extent over the raster."
+            )
     if mask_path:
         mb = vector_bounds(mask_path, info.srs)
         area = _intersect(area, mb)
         if area is None:
-            raise InputError(f"the mask {mask_path} does not overlap the raster {info.path} "
-                             "(or the extent): nothing to process.")
+            raise InputError(
+                f"the mask {mask_path} does not overlap the raster {info.path} "
+                "(or the extent): nothing to process."
+            )
 
     gt = info.geotransform
     rotated = gt[2] != 0 or gt[4] != 0
@@ -299,8 +326,10 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
     src_vrt = f"/vsimem/arctic_assist_{tag}_src.vrt"
     if info.srs.IsGeographic() or not info.srs.IsProjected():
         if not info.srs.IsGeographic():
-            raise InputError(f"{info.path}: its CRS is neither projected nor geographic; "
-                             "reproject it to a projected CRS first.")
+            raise InputError(
+                f"{info.path}: its CRS is neither projected nor geographic; "
+                "reproject it to a projected CRS first."
+            )
         cx, cy = (area[0] + area[2]) / 2, (area[1] + area[3]) / 2
         ll = transform_bounds((cx, cy, cx, cy), info.srs, _wgs84())
         target = srs_traditional(f"EPSG:{utm_epsg(ll[0], ll[1])}")
@@ -310,8 +339,13 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
         mpu = _metres_per_unit(info.srs)
         px, py = abs(gt[1]) * mpu, abs(gt[5]) * mpu
         want = spec.pixel_size_m
-        warp = rotated or (want is not None and (abs(px / want - 1) > PIXEL_SIZE_TOLERANCE
-                                                 or abs(py / want - 1) > PIXEL_SIZE_TOLERANCE))
+        warp = rotated or (
+            want is not None
+            and (
+                abs(px / want - 1) > PIXEL_SIZE_TOLERANCE
+                or abs(py / want - 1) > PIXEL_SIZE_TOLERANCE
+            )
+        )
     if not warp:
         c0 = max(0, int(math.floor((area[0] - gt[0]) / gt[1] + 1e-6)))
         c1 = min(info.width, int(math.ceil((area[2] - gt[0]) / gt[1] - 1e-6)))
@@ -323,8 +357,9 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
             r1 = min(info.height, int(math.ceil((area[3] - gt[3]) / gt[5] - 1e-6)))
         if c1 <= c0 or r1 <= r0:
             raise InputError(f"the extent covers no whole pixel of {info.path}")
-        gdal.Translate(src_vrt, ds, format="VRT", srcWin=[c0, r0, c1 - c0, r1 - r0],
-                       bandList=list(bands))
+        gdal.Translate(
+            src_vrt, ds, format="VRT", srcWin=[c0, r0, c1 - c0, r1 - r0], bandList=list(bands)
+        )
         vrt_path = src_vrt
         vds = gdal.Open(vrt_path)
         alpha = None
@@ -344,7 +379,8 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
             raise InputError(
                 f"resampling {info.path} to the model's pixel size of {res * mpu:g} m gives "
                 f"a grid of {side:,.0f} px per side; the limit is {MAX_GRID_SIDE:,} px. "
-                "Choose a smaller EXTENT or MASK, or a model made for this resolution.")
+                "Choose a smaller EXTENT or MASK, or a model made for this resolution."
+            )
         # source pixel size in the target CRS, to pick the resampling
         src_b = transform_bounds(info.bounds, info.srs, target)
         src_res = max((src_b[2] - src_b[0]) / info.width, (src_b[3] - src_b[1]) / info.height)
@@ -356,22 +392,46 @@ def build_grid(ds: Any, info: RasterInfo, bands: Sequence[int], spec: ModelSpec,
         if defined:  # the raster's nodata; the model's nodata is applied after warping
             vals = " ".join(repr(float(v if v is not None else defined[0])) for v in nd)
             kwargs.update(srcNodata=vals, dstNodata=vals)
-        gdal.Warp(vrt_path, src_vrt, format="VRT", dstSRS=target.ExportToWkt(),
-                  xRes=res, yRes=res, outputBounds=bounds, targetAlignedPixels=True,
-                  resampleAlg=alg, dstAlpha=True, **kwargs)
+        gdal.Warp(
+            vrt_path,
+            src_vrt,
+            format="VRT",
+            dstSRS=target.ExportToWkt(),
+            xRes=res,
+            yRes=res,
+            outputBounds=bounds,
+            targetAlignedPixels=True,
+            resampleAlg=alg,
+            dstAlpha=True,
+            **kwargs,
+        )
         vds = gdal.Open(vrt_path)
         alpha = vds.RasterCount
         source = None
-        LOG.info("processing grid: warped to %s at %.3f m (%s), %dx%d",
-                 target.GetAttrValue("PROJCS") or target.GetName(), res * mpu, alg,
-                 vds.RasterXSize, vds.RasterYSize)
+        LOG.info(
+            "processing grid: warped to %s at %.3f m (%s), %dx%d",
+            target.GetAttrValue("PROJCS") or target.GetName(),
+            res * mpu,
+            alg,
+            vds.RasterXSize,
+            vds.RasterYSize,
+        )
     n = len(bands)
     grid = ProcessingGrid(
-        ds=vds, vrt_path=vrt_path, width=vds.RasterXSize, height=vds.RasterYSize,
-        geotransform=tuple(vds.GetGeoTransform()), srs=srs_traditional(target), n_bands=n,
+        ds=vds,
+        vrt_path=vrt_path,
+        width=vds.RasterXSize,
+        height=vds.RasterYSize,
+        geotransform=tuple(vds.GetGeoTransform()),
+        srs=srs_traditional(target),
+        n_bands=n,
         nodata=[vds.GetRasterBand(i + 1).GetNoDataValue() for i in range(n)],
-        alpha_band=alpha, warped=warp, metres_per_unit=_metres_per_unit(target),
-        source_vrt=src_vrt, source=source)
+        alpha_band=alpha,
+        warped=warp,
+        metres_per_unit=_metres_per_unit(target),
+        source_vrt=src_vrt,
+        source=source,
+    )
     if mask_path:
         try:
             grid.mask_ds = rasterize_mask(mask_path, grid, workdir)
@@ -392,8 +452,13 @@ def rasterize_mask(mask_path: str, grid: ProcessingGrid, workdir: str | None) ->
     path = os.path.join(folder, f".arctic_assist_mask_{uuid.uuid4().hex}.tif")
     grid.temp_paths.append(path)
     mds = gdal.GetDriverByName("GTiff").Create(
-        path, grid.width, grid.height, 1, gdal.GDT_Byte,
-        options=["TILED=YES", "COMPRESS=DEFLATE", "SPARSE_OK=TRUE"])
+        path,
+        grid.width,
+        grid.height,
+        1,
+        gdal.GDT_Byte,
+        options=["TILED=YES", "COMPRESS=DEFLATE", "SPARSE_OK=TRUE"],
+    )
     mds.SetGeoTransform(grid.geotransform)
     mds.SetProjection(grid.srs.ExportToWkt())
     src = gdal.OpenEx(mask_path, gdal.OF_VECTOR)
@@ -414,7 +479,7 @@ class GridReader:
     def __init__(self, grid: ProcessingGrid, spec: ModelSpec) -> None:
         self.grid = grid
         self.spec = spec
-        self.read_seconds = 0.0       # GDAL reads (and warping)
+        self.read_seconds = 0.0  # GDAL reads (and warping)
         self.normalise_seconds = 0.0  # validity mask and normalisation
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -444,11 +509,16 @@ class GridReader:
         return x, valid
 
 
-def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
-                         samples: int = 8, size: int = 64,
-                         progress: Callable[[float], None] | None = None,
-                         is_canceled: Callable[[], bool] | None = None,
-                         window: int = SCAN_WINDOW) -> None:
+def check_has_valid_data(
+    grid: ProcessingGrid,
+    spec: ModelSpec,
+    path: str,
+    samples: int = 8,
+    size: int = 64,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    window: int = SCAN_WINDOW,
+) -> None:
     """Raise InputError when the processing area holds only nodata (cheap in the usual case).
 
     A few small full-resolution windows are probed first; only if none of them holds valid
@@ -467,16 +537,16 @@ def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
     xs = np.linspace(0, max(grid.width - size, 0), samples).astype(int)
     for r in sorted(set(ys)):
         for c in sorted(set(xs)):
-            arr, extra = reader.raw(int(r), int(c), min(size, grid.height),
-                                    min(size, grid.width))
+            arr, extra = reader.raw(int(r), int(c), min(size, grid.height), min(size, grid.width))
             v = valid_mask(arr, nodata)
             if extra is not None:
                 v &= extra
             if v.any():
                 return
     skip_empty = grid.empty_fill_is_invalid(spec.nodata_value)
-    windows = [(r0, c0) for r0 in range(0, grid.height, window)
-               for c0 in range(0, grid.width, window)]
+    windows = [
+        (r0, c0) for r0 in range(0, grid.height, window) for c0 in range(0, grid.width, window)
+    ]
     factor = max(1, window // 512)
     for i, (r0, c0) in enumerate(windows):
         if is_canceled is not None and is_canceled():
@@ -487,8 +557,9 @@ def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
         if skip_empty and grid.window_is_empty(r0, c0, nr, nc):
             continue
         bx, by = max(1, -(-nc // factor)), max(1, -(-nr // factor))
-        arr = grid.ds.ReadAsArray(c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by,
-                                  resample_alg=gdal.GRIORA_Average)
+        arr = grid.ds.ReadAsArray(
+            c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by, resample_alg=gdal.GRIORA_Average
+        )
         if arr.ndim == 2:
             arr = arr[None]
         v = np.ones(arr.shape[1:], dtype=bool)
@@ -498,7 +569,8 @@ def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
         v &= valid_mask(arr, nodata)
         if grid.mask_ds is not None:
             m = grid.mask_ds.GetRasterBand(1).ReadAsArray(
-                c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by, resample_alg=gdal.GRIORA_Average)
+                c0, r0, nc, nr, buf_xsize=bx, buf_ysize=by, resample_alg=gdal.GRIORA_Average
+            )
             v &= m > 0
         if v.any():
             if progress is not None:
@@ -506,7 +578,8 @@ def check_has_valid_data(grid: ProcessingGrid, spec: ModelSpec, path: str,
             return
     raise InputError(
         f"{path} holds only nodata in the area to process (nodata value "
-        f"{_fmt_nodata(nodata)}); choose another raster, extent or mask.")
+        f"{_fmt_nodata(nodata)}); choose another raster, extent or mask."
+    )
 
 
 def _fmt_nodata(nodata: Any) -> str:
@@ -528,12 +601,20 @@ class PanelWriter:
     by one panel, whatever the raster size.
     """
 
-    def __init__(self, path: str, grid: ProcessingGrid, dtype: int, nodata: float | None,
-                 options: Sequence[str] = GTIFF_TILED, block: int = 256) -> None:
+    def __init__(
+        self,
+        path: str,
+        grid: ProcessingGrid,
+        dtype: int,
+        nodata: float | None,
+        options: Sequence[str] = GTIFF_TILED,
+        block: int = 256,
+    ) -> None:
         gdal = _gdal()
         self.path = path
         self.ds = gdal.GetDriverByName("GTiff").Create(
-            path, grid.width, grid.height, 1, dtype, options=list(options))
+            path, grid.width, grid.height, 1, dtype, options=list(options)
+        )
         self.ds.SetGeoTransform(grid.geotransform)
         self.ds.SetProjection(grid.srs.ExportToWkt())
         self.band = self.ds.GetRasterBand(1)
@@ -555,12 +636,13 @@ class PanelWriter:
             self.col0, self.buf_row0 = col0, 0
             self.buf = np.zeros((self.block, rows.shape[1]), dtype=self.np_type)
         if row0 != self.buf_row0 + self.filled:
-            raise ValueError(f"rows must come in order: got {row0}, expected "
-                             f"{self.buf_row0 + self.filled}")
+            raise ValueError(
+                f"rows must come in order: got {row0}, expected {self.buf_row0 + self.filled}"
+            )
         i = 0
         while i < rows.shape[0]:
             n = min(self.block - self.filled, rows.shape[0] - i)
-            self.buf[self.filled:self.filled + n] = rows[i:i + n]
+            self.buf[self.filled : self.filled + n] = rows[i : i + n]
             self.filled += n
             i += n
             if self.filled == self.block:

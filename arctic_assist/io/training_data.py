@@ -41,7 +41,6 @@ GDAL/OGR and numpy only (no QGIS, no torch): the export algorithm writes this fo
 trainers (:mod:`arctic_assist.training.data`: sampler, packed ``.npz`` form) read it.
 """
 
-
 from __future__ import annotations
 
 import datetime as _dt

@@ -42,7 +42,7 @@ BUILDER = "arctic_assist:export_training_data"
 #: a file inside every temporary folder of ours: only folders holding it are ever removed
 TEMP_MARKER = ".arctic_assist_export_temporary"
 #: the export cuts chips from each raster held whole in memory: bound it before reading
-MAX_RASTER_BYTES = 2 * 1024 ** 3
+MAX_RASTER_BYTES = 2 * 1024**3
 MIN_CHIP, MAX_CHIP = 16, 4096
 #: without an AOI, the reviewed area is every reviewed feature grown by this many pixels
 REVIEW_BUFFER_PX = 16
@@ -67,8 +67,10 @@ class ExportResult:
 def _srs_of(ds: gdal.Dataset, path: str) -> osr.SpatialReference:
     wkt = ds.GetProjection()
     if not wkt:
-        raise InputError(f"RASTERS: {path} has no coordinate reference system; assign one "
-                         "(Raster > Projections > Assign Projection) and run again.")
+        raise InputError(
+            f"RASTERS: {path} has no coordinate reference system; assign one "
+            "(Raster > Projections > Assign Projection) and run again."
+        )
     srs = osr.SpatialReference(wkt=wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return srs
@@ -81,8 +83,13 @@ def _stable_timestamp(paths: Sequence[str]) -> str:
     return stamp.isoformat(timespec="seconds")
 
 
-def collect_labels(labels_path: str, layer_name: str | None, target: osr.SpatialReference,
-                   out_path: Path, only_reviewed: bool) -> tuple[str, int, int, dict[str, int]]:
+def collect_labels(
+    labels_path: str,
+    layer_name: str | None,
+    target: osr.SpatialReference,
+    out_path: Path,
+    only_reviewed: bool,
+) -> tuple[str, int, int, dict[str, int]]:
     """Copy the usable label features to ``out_path`` in the raster's CRS.
 
     Returns (kind 'polygon'|'line', n written, n repaired, counts per status).
@@ -101,8 +108,10 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
     elif flat in (ogr.wkbLineString, ogr.wkbMultiLineString):
         kind = "line"
     else:
-        raise InputError(f"LABELS: {labels_path} holds {ogr.GeometryTypeToName(flat)} "
-                         "geometries; give a polygon (thaw slumps) or line (fronts) layer.")
+        raise InputError(
+            f"LABELS: {labels_path} holds {ogr.GeometryTypeToName(flat)} "
+            "geometries; give a polygon (thaw slumps) or line (fronts) layer."
+        )
     srs = layer.GetSpatialRef()
     if srs is None:
         raise InputError(f"LABELS: {labels_path} has no coordinate reference system.")
@@ -113,11 +122,13 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
         raise InputError(
             f"LABELS: {labels_path} has no 'status' field, so ONLY_REVIEWED cannot tell "
             "reviewed features from the others. Review the proposals first (the Review panel "
-            "writes 'status'), or set ONLY_REVIEWED to false to export every feature.")
+            "writes 'status'), or set ONLY_REVIEWED to false to export every feature."
+        )
     counts: dict[str, int] = {}
     out_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out_path))
-    out = out_ds.CreateLayer("labels", target,
-                             ogr.wkbMultiPolygon if kind == "polygon" else ogr.wkbLineString)
+    out = out_ds.CreateLayer(
+        "labels", target, ogr.wkbMultiPolygon if kind == "polygon" else ogr.wkbLineString
+    )
     written = repaired = 0
     for feat in sorted(layer, key=lambda f: f.GetFID()):
         status = (feat.GetField("status") if has_status else None) or "unreviewed"
@@ -131,9 +142,11 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
         if not geom.IsValid():
             fixed = geom.MakeValid()
             if fixed is None or fixed.IsEmpty() or not fixed.IsValid():
-                raise InputError(f"LABELS: feature {feat.GetFID()} of {labels_path} has an "
-                                 "invalid geometry that cannot be repaired; fix it with the "
-                                 "vertex tool or 'Fix geometries'.")
+                raise InputError(
+                    f"LABELS: feature {feat.GetFID()} of {labels_path} has an "
+                    "invalid geometry that cannot be repaired; fix it with the "
+                    "vertex tool or 'Fix geometries'."
+                )
             geom = fixed
             repaired += 1
         if transform is not None:
@@ -154,8 +167,13 @@ def collect_labels(labels_path: str, layer_name: str | None, target: osr.Spatial
     return kind, written, repaired, counts
 
 
-def _line_chips(rasters: Sequence[str], lines_path: Path, out_dir: Path, chip_size: int,
-                bands: Sequence[int] | None) -> list[dict]:
+def _line_chips(
+    rasters: Sequence[str],
+    lines_path: Path,
+    out_dir: Path,
+    chip_size: int,
+    bands: Sequence[int] | None,
+) -> list[dict]:
     """One chip per front: the window centred on the line, the line in chip pixels."""
     from .raster import read_raster, write_geotiff
 
@@ -181,25 +199,45 @@ def _line_chips(rasters: Sequence[str], lines_path: Path, out_dir: Path, chip_si
             if inside.mean() < 0.9:
                 continue  # this front is not on this raster
             raw = read_raster(raster, (x0, y0, w, h))[[i - 1 for i in idx]]
-            cgt = (gt[0] + x0 * gt[1] + y0 * gt[2], gt[1], gt[2],
-                   gt[3] + x0 * gt[4] + y0 * gt[5], gt[4], gt[5])
+            cgt = (
+                gt[0] + x0 * gt[1] + y0 * gt[2],
+                gt[1],
+                gt[2],
+                gt[3] + x0 * gt[4] + y0 * gt[5],
+                gt[4],
+                gt[5],
+            )
             name = f"chips/r{ri:02d}_front{li:04d}"
             nodata = ds.GetRasterBand(idx[0]).GetNoDataValue()
             write_geotiff(out_dir / f"{name}.tif", raw, cgt, ds.GetProjection(), nodata, names)
-            polyline = [[round(float(c - x0), 3), round(float(r - y0), 3)]
-                        for c, r in zip(cols, rows)]
-            chips.append({"image": f"{name}.tif", "polyline": polyline,
-                          "region": Path(raster).stem, "split": _split(len(chips))})
+            polyline = [
+                [round(float(c - x0), 3), round(float(r - y0), 3)] for c, r in zip(cols, rows)
+            ]
+            chips.append(
+                {
+                    "image": f"{name}.tif",
+                    "polyline": polyline,
+                    "region": Path(raster).stem,
+                    "split": _split(len(chips)),
+                }
+            )
     return chips
 
 
-def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: str, *,
-                         labels_layer: str | None = None, aoi_path: str | None = None,
-                         unlabelled: Sequence[str] = (), chip_size: int = 128,
-                         only_reviewed: bool = True,
-                         log: Callable[[str], None] | None = None,
-                         is_canceled: Callable[[], bool] | None = None,
-                         progress: Callable[[float], None] | None = None) -> ExportResult:
+def export_training_data(
+    labels_path: str,
+    rasters: Sequence[str],
+    output_dir: str,
+    *,
+    labels_layer: str | None = None,
+    aoi_path: str | None = None,
+    unlabelled: Sequence[str] = (),
+    chip_size: int = 128,
+    only_reviewed: bool = True,
+    log: Callable[[str], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> ExportResult:
     from . import training_data as D
 
     _gdal()
@@ -208,12 +246,14 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
     if not rasters:
         raise InputError("RASTERS: give at least one source raster.")
     if not MIN_CHIP <= int(chip_size) <= MAX_CHIP:
-        raise InputError(f"CHIP_SIZE must be between {MIN_CHIP} and {MAX_CHIP} pixels; got "
-                         f"{chip_size}.")
+        raise InputError(
+            f"CHIP_SIZE must be between {MIN_CHIP} and {MAX_CHIP} pixels; got {chip_size}."
+        )
     first = _open_raster(rasters[0])
     if first is None:
-        what = "does not exist" if not os.path.exists(rasters[0]) else \
-            "is not a raster GDAL can read"
+        what = (
+            "does not exist" if not os.path.exists(rasters[0]) else "is not a raster GDAL can read"
+        )
         raise InputError(f"RASTERS: {rasters[0]} {what}.")
     target = _srs_of(first, rasters[0])
     for r in rasters + list(unlabelled):
@@ -234,43 +274,65 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
     work = _make_work_dir(out)
     try:
         labels_tmp = work / "_labels.gpkg"
-        kind, n, repaired, counts = collect_labels(labels_path, labels_layer, target,
-                                                   labels_tmp, only_reviewed)
+        kind, n, repaired, counts = collect_labels(
+            labels_path, labels_layer, target, labels_tmp, only_reviewed
+        )
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         if repaired:
             say(f"Repaired {repaired} invalid geometr{'y' if repaired == 1 else 'ies'}.")
         if n == 0:
             which = "accepted or edited " if only_reviewed else ""
-            raise InputError(f"LABELS: no {which}features to export in {labels_path} "
-                             f"({summary or 'empty layer'}). Review some proposals first"
-                             f"{' or export all features' if only_reviewed else ''}.")
+            raise InputError(
+                f"LABELS: no {which}features to export in {labels_path} "
+                f"({summary or 'empty layer'}). Review some proposals first"
+                f"{' or export all features' if only_reviewed else ''}."
+            )
         say(f"Labels: {n} {kind} feature(s) exported of {summary}.")
         on_rasters = _count_on_rasters(labels_tmp, rasters, target)
         if on_rasters == 0:
             raise InputError(
                 f"LABELS: none of the {n} label feature(s) of {labels_path} lies on the "
                 f"raster(s) ({', '.join(Path(r).name for r in rasters)}); the export would "
-                "hold background only. Check that LABELS and RASTERS cover the same area.")
+                "hold background only. Check that LABELS and RASTERS cover the same area."
+            )
         if on_rasters < n:
-            say(f"{n - on_rasters} of {n} label feature(s) lie outside every raster and are "
-                "not in the export.")
+            say(
+                f"{n - on_rasters} of {n} label feature(s) lie outside every raster and are "
+                "not in the export."
+            )
         if is_canceled and is_canceled():
             raise CanceledError()
         dest = work / "data"
-        provenance = {"created": _stable_timestamp([labels_path, *rasters]),
-                      "labels": [labels_path], "aoi": aoi_path,
-                      "rasters": rasters, "unlabelled_rasters": list(unlabelled),
-                      "builder": "arctic_assist:export_training_data",
-                      "only_reviewed": only_reviewed}
+        provenance = {
+            "created": _stable_timestamp([labels_path, *rasters]),
+            "labels": [labels_path],
+            "aoi": aoi_path,
+            "rasters": rasters,
+            "unlabelled_rasters": list(unlabelled),
+            "builder": "arctic_assist:export_training_data",
+            "only_reviewed": only_reviewed,
+        }
         if kind == "polygon" and not aoi_path:
             # unreviewed is not background: without an AOI only the surroundings of what
             # the expert looked at (accepted, edited and rejected features) are labelled
-            aoi_path = str(reviewed_area(labels_path, labels_layer, target, first,
-                                         work / "_reviewed_area.gpkg", only_reviewed))
+            aoi_path = str(
+                reviewed_area(
+                    labels_path,
+                    labels_layer,
+                    target,
+                    first,
+                    work / "_reviewed_area.gpkg",
+                    only_reviewed,
+                )
+            )
             provenance["reviewed_area"] = (
-                f"features reviewed, buffered by {REVIEW_BUFFER_PX} px (no AOI given)")
-            say(f"No AOI: pixels farther than {REVIEW_BUFFER_PX} px from a reviewed feature "
-                "are 'ignore' (give an AOI for an area you reviewed completely).")
+                f"features reviewed, buffered by {REVIEW_BUFFER_PX} px (no AOI given)"
+            )
+            say(
+                f"No AOI: pixels farther than {REVIEW_BUFFER_PX} px from a reviewed feature "
+                "are 'ignore' (give an AOI for an area you reviewed completely)."
+            )
+
         def on_row(fraction: float) -> None:  # every row of chips: progress and Cancel
             if is_canceled and is_canceled():
                 raise CanceledError()
@@ -279,42 +341,69 @@ def export_training_data(labels_path: str, rasters: Sequence[str], output_dir: s
 
         if kind == "polygon":
             all_rasters = rasters + [str(u) for u in unlabelled]
-            data = _reading(D.build_dataset,
-                all_rasters, str(labels_tmp), dest, chip_size, aoi_path=aoi_path,
+            data = _reading(
+                D.build_dataset,
+                all_rasters,
+                str(labels_tmp),
+                dest,
+                chip_size,
+                aoi_path=aoi_path,
                 split_fn=lambda ri, x, y, w, h: _split(x // chip_size + y // chip_size),
                 labelled=[True] * len(rasters) + [False] * len(unlabelled),
-                provenance=provenance, on_row=on_row)
+                provenance=provenance,
+                on_row=on_row,
+            )
             n_chips, n_unl = len(data.chips), len(data.unlabelled)
         else:
             (dest / "chips").mkdir(parents=True)
             chips = _reading(_line_chips, rasters, labels_tmp, dest, chip_size, None)
             if not chips:
                 raise InputError("LABELS: none of the fronts lies inside the rasters.")
-            band_names = [first.GetRasterBand(i + 1).GetDescription() or f"band{i + 1}"
-                          for i in range(first.RasterCount)]
+            band_names = [
+                first.GetRasterBand(i + 1).GetDescription() or f"band{i + 1}"
+                for i in range(first.RasterCount)
+            ]
             dtype = gdal.GetDataTypeName(first.GetRasterBand(1).DataType).lower()
             manifest = {
-                "format": D.FORMAT, "format_version": D.FORMAT_VERSION, "task": "contour",
-                "crs": target.ExportToWkt(), "pixel_size_m": abs(first.GetGeoTransform()[1]),
-                "bands": band_names, "dtype": dtype,
+                "format": D.FORMAT,
+                "format_version": D.FORMAT_VERSION,
+                "task": "contour",
+                "crs": target.ExportToWkt(),
+                "pixel_size_m": abs(first.GetGeoTransform()[1]),
+                "bands": band_names,
+                "dtype": dtype,
                 "normalization": {"type": "none"},
                 "nodata": first.GetRasterBand(1).GetNoDataValue(),
-                "provenance": provenance, "chips": chips,
-                "unlabelled": [{"image": str(Path(u).resolve()), "region": Path(u).stem}
-                               for u in unlabelled]}
+                "provenance": provenance,
+                "chips": chips,
+                "unlabelled": [
+                    {"image": str(Path(u).resolve()), "region": Path(u).stem} for u in unlabelled
+                ],
+            }
             D.write_manifest(dest, manifest)
             D.load_dataset(dest)
             n_chips, n_unl = len(chips), len(unlabelled)
         if n_chips == 0:
-            raise InputError("No chip holds enough labelled pixels: check that LABELS and AOI "
-                             "overlap the rasters, or lower CHIP_SIZE.")
+            raise InputError(
+                "No chip holds enough labelled pixels: check that LABELS and AOI "
+                "overlap the rasters, or lower CHIP_SIZE."
+            )
         if is_canceled and is_canceled():
             raise CanceledError()
         _swap_in(dest, out)
-        say(f"Training data written to {out}: {n_chips} labelled chip(s), "
-            f"{n_unl} unlabelled source(s).")
-        return ExportResult(str(out), "segmentation" if kind == "polygon" else "contour",
-                            n, repaired, n_chips, n_unl, counts)
+        say(
+            f"Training data written to {out}: {n_chips} labelled chip(s), "
+            f"{n_unl} unlabelled source(s)."
+        )
+        return ExportResult(
+            str(out),
+            "segmentation" if kind == "polygon" else "contour",
+            n,
+            repaired,
+            n_chips,
+            n_unl,
+            counts,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -329,15 +418,21 @@ def _open_raster(path: str):
 def _check_raster_size(ds, path: str) -> None:
     """Refuse a raster too large to hold in memory, before anything is read."""
     px = ds.RasterXSize * ds.RasterYSize
-    size = px * (sum(gdal.GetDataTypeSize(ds.GetRasterBand(i + 1).DataType) // 8
-                     for i in range(ds.RasterCount)) + 2)  # the bands, the mask and labels
+    size = px * (
+        sum(
+            gdal.GetDataTypeSize(ds.GetRasterBand(i + 1).DataType) // 8
+            for i in range(ds.RasterCount)
+        )
+        + 2
+    )  # the bands, the mask and labels
     if size > MAX_RASTER_BYTES:
         raise InputError(
             f"RASTERS: {path} is {ds.RasterXSize} x {ds.RasterYSize} px with "
-            f"{ds.RasterCount} band(s), {size / 1024 ** 3:.1f} GB in memory; the export holds "
-            f"one raster at a time and is limited to {MAX_RASTER_BYTES / 1024 ** 3:.0f} GB. "
+            f"{ds.RasterCount} band(s), {size / 1024**3:.1f} GB in memory; the export holds "
+            f"one raster at a time and is limited to {MAX_RASTER_BYTES / 1024**3:.0f} GB. "
             "Clip the raster to the reviewed area first (Raster > Extraction > Clip Raster "
-            "by Extent).")
+            "by Extent)."
+        )
 
 
 def _reading(fn, *args, **kwargs):
@@ -348,14 +443,18 @@ def _reading(fn, *args, **kwargs):
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"RASTERS: a raster could not be read ({msg}). The file may be truncated or "
-            "corrupt: check it with 'gdalinfo -checksum' or export it again.") from None
+            "corrupt: check it with 'gdalinfo -checksum' or export it again."
+        ) from None
     except MemoryError:
-        raise InputError("RASTERS: the rasters are too large to cut into chips in memory; "
-                         "clip them to the reviewed area (AOI) first.") from None
+        raise InputError(
+            "RASTERS: the rasters are too large to cut into chips in memory; "
+            "clip them to the reviewed area (AOI) first."
+        ) from None
 
 
-def _count_on_rasters(labels_path: Path, rasters: Sequence[str],
-                      target: osr.SpatialReference) -> int:
+def _count_on_rasters(
+    labels_path: Path, rasters: Sequence[str], target: osr.SpatialReference
+) -> int:
     """How many label features intersect the footprint of at least one raster."""
     footprints = []
     for r in rasters:
@@ -420,13 +519,17 @@ def check_destination(out: Path) -> None:
     that holds nothing but its manifest and the chips the manifest lists.
     """
     if out.is_symlink():
-        raise InputError(f"OUTPUT: '{out}' is a symbolic link; give the path of a new or "
-                         "empty folder. Nothing was changed.")
+        raise InputError(
+            f"OUTPUT: '{out}' is a symbolic link; give the path of a new or "
+            "empty folder. Nothing was changed."
+        )
     if not out.exists():
         return
     if not out.is_dir():
-        raise InputError(f"OUTPUT: '{out}' is a file, not a folder; give the path of a new "
-                         "or empty folder. Nothing was changed.")
+        raise InputError(
+            f"OUTPUT: '{out}' is a file, not a folder; give the path of a new "
+            "or empty folder. Nothing was changed."
+        )
     try:
         entries = sorted(p.name for p in out.iterdir())
     except OSError as exc:
@@ -435,13 +538,15 @@ def check_destination(out: Path) -> None:
         return
     doc = _our_manifest(out)
     if doc is None:
-        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more"
-                                          if len(entries) > 5 else "")
+        shown = ", ".join(entries[:5]) + (
+            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        )
         raise InputError(
             f"OUTPUT: the folder '{out}' is not empty ({shown}) and is not a previous "
             "training-data export (no manifest.json written by Export training data). "
             "Nothing was changed: the export never deletes files it did not write; choose a "
-            "new or empty folder.")
+            "new or empty folder."
+        )
     listed = _listed_files(doc)
     foreign: list[str] = []
     for root, dirs, files in os.walk(out, followlinks=False):
@@ -450,17 +555,24 @@ def check_destination(out: Path) -> None:
             rel = (rel_root / d).as_posix()
             if os.path.islink(os.path.join(root, d)) or rel not in ("chips", "unlabelled"):
                 foreign.append(rel + "/")
-        dirs[:] = [d for d in dirs if (rel_root / d).as_posix() in ("chips", "unlabelled")
-                   and not os.path.islink(os.path.join(root, d))]
-        foreign += [(rel_root / f).as_posix() for f in files
-                    if (rel_root / f).as_posix() not in listed]
+        dirs[:] = [
+            d
+            for d in dirs
+            if (rel_root / d).as_posix() in ("chips", "unlabelled")
+            and not os.path.islink(os.path.join(root, d))
+        ]
+        foreign += [
+            (rel_root / f).as_posix() for f in files if (rel_root / f).as_posix() not in listed
+        ]
     if foreign:
-        shown = ", ".join(sorted(foreign)[:5]) + (f" and {len(foreign) - 5} more"
-                                                  if len(foreign) > 5 else "")
+        shown = ", ".join(sorted(foreign)[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
         raise InputError(
             f"OUTPUT: '{out}' is a previous export but also holds files the export did not "
             f"write ({shown}). Nothing was changed: move them elsewhere or choose another "
-            "folder.")
+            "folder."
+        )
 
 
 def _temp_prefix(out: Path) -> str:
@@ -483,7 +595,7 @@ def clean_stale_temporaries(out: Path, say: Callable[[str], None] = LOG.info) ->
     for p in siblings:
         if not p.name.startswith(prefix) or p.is_symlink() or not p.is_dir():
             continue
-        m = re.match(r"(\d+)-", p.name[len(prefix):])
+        m = re.match(r"(\d+)-", p.name[len(prefix) :])
         if not m or pid_alive(int(m.group(1))) or not (p / TEMP_MARKER).is_file():
             continue
         previous = p / "previous"
@@ -498,8 +610,10 @@ def clean_stale_temporaries(out: Path, say: Callable[[str], None] = LOG.info) ->
 
 def _make_work_dir(out: Path) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}-", dir=out.parent))
-    (work / TEMP_MARKER).write_text("Arctic Assist export in progress; safe to delete when "
-                                    "no export is running.\n", encoding="utf-8")
+    (work / TEMP_MARKER).write_text(
+        "Arctic Assist export in progress; safe to delete when no export is running.\n",
+        encoding="utf-8",
+    )
     return work
 
 
@@ -510,8 +624,7 @@ def _exchange(a: Path, b: Path) -> bool:
     except (AttributeError, OSError):
         return False
     at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)),
-              rename_exchange) == 0
+    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0
 
 
 def _swap_in(new: Path, out: Path) -> None:
@@ -536,8 +649,14 @@ def _swap_in(new: Path, out: Path) -> None:
         new.rename(out)
 
 
-def reviewed_area(labels_path: str, layer_name: str | None, target: osr.SpatialReference,
-                  raster: gdal.Dataset, out_path: Path, only_reviewed: bool) -> Path:
+def reviewed_area(
+    labels_path: str,
+    layer_name: str | None,
+    target: osr.SpatialReference,
+    raster: gdal.Dataset,
+    out_path: Path,
+    only_reviewed: bool,
+) -> Path:
     """The area an expert reviewed, when no AOI says so: every feature they decided on
     (status accepted, edited or rejected; every feature when ONLY_REVIEWED is off) grown by
     :data:`REVIEW_BUFFER_PX` pixels of ``raster``, in ``target``'s CRS, written to

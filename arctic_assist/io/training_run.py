@@ -40,13 +40,39 @@ def training_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def build_command(python: str, task: str, method: str, data: str, output: str, steps: int,
-                  device: str, base_model: str | None, work_dir: str,
-                  seed: int = 0) -> list[str]:
+def build_command(
+    python: str,
+    task: str,
+    method: str,
+    data: str,
+    output: str,
+    steps: int,
+    device: str,
+    base_model: str | None,
+    work_dir: str,
+    seed: int = 0,
+) -> list[str]:
     command = "cobra" if task == "contour" else method
-    cmd = [python, "-m", "arctic_assist.training", command, "--data", data, "--out", output,
-           "--steps", str(steps), "--progress", "json", "--log-dir", work_dir,
-           "--seed", str(int(seed)), "--threads", str(training_threads())]
+    cmd = [
+        python,
+        "-m",
+        "arctic_assist.training",
+        command,
+        "--data",
+        data,
+        "--out",
+        output,
+        "--steps",
+        str(steps),
+        "--progress",
+        "json",
+        "--log-dir",
+        work_dir,
+        "--seed",
+        str(int(seed)),
+        "--threads",
+        str(training_threads()),
+    ]
     if task == "segmentation":
         cmd += ["--eval-split", "val"]  # export_training_data holds out 'val' chips
     if device != "auto":
@@ -61,12 +87,16 @@ def check_python(python: str) -> None:
     if shutil.which(python) or os.path.isfile(python):
         probe = subprocess.run(
             [python, "-c", "import torch, lightning; from osgeo import gdal"],
-            capture_output=True, text=True, check=False)
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if probe is None or probe.returncode != 0:
         raise InputError(
             f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
             "PYTHON (or the plugin setting) at the interpreter of an environment made by "
-            "'make setup' (e.g. <checkout>/.venv/bin/python).")
+            "'make setup' (e.g. <checkout>/.venv/bin/python)."
+        )
 
 
 def stream(cmd: list[str], feedback, work_dir: str) -> None:
@@ -78,15 +108,17 @@ def stream(cmd: list[str], feedback, work_dir: str) -> None:
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_parent(), env.get("PYTHONPATH", "")) if p)
+        p for p in (package_parent(), env.get("PYTHONPATH", "")) if p
+    )
     env["PYTHONUNBUFFERED"] = "1"
     env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     stderr_path = Path(work_dir) / "stderr.log"
     lines: queue.Queue[str | None] = queue.Queue()
     with stderr_path.open("w", encoding="utf-8") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                env=env, **new_group())
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, **new_group()
+        )
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -113,8 +145,9 @@ def stream(cmd: list[str], feedback, work_dir: str) -> None:
             raise
     if proc.returncode != 0:
         tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
-        detail = error_message or "\n".join(tail.splitlines()[-15:]) or \
-            f"exit status {proc.returncode}"
+        detail = (
+            error_message or "\n".join(tail.splitlines()[-15:]) or f"exit status {proc.returncode}"
+        )
         raise ArcticAssistError(f"Training failed: {detail}")
 
 
@@ -146,7 +179,8 @@ def prepare_run_dir(work_dir: Path, run_info: dict[str, Any], say) -> str | None
                 raise InputError(
                     f"OUTPUT: the run folder '{work_dir}' exists but was not made by Retrain "
                     "model (no run.json); move it away or choose another OUTPUT. Nothing was "
-                    "changed.")
+                    "changed."
+                )
         ckpts = checkpoints(work_dir)
         if previous == run_info and ckpts:
             return str(ckpts[-1])
@@ -163,11 +197,15 @@ def stopped_message(work_dir: Path, how: str) -> str:
     ckpts = checkpoints(work_dir)
     if not ckpts:
         shutil.rmtree(work_dir, ignore_errors=True)
-        return (f"Training {how} before its first checkpoint; nothing was kept and no model "
-                "was written.")
-    return (f"Training {how}; no model was written. Its checkpoint {ckpts[-1].name} is kept "
-            f"in {work_dir}: run Retrain model again with the same DATA, TASK, METHOD and "
-            "OUTPUT to continue from it.")
+        return (
+            f"Training {how} before its first checkpoint; nothing was kept and no model "
+            "was written."
+        )
+    return (
+        f"Training {how}; no model was written. Its checkpoint {ckpts[-1].name} is kept "
+        f"in {work_dir}: run Retrain model again with the same DATA, TASK, METHOD and "
+        "OUTPUT to continue from it."
+    )
 
 
 def has_split(data: str, split: str) -> bool:
@@ -192,13 +230,18 @@ def handle_line(line: str, feedback) -> str | None:
     if kind == "progress" and event.get("total"):
         feedback.setProgress(100.0 * event["step"] / event["total"])
         if event["step"] % 50 == 0 or event["step"] == event["total"]:
-            feedback.pushInfo(f"step {event['step']}/{event['total']} "
-                              f"loss {float(event.get('loss', float('nan'))):.4f}")
+            feedback.pushInfo(
+                f"step {event['step']}/{event['total']} "
+                f"loss {float(event.get('loss', float('nan'))):.4f}"
+            )
     elif kind == "error":
         return str(event.get("message"))
     elif kind in ("done", "metrics"):
-        metrics = event.get("metrics") if kind == "done" else {
-            k: v for k, v in event.items() if k != "event"}
+        metrics = (
+            event.get("metrics")
+            if kind == "done"
+            else {k: v for k, v in event.items() if k != "event"}
+        )
         if kind == "done":
             feedback.pushInfo(f"Training finished; exported {event.get('output')}")
         for row in metrics_lines(metrics if isinstance(metrics, Mapping) else {}):
@@ -247,14 +290,18 @@ def metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
             label = f"{name}, threshold {at}" if at else name
             for region in regions:
                 scores = value[region]
-                rows.append([f"{region} ({label})"] + [
-                    f"{word} {_number(scores.get(key))}" for key, word in SCORES])
+                rows.append(
+                    [f"{region} ({label})"]
+                    + [f"{word} {_number(scores.get(key))}" for key, word in SCORES]
+                )
         elif _is_scores(value):
-            rows.append([str(split)] + [f"{word} {_number(value.get(key))}"
-                                        for key, word in SCORES])
+            rows.append(
+                [str(split)] + [f"{word} {_number(value.get(key))}" for key, word in SCORES]
+            )
         elif not isinstance(value, Mapping | list):
-            unit = " m" if str(split).endswith("_m") else (
-                " px" if str(split).endswith("_px") else "")
+            unit = (
+                " m" if str(split).endswith("_m") else (" px" if str(split).endswith("_px") else "")
+            )
             words = str(split).removesuffix("_m").removesuffix("_px").replace("_", " ")
             flat.append((words, _number(value, unit)))
     if not rows and not flat:
@@ -262,8 +309,10 @@ def metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
     out = ["Validation metrics:"]
     if rows:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        out += ["  " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                for r in rows]
+        out += [
+            "  " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
     if flat:
         width = max(len(k) for k, _ in flat)
         out += [f"  {k + ':':<{width + 1}} {v}" for k, v in flat]

@@ -54,8 +54,14 @@ from .raster import _gdal, srs_traditional
 LOG = logging.getLogger(__name__)
 
 FIELDS: tuple[tuple[str, str], ...] = (
-    ("score", "real"), ("area_m2", "real"), ("model", "str"), ("model_version", "str"),
-    ("provider", "str"), ("source", "str"), ("run_id", "str"), ("created", "str"),
+    ("score", "real"),
+    ("area_m2", "real"),
+    ("model", "str"),
+    ("model_version", "str"),
+    ("provider", "str"),
+    ("source", "str"),
+    ("run_id", "str"),
+    ("created", "str"),
     ("status", "str"),
 )
 #: side of the square windows the probability raster is vectorised in (multiple of 256)
@@ -95,9 +101,9 @@ def open_layer(path: str, layer: str | None = None, what: str = "layer") -> tupl
 class Cleanup:
     """Clean-up of the thresholded mask (all in pixels of the processing grid; 0 = off)."""
 
-    min_segment_px: int = 0   # drop components with fewer pixels
-    fill_holes_px: int = 0    # fill holes with fewer pixels
-    filter_size: int = 0      # majority (binary median) filter window, odd; 0 or 1 = off
+    min_segment_px: int = 0  # drop components with fewer pixels
+    fill_holes_px: int = 0  # fill holes with fewer pixels
+    filter_size: int = 0  # majority (binary median) filter window, odd; 0 or 1 = off
 
     def __post_init__(self) -> None:
         if self.min_segment_px < 0 or self.fill_holes_px < 0 or self.filter_size < 0:
@@ -106,10 +112,13 @@ class Cleanup:
             raise ValueError(f"the filter size must be odd; got {self.filter_size}")
 
     def describe(self) -> str:
-        parts = [f"segments < {self.min_segment_px} px removed" if self.min_segment_px > 1
-                 else "", f"holes < {self.fill_holes_px} px filled" if self.fill_holes_px > 1
-                 else "", f"{self.filter_size}x{self.filter_size} majority filter"
-                 if self.filter_size > 1 else ""]
+        parts = [
+            f"segments < {self.min_segment_px} px removed" if self.min_segment_px > 1 else "",
+            f"holes < {self.fill_holes_px} px filled" if self.fill_holes_px > 1 else "",
+            f"{self.filter_size}x{self.filter_size} majority filter"
+            if self.filter_size > 1
+            else "",
+        ]
         return "; ".join(p for p in parts if p) or "no clean-up"
 
 
@@ -121,11 +130,11 @@ DEFAULT_CLEANUP = Cleanup(min_segment_px=4, fill_holes_px=16, filter_size=0)
 class VectoriseStats:
     """What :func:`vectorise` did, and where its time went."""
 
-    components: int = 0        # after clean-up, before the size filters (pieces joined)
+    components: int = 0  # after clean-up, before the size filters (pieces joined)
     written: int = 0
-    pieces: int = 0            # components cut by window edges
+    pieces: int = 0  # components cut by window edges
     windows: int = 0
-    seconds: float = 0.0       # the whole vectorise call
+    seconds: float = 0.0  # the whole vectorise call
     write_seconds: float = 0.0  # inside the FeatureWriter (geometry to GeoPackage)
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -141,8 +150,9 @@ class FeatureWriter:
     removes the file).
     """
 
-    def __init__(self, path: str, layer_name: str, srs: Any, attrs: dict[str, str],
-                 batch: int = BATCH) -> None:
+    def __init__(
+        self, path: str, layer_name: str, srs: Any, attrs: dict[str, str], batch: int = BATCH
+    ) -> None:
         gdal = _gdal()
         from osgeo import ogr
 
@@ -151,9 +161,9 @@ class FeatureWriter:
         self.ds = gdal.GetDriverByName("GPKG").Create(path, 0, 0, 0, gdal.GDT_Unknown)
         self.layer_name = layer_name
         self.srs = srs_traditional(srs)
-        self.layer = self.ds.CreateLayer(layer_name, srs=self.srs,
-                                         geom_type=ogr.wkbMultiPolygon,
-                                         options=["SPATIAL_INDEX=YES"])
+        self.layer = self.ds.CreateLayer(
+            layer_name, srs=self.srs, geom_type=ogr.wkbMultiPolygon, options=["SPATIAL_INDEX=YES"]
+        )
         for name, kind in FIELDS:
             self.layer.CreateField(ogr.FieldDefn(name, types[kind]))
         self.defn = self.layer.GetLayerDefn()
@@ -193,8 +203,15 @@ class FeatureWriter:
             self._commit()
         self.seconds += time.perf_counter() - t0
 
-    def add_layer(self, src: Any, layer: str, *, area_factor: float, simplify: float = 0.0,
-                  src_srs: Any = None) -> None:
+    def add_layer(
+        self,
+        src: Any,
+        layer: str,
+        *,
+        area_factor: float,
+        simplify: float = 0.0,
+        src_srs: Any = None,
+    ) -> None:
         """Append every polygon of ``layer`` in the vector dataset ``src`` (a ``score``
         field; geometries in ``src_srs``, projected to this layer's CRS when they differ):
         ``area_m2`` = geometry area x ``area_factor``, simplified first (tolerance in
@@ -206,11 +223,25 @@ class FeatureWriter:
             self._commit()
             consts = "".join(
                 f", '{str(v).replace(chr(39), chr(39) * 2)}' AS \"{k}\""
-                for k, v in self.attrs.items())
-            sql = (f'SELECT score, OGR_GEOM_AREA * {float(area_factor)!r} AS area_m2{consts} '
-                   f'FROM "{layer}"')
-            opts = ["-append", "-nln", self.layer_name, "-sql", sql, "-dialect", "OGRSQL",
-                    "-nlt", "PROMOTE_TO_MULTI", "-gt", str(max(self.batch, n))]
+                for k, v in self.attrs.items()
+            )
+            sql = (
+                f"SELECT score, OGR_GEOM_AREA * {float(area_factor)!r} AS area_m2{consts} "
+                f'FROM "{layer}"'
+            )
+            opts = [
+                "-append",
+                "-nln",
+                self.layer_name,
+                "-sql",
+                sql,
+                "-dialect",
+                "OGRSQL",
+                "-nlt",
+                "PROMOTE_TO_MULTI",
+                "-gt",
+                str(max(self.batch, n)),
+            ]
             if simplify > 0:  # SimplifyPreserveTopology, before the reprojection
                 opts += ["-simplify", repr(float(simplify))]
             if src_srs is not None and not srs_traditional(src_srs).IsSame(self.srs):
@@ -245,14 +276,14 @@ class _Window:
     """What :func:`vectorise` learns from one window on its own (see ``compute``)."""
 
     window: tuple[int, int, int, int]
-    n: int = 0                      # components (local labels 1..n)
-    whole: int = 0                  # of which touch no inner window edge
+    n: int = 0  # components (local labels 1..n)
+    whole: int = 0  # of which touch no inner window edge
     edges: dict[str, np.ndarray] = field(default_factory=dict)  # local labels on the edges
     piece_local: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     piece_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     piece_sums: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pieces: dict[int, bytes] = field(default_factory=dict)  # local label -> WKB (pixels)
-    mem: Any = None                 # Memory dataset of the whole components' polygons
+    mem: Any = None  # Memory dataset of the whole components' polygons
     t_read: float = 0.0
     t_label: float = 0.0
     t_poly: float = 0.0
@@ -264,8 +295,10 @@ def _affine(gt: tuple[float, ...]) -> Any:
     from osgeo import osr
 
     opts = osr.CoordinateTransformationOptions()
-    opts.SetOperation(f"+proj=affine +xoff={gt[0]!r} +yoff={gt[3]!r} +s11={gt[1]!r} "
-                      f"+s12={-gt[2]!r} +s21={gt[4]!r} +s22={-gt[5]!r}")
+    opts.SetOperation(
+        f"+proj=affine +xoff={gt[0]!r} +yoff={gt[3]!r} +s11={gt[1]!r} "
+        f"+s12={-gt[2]!r} +s21={gt[4]!r} +s22={-gt[5]!r}"
+    )
     return osr.CoordinateTransformation(None, None, opts)
 
 
@@ -289,8 +322,7 @@ def _polygons(labels: np.ndarray, gt: tuple[float, ...]) -> Any:
     src = None
 
 
-def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...],
-                    srs: Any) -> Any:
+def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...], srs: Any) -> Any:
     """A Memory vector dataset with layer ``window``: one polygon (with its ``score``) per
     4-connected region of equal score where ``mask`` is set (``gdal.FPolygonize``, in C)."""
     gdal = _gdal()
@@ -309,15 +341,27 @@ def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...],
 
 
 def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
-    return [(r, min(r + size, height), c, min(c + size, width))
-            for r in range(0, height, size) for c in range(0, width, size)]
+    return [
+        (r, min(r + size, height), c, min(c + size, width))
+        for r in range(0, height, size)
+        for c in range(0, width, size)
+    ]
 
 
 def vectorise(
-    prob_path: str, writer: FeatureWriter, *, threshold: float, metres_per_unit: float,
-    grid_srs: Any, out_srs: Any, min_area_m2: float = 0.0, simplify_m: float = 0.0,
-    cleanup: Cleanup | None = None, window: int = WINDOW,
-    positives: np.ndarray | None = None, cell: int = 256,
+    prob_path: str,
+    writer: FeatureWriter,
+    *,
+    threshold: float,
+    metres_per_unit: float,
+    grid_srs: Any,
+    out_srs: Any,
+    min_area_m2: float = 0.0,
+    simplify_m: float = 0.0,
+    cleanup: Cleanup | None = None,
+    window: int = WINDOW,
+    positives: np.ndarray | None = None,
+    cell: int = 256,
     is_canceled: Callable[[], bool] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> VectoriseStats:
@@ -341,7 +385,7 @@ def vectorise(
     gt = tuple(ds.GetGeoTransform())
     height, width = ds.RasterYSize, ds.RasterXSize
     ds = None
-    pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit ** 2
+    pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit**2
     min_px = max(1, int(cleanup.min_segment_px))
 
     def big_enough(counts: np.ndarray) -> np.ndarray:
@@ -366,8 +410,8 @@ def vectorise(
     hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
     hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
     wins = _windows(height, width, max(16, int(window)))
-    prev_bottom = np.zeros(width, dtype=np.int64)   # global piece ids, last row of a band
-    left_col = np.zeros(0, dtype=np.int64)          # ... last column of the previous window
+    prev_bottom = np.zeros(width, dtype=np.int64)  # global piece ids, last row of a band
+    left_col = np.zeros(0, dtype=np.int64)  # ... last column of the previous window
     pairs_a: list[np.ndarray] = []
     pairs_b: list[np.ndarray] = []
     piece_ids: list[np.ndarray] = []
@@ -420,8 +464,12 @@ def vectorise(
                 for g in geoms:
                     multi.AddGeometryDirectly(g)
                 geom = multi.UnionCascaded()
-            emit(geom, float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
-                 float(g_cnt[k]) * pixel_area, True)
+            emit(
+                geom,
+                float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
+                float(g_cnt[k]) * pixel_area,
+                True,
+            )
         keep = ~done
         piece_ids, piece_counts, piece_sums = [ids[keep]], [cnt[keep]], [sm[keep]]
         pair_keep = growing[comp[pa]] if pa.size else np.zeros(0, bool)
@@ -502,28 +550,38 @@ def vectorise(
         keep = ~seam & big_enough(counts)
         res.whole = int(np.count_nonzero(~seam))
         if r0 == w0:
-            res.edges["top"][c0 - v0:c1 - v0] = runs.edge_labels("top")
+            res.edges["top"][c0 - v0 : c1 - v0] = runs.edge_labels("top")
         if r1 == w1:
-            res.edges["bottom"][c0 - v0:c1 - v0] = runs.edge_labels("bottom")
+            res.edges["bottom"][c0 - v0 : c1 - v0] = runs.edge_labels("bottom")
         if c0 == v0:
-            res.edges["left"][r0 - w0:r1 - w0] = runs.edge_labels("left")
+            res.edges["left"][r0 - w0 : r1 - w0] = runs.edge_labels("left")
         if c1 == v1:
-            res.edges["right"][r0 - w0:r1 - w0] = runs.edge_labels("right")
+            res.edges["right"][r0 - w0 : r1 - w0] = runs.edge_labels("right")
         ids = np.flatnonzero(seam)
         res.piece_local, res.piece_counts, res.piece_sums = ids + 1, counts[ids], sums[ids]
         t2 = time.perf_counter()
         res.t_label = t2 - t1
         numbers = np.arange(1, n + 1)
         if keep.any():  # whole components: polygonised in map coordinates, with their score
-            win_gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2],
-                      gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
+            win_gt = (
+                gt[0] + c0 * gt[1] + r0 * gt[2],
+                gt[1],
+                gt[2],
+                gt[3] + c0 * gt[4] + r0 * gt[5],
+                gt[4],
+                gt[5],
+            )
             lut = np.zeros(n + 1, dtype=np.float32)
             lut[1:] = sums / np.maximum(counts, 1)
             kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
             res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, gsrs)
         if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row)
-            res.pieces = {lbl: bytes(geom.ExportToWkb()) for lbl, geom in _polygons(
-                runs.paint(numbers, seam), (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0))}
+            res.pieces = {
+                lbl: bytes(geom.ExportToWkb())
+                for lbl, geom in _polygons(
+                    runs.paint(numbers, seam), (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0)
+                )
+            }
         res.t_poly = time.perf_counter() - t2
         return res
 
@@ -531,8 +589,7 @@ def vectorise(
         """The part that needs the windows before it, in window order (main thread)."""
         nonlocal left_col, base, t_read, t_label, t_poly
         r0, r1, c0, c1 = res.window
-        t_read, t_label, t_poly = t_read + res.t_read, t_label + res.t_label, \
-            t_poly + res.t_poly
+        t_read, t_label, t_poly = t_read + res.t_read, t_label + res.t_label, t_poly + res.t_poly
         stats.windows += 1
         if res.n == 0:
             left_col = np.zeros(r1 - r0, dtype=np.int64)
@@ -541,8 +598,10 @@ def vectorise(
             return  # (the edges of an empty window are all 0)
         stats.components += res.whole
         # global piece ids: base + local label; join across the edges above and left
-        for side, other in (("top", prev_bottom[c0:c1] if r0 > 0 else None),
-                            ("left", left_col if c0 > 0 else None)):
+        for side, other in (
+            ("top", prev_bottom[c0:c1] if r0 > 0 else None),
+            ("left", left_col if c0 > 0 else None),
+        ):
             if other is None:
                 continue
             mine = res.edges[side]
@@ -561,8 +620,9 @@ def vectorise(
             for lbl, wkb in res.pieces.items():
                 piece_wkb[base + lbl] = wkb
         if res.mem is not None:
-            writer.add_layer(res.mem, "window", area_factor=metres_per_unit ** 2,
-                             simplify=tol, src_srs=gsrs)
+            writer.add_layer(
+                res.mem, "window", area_factor=metres_per_unit**2, simplify=tol, src_srs=gsrs
+            )
             res.mem = None
         base += res.n
 
@@ -599,7 +659,14 @@ def vectorise(
     stats.seconds = time.perf_counter() - t_start
     stats.write_seconds = writer.seconds - w_seconds0
     stats.extra = {"read": t_read, "label": t_label, "polygonize": t_poly}
-    LOG.info("%d component(s) after clean-up, %d written (min %d px, min area %.1f m2; "
-             "%d pieces joined across %d windows)", stats.components, stats.written, min_px,
-             min_area_m2, stats.pieces, stats.windows)
+    LOG.info(
+        "%d component(s) after clean-up, %d written (min %d px, min area %.1f m2; "
+        "%d pieces joined across %d windows)",
+        stats.components,
+        stats.written,
+        min_px,
+        min_area_m2,
+        stats.pieces,
+        stats.windows,
+    )
     return stats

@@ -45,7 +45,8 @@ def require_gpkg(path: str, parameter: str) -> str:
     if not path or path.startswith("memory:") or not path.lower().endswith(".gpkg"):
         raise InputError(
             f"{parameter} must be a GeoPackage file (.gpkg); got '{path}'. Outputs are saved "
-            "to disk so that reviews are never lost.")
+            "to disk so that reviews are never lost."
+        )
     return path
 
 
@@ -60,20 +61,28 @@ def system_error_sentence(exc: BaseException) -> str:
     text = text.rstrip(". ")
     low = text.lower()
     if isinstance(exc, MemoryError):
-        return ("Not enough memory for this run; choose a smaller extent or area, or close "
-                "other programs. Nothing was written.")
+        return (
+            "Not enough memory for this run; choose a smaller extent or area, or close "
+            "other programs. Nothing was written."
+        )
     if (isinstance(exc, OSError) and exc.errno in _FULL) or any(w in low for w in _FULL_WORDS):
-        return (f"Writing failed: the disk is full or the file too large ({text}). Free "
-                "some space or choose another output folder; nothing was written.")
+        return (
+            f"Writing failed: the disk is full or the file too large ({text}). Free "
+            "some space or choose another output folder; nothing was written."
+        )
     if isinstance(exc, OSError):
         return f"A file could not be read or written: {text}. Nothing was written."
     if "write" in low or "writing" in low:
-        return (f"Writing failed ({text}): the disk may be full or the output folder not "
-                "writable. Free some space or choose another output folder; nothing was "
-                "written.")
+        return (
+            f"Writing failed ({text}): the disk may be full or the output folder not "
+            "writable. Free some space or choose another output folder; nothing was "
+            "written."
+        )
     if any(w in low for w in ("read", "tiff", "decode", "corrupt", "truncat")):
-        return (f"A raster could not be read: {text}. The file may be truncated or corrupt; "
-                "check it with 'gdalinfo -checksum' or export it again. Nothing was written.")
+        return (
+            f"A raster could not be read: {text}. The file may be truncated or corrupt; "
+            "check it with 'gdalinfo -checksum' or export it again. Nothing was written."
+        )
     return f"GDAL could not complete the run: {text}. Nothing was written."
 
 
@@ -146,8 +155,10 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
                 rows.append(f"<li><b>{p.name()}</b>: {choices}</li>")
         if not rows:
             return ""
-        return ("<p>With <code>qgis_process</code> (QGIS 3.22) give an option by its "
-                "number:</p><ul>" + "".join(rows) + "</ul>")
+        return (
+            "<p>With <code>qgis_process</code> (QGIS 3.22) give an option by its "
+            "number:</p><ul>" + "".join(rows) + "</ul>"
+        )
 
     def helpUrl(self) -> str:
         return about.metadata().get("homepage", "")
@@ -158,8 +169,9 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):
         return type(self)()
 
-    def checkParameterValues(self, parameters: dict[str, Any],
-                             context: QgsProcessingContext) -> tuple[bool, str]:
+    def checkParameterValues(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
         """One sentence per bad value (the range, the choices, 'does not exist', 'not a
         raster GDAL can read') instead of QGIS's 'Incorrect parameter value for X'; layers
         QGIS loads to check them write nothing beside the input (no .aux.xml)."""
@@ -177,12 +189,18 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
             name = message.rsplit(" ", 1)[-1]
             p = self.parameterDefinition(name)
             if p is not None:
-                message = (f"{name} ({p.description()}) must be {expected_value(p)}; got "
-                           f"'{parameters.get(name, '')}'.")
+                message = (
+                    f"{name} ({p.description()}) must be {expected_value(p)}; got "
+                    f"'{parameters.get(name, '')}'."
+                )
         return ok, message
 
-    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
-                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
         message = dependency_message()
         if message:
             raise QgsProcessingException(message)
@@ -196,8 +214,12 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
             LOG.debug("%s failed", self.NAME, exc_info=True)
             raise QgsProcessingException(message) from None
 
-    def execute(self, parameters: dict[str, Any], context: QgsProcessingContext,
-            feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    def execute(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     # helpers shared by the algorithms -------------------------------------------------

@@ -25,8 +25,7 @@ def _fmt(v: float) -> str:
 def _range_text(p) -> str:
     lo, hi = p.minimum(), p.maximum()
     has_lo, has_hi = abs(lo) < _NO_LIMIT, abs(hi) < _NO_LIMIT
-    kind = "a whole number" if p.dataType() == QgsProcessingParameterNumber.Integer \
-        else "a number"
+    kind = "a whole number" if p.dataType() == QgsProcessingParameterNumber.Integer else "a number"
     if has_lo and has_hi:
         return f"{kind} from {_fmt(lo)} to {_fmt(hi)}"
     if has_lo:
@@ -46,8 +45,7 @@ def _number(p, value: Any) -> str | None:
     except ValueError:
         return f"{p.name()} must be {_range_text(p)}; got '{value}'."
     integer = p.dataType() == QgsProcessingParameterNumber.Integer
-    if not math.isfinite(v) or v < p.minimum() or v > p.maximum() or \
-            (integer and v != int(v)):
+    if not math.isfinite(v) or v < p.minimum() or v > p.maximum() or (integer and v != int(v)):
         return f"{p.name()} must be {_range_text(p)}; got {value}."
     return None
 
@@ -57,14 +55,21 @@ def _enum(p, value: Any) -> str | None:
         return None
     options = p.options()
     choices = ", ".join(f"{i} = {o}" for i, o in enumerate(options))
-    items = value if isinstance(value, list) else str(value).split(",") \
-        if p.allowMultiple() else [value]
+    items = (
+        value
+        if isinstance(value, list)
+        else str(value).split(",")
+        if p.allowMultiple()
+        else [value]
+    )
     for item in items:
         try:
             i = int(str(item).strip())
         except ValueError:
-            return (f"{p.name()}: give the number of an option ({choices}); got '{item}'. "
-                    "QGIS 3.22's qgis_process takes options by number.")
+            return (
+                f"{p.name()}: give the number of an option ({choices}); got '{item}'. "
+                "QGIS 3.22's qgis_process takes options by number."
+            )
         if not 0 <= i < len(options):
             return f"{p.name()} must be one of {choices}; got {item}."
     return None
@@ -153,8 +158,13 @@ def explain_parameter(p, value: Any) -> str | None:
     if kind == "multilayer":
         check = _raster if p.layerType() == QgsProcessing.TypeRaster else None
         for path in _paths(value):
-            msg = check(p.name(), path) if check else (
-                None if os.path.exists(path) else f"{p.name()}: file '{path}' does not exist.")
+            msg = (
+                check(p.name(), path)
+                if check
+                else (
+                    None if os.path.exists(path) else f"{p.name()}: file '{path}' does not exist."
+                )
+            )
             if msg:
                 return msg
     if kind in ("source", "vector"):

@@ -29,6 +29,7 @@ from .base import (
     advanced,
     require_gpkg,
 )
+
 #: majority (binary median) filter choices and their window sizes
 FILTERS = ["none", "3 x 3", "5 x 5", "7 x 7"]
 FILTER_SIZES = [0, 3, 5, 7]
@@ -46,8 +47,9 @@ def parse_bands(value) -> list[int] | None:
     try:
         return [int(v) for v in value.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"BANDS: '{value}' is not a list of band numbers such as 1,2,3,7")\
-            from None
+        raise InputError(
+            f"BANDS: '{value}' is not a list of band numbers such as 1,2,3,7"
+        ) from None
 
 
 class DetectThawSlumps(ArcticAssistAlgorithm):
@@ -111,55 +113,124 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         default_model = settings.default_model_path("segmentation")
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX model", extension="onnx", defaultValue=default_model,
-            optional=True))
-        self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, "Bands in the model's order (empty: match by description)",
-            parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True))
-        self.addParameter(QgsProcessingParameterExtent(
-            self.EXTENT, "Limit to extent", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.MASK, "Limit to polygons (mask)", [QgsProcessing.TypeVectorPolygon],
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Probability threshold (empty: the model's)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum polygon area (m2)", QgsProcessingParameterNumber.Double,
-            defaultValue=500.0, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SIMPLIFY, "Simplification tolerance (m)", QgsProcessingParameterNumber.Double,
-            defaultValue=5.0, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_SEGMENT, "Remove segments smaller than (pixels)",
-            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_MIN_SEGMENT,
-            minValue=0, maxValue=1_000_000))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.FILL_HOLES, "Fill holes smaller than (pixels)",
-            QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_FILL_HOLES,
-            minValue=0, maxValue=1_000_000))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.FILTER, "Majority (median) filter", options=FILTERS,
-            defaultValue=FILTER_SIZES.index(DEFAULT_FILTER)))
-        self.addParameter(advanced(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_PROBABILITY, "RTS probability", optional=True, createByDefault=False))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                "ONNX model",
+                extension="onnx",
+                defaultValue=default_model,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBand(
+                self.BANDS,
+                "Bands in the model's order (empty: match by description)",
+                parentLayerParameterName=self.INPUT,
+                optional=True,
+                allowMultiple=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, "Limit to extent", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.MASK,
+                "Limit to polygons (mask)",
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Probability threshold (empty: the model's)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_AREA,
+                "Minimum polygon area (m2)",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=500.0,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SIMPLIFY,
+                "Simplification tolerance (m)",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=5.0,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_SEGMENT,
+                "Remove segments smaller than (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=DEFAULT_MIN_SEGMENT,
+                minValue=0,
+                maxValue=1_000_000,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.FILL_HOLES,
+                "Fill holes smaller than (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=DEFAULT_FILL_HOLES,
+                minValue=0,
+                maxValue=1_000_000,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.FILTER,
+                "Majority (median) filter",
+                options=FILTERS,
+                defaultValue=FILTER_SIZES.index(DEFAULT_FILTER),
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterEnum(
+                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
+                )
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_PROBABILITY, "RTS probability", optional=True, createByDefault=False
+            )
+        )
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("INPUT: the raster layer could not be opened.")
         raster_path = layer.source()
-        model_path = (self.parameterAsFile(parameters, self.MODEL, context)
-                      or settings.default_model_path("segmentation"))
+        model_path = self.parameterAsFile(
+            parameters, self.MODEL, context
+        ) or settings.default_model_path("segmentation")
         if not os.path.isfile(model_path):
             raise InputError(f"MODEL: file '{model_path}' does not exist.")
-        bands = parse_bands(parameters.get(self.BANDS)) or \
-            self.parameterAsInts(parameters, self.BANDS, context) or None
+        bands = (
+            parse_bands(parameters.get(self.BANDS))
+            or self.parameterAsInts(parameters, self.BANDS, context)
+            or None
+        )
         extent = None
         if parameters.get(self.EXTENT):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
@@ -168,16 +239,19 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         mask_path = None
         if parameters.get(self.MASK):
             mask_path = self.parameterAsCompatibleSourceLayerPath(
-                parameters, self.MASK, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
+                parameters, self.MASK, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
+            )
         threshold = None
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-        output = require_gpkg(self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
-                              self.OUTPUT)
+        output = require_gpkg(
+            self.parameterAsOutputLayer(parameters, self.OUTPUT, context), self.OUTPUT
+        )
         probability = None
         if parameters.get(self.OUTPUT_PROBABILITY):
-            probability = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY,
-                                                      context) or None
+            probability = (
+                self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITY, context) or None
+            )
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         from ..io.detect import DetectRequest, run_detection
         from ..io.vector import Cleanup
@@ -185,28 +259,40 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         progress, is_canceled, log = self.callbacks(feedback)
         result = run_detection(
             DetectRequest(
-                raster_path=raster_path, model_path=model_path, output_path=output,
-                probability_path=probability, bands=bands, extent=extent,
-                mask_path=mask_path, threshold=threshold,
+                raster_path=raster_path,
+                model_path=model_path,
+                output_path=output,
+                probability_path=probability,
+                bands=bands,
+                extent=extent,
+                mask_path=mask_path,
+                threshold=threshold,
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
                 simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
                 cleanup=Cleanup(
                     min_segment_px=self.parameterAsInt(parameters, self.MIN_SEGMENT, context),
                     fill_holes_px=self.parameterAsInt(parameters, self.FILL_HOLES, context),
-                    filter_size=FILTER_SIZES[self.parameterAsEnum(parameters, self.FILTER,
-                                                                  context)]),
-                device=device),
-            progress=progress, is_canceled=is_canceled, log=log)
+                    filter_size=FILTER_SIZES[
+                        self.parameterAsEnum(parameters, self.FILTER, context)
+                    ],
+                ),
+                device=device,
+            ),
+            progress=progress,
+            is_canceled=is_canceled,
+            log=log,
+        )
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             # the source and the time tell two runs apart in the layer tree
-            details.name = (f"{LAYER_NAME} ({layer.name()}, "
-                            f"{datetime.now().strftime('%H:%M:%S')})")
+            details.name = f"{LAYER_NAME} ({layer.name()}, {datetime.now().strftime('%H:%M:%S')})"
             details.setPostProcessor(StyleLoader.create("thaw_slumps.qml"))
-        outputs: dict[str, Any] = {self.OUTPUT: output, "N_FEATURES": result.n_features,
-                                   "PROVIDER": result.provider, "RUN_ID": result.run_id}
+        outputs: dict[str, Any] = {
+            self.OUTPUT: output,
+            "N_FEATURES": result.n_features,
+            "PROVIDER": result.provider,
+            "RUN_ID": result.run_id,
+        }
         if probability:
             outputs[self.OUTPUT_PROBABILITY] = probability
         return outputs
-
-

@@ -57,49 +57,94 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         "<p>Invalid geometries are repaired (or reported), labels in another CRS are "
         "reprojected and clipped to the rasters. The folder is written under a temporary name"
         " and swapped in at the end, so an interrupted export leaves the previous one intact; "
-        "the same input gives the same folder.</p>")
+        "the same input gives the same folder.</p>"
+    )
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.LABELS, "Labels (reviewed proposals)",
-            [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorLine]))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.RASTERS, "Source rasters", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.AOI, "Reviewed area (optional)", [QgsProcessing.TypeVectorPolygon],
-            optional=True))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.UNLABELLED, "Unlabelled rasters (optional)", QgsProcessing.TypeRaster,
-            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CHIP_SIZE, "Chip size (pixels)", QgsProcessingParameterNumber.Integer,
-            defaultValue=128, minValue=16, maxValue=4096))
-        self.addParameter(QgsProcessingParameterBoolean(
-            self.ONLY_REVIEWED, "Only accepted and edited features", defaultValue=True))
-        self.addParameter(QgsProcessingParameterFolderDestination(
-            self.OUTPUT, "Training-data folder"))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.LABELS,
+                "Labels (reviewed proposals)",
+                [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorLine],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.RASTERS, "Source rasters", QgsProcessing.TypeRaster
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AOI,
+                "Reviewed area (optional)",
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.UNLABELLED,
+                "Unlabelled rasters (optional)",
+                QgsProcessing.TypeRaster,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.CHIP_SIZE,
+                "Chip size (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=128,
+                minValue=16,
+                maxValue=4096,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.ONLY_REVIEWED, "Only accepted and edited features", defaultValue=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(self.OUTPUT, "Training-data folder")
+        )
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         from ..io.training_export import export_training_data
 
         labels = self.parameterAsCompatibleSourceLayerPath(
-            parameters, self.LABELS, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
-        rasters = [layer.source() for layer in
-                   self.parameterAsLayerList(parameters, self.RASTERS, context)]
+            parameters, self.LABELS, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
+        )
+        rasters = [
+            layer.source() for layer in self.parameterAsLayerList(parameters, self.RASTERS, context)
+        ]
         if not rasters:
             raise InputError("RASTERS: give at least one source raster.")
         aoi = None
         if parameters.get(self.AOI):
             aoi = self.parameterAsCompatibleSourceLayerPath(
-                parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
-        unlabelled = [layer.source() for layer in
-                      self.parameterAsLayerList(parameters, self.UNLABELLED, context)]
+                parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
+            )
+        unlabelled = [
+            layer.source()
+            for layer in self.parameterAsLayerList(parameters, self.UNLABELLED, context)
+        ]
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         progress, is_canceled, log = self.callbacks(feedback)
         result = export_training_data(
-            labels, rasters, output, aoi_path=aoi, unlabelled=unlabelled,
+            labels,
+            rasters,
+            output,
+            aoi_path=aoi,
+            unlabelled=unlabelled,
             chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
             only_reviewed=self.parameterAsBool(parameters, self.ONLY_REVIEWED, context),
-            log=log, is_canceled=is_canceled, progress=progress)
-        return {self.OUTPUT: result.output_dir, "TASK": result.task,
-                "N_CHIPS": result.n_chips, "N_LABELS": result.n_labels}
+            log=log,
+            is_canceled=is_canceled,
+            progress=progress,
+        )
+        return {
+            self.OUTPUT: result.output_dir,
+            "TASK": result.task,
+            "N_CHIPS": result.n_chips,
+            "N_LABELS": result.n_labels,
+        }

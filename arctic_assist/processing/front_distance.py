@@ -40,35 +40,61 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
         "<p>Each INPUT feature is matched with the closest REFERENCE feature; the log lists "
         "the distance per feature, the output PER_FEATURE holds them as JSON (fid_a, fid_b, "
         "distance_m, a_to_b_m, b_to_a_m per INPUT feature) and MEAN_DISTANCE is the mean "
-        "over INPUT features.</p>")
+        "over INPUT features.</p>"
+    )
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.INPUT, "Fronts", [QgsProcessing.TypeVectorLine]))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.REFERENCE, "Reference fronts", [QgsProcessing.TypeVectorLine]))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.STEP, "Densification step (m)", QgsProcessingParameterNumber.Double,
-            defaultValue=10.0, minValue=0.01))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.INPUT, "Fronts", [QgsProcessing.TypeVectorLine]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.REFERENCE, "Reference fronts", [QgsProcessing.TypeVectorLine]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STEP,
+                "Densification step (m)",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=10.0,
+                minValue=0.01,
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber(self.MEAN_DISTANCE, "Mean distance (m)"))
-        self.addOutput(QgsProcessingOutputString(
-            self.PER_FEATURE, "Distance per feature (JSON list)"))
+        self.addOutput(
+            QgsProcessingOutputString(self.PER_FEATURE, "Distance per feature (JSON list)")
+        )
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         from ..io.front_distance import front_distance
 
-        paths = [self.parameterAsCompatibleSourceLayerPath(
-            parameters, key, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
-            for key in (self.INPUT, self.REFERENCE)]
-        result = front_distance(*paths, step_m=self.parameterAsDouble(parameters, self.STEP,
-                                                                        context))
+        paths = [
+            self.parameterAsCompatibleSourceLayerPath(
+                parameters, key, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
+            )
+            for key in (self.INPUT, self.REFERENCE)
+        ]
+        result = front_distance(
+            *paths, step_m=self.parameterAsDouble(parameters, self.STEP, context)
+        )
         for row in result.per_feature:
             feedback.pushInfo(
                 f"feature {row['fid_a']} -> reference {row['fid_b']}: "
                 f"{row['distance_m']:.1f} m (to reference {row['a_to_b_m']:.1f} m, "
-                f"back {row['b_to_a_m']:.1f} m)")
-        feedback.pushInfo(f"Mean symmetric distance: {result.mean_m:.1f} m "
-                          f"({len(result.per_feature)} feature(s), CRS {result.crs})")
-        rows = [{k: (v if isinstance(v, (int, float, str)) or v is None else str(v))
-                 for k, v in row.items()} for row in result.per_feature]
+                f"back {row['b_to_a_m']:.1f} m)"
+            )
+        feedback.pushInfo(
+            f"Mean symmetric distance: {result.mean_m:.1f} m "
+            f"({len(result.per_feature)} feature(s), CRS {result.crs})"
+        )
+        rows = [
+            {
+                k: (v if isinstance(v, (int, float, str)) or v is None else str(v))
+                for k, v in row.items()
+            }
+            for row in result.per_feature
+        ]
         return {self.MEAN_DISTANCE: result.mean_m, self.PER_FEATURE: json.dumps(rows)}

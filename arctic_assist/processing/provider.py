@@ -18,8 +18,13 @@ def algorithm_classes() -> list[type]:
     from .retrain_model import RetrainModel
     from .trace_calving_front import TraceCalvingFront
 
-    return [DetectThawSlumps, TraceCalvingFront, FrontDistanceAlgorithm,
-            ExportTrainingData, RetrainModel]
+    return [
+        DetectThawSlumps,
+        TraceCalvingFront,
+        FrontDistanceAlgorithm,
+        ExportTrainingData,
+        RetrainModel,
+    ]
 
 
 def headless_no_sidecars() -> None:

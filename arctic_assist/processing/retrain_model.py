@@ -45,8 +45,10 @@ from ..io.training_run import (
 )
 from .base import ArcticAssistAlgorithm, advanced
 
-TASK_LABELS = {"segmentation": "Thaw slumps (PixelDINO segmentation)",
-               "contour": "Calving fronts (COBRA contour)"}
+TASK_LABELS = {
+    "segmentation": "Thaw slumps (PixelDINO segmentation)",
+    "contour": "Calving fronts (COBRA contour)",
+}
 METHODS = ["pixeldino", "supervised", "supervised_aug", "fixmatchseg", "adversarial"]
 
 
@@ -110,37 +112,80 @@ class RetrainModel(ArcticAssistAlgorithm):
         "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
         "folder <i>OUTPUT</i>_run beside OUTPUT, and running the algorithm again with the "
         "same DATA, TASK, METHOD and OUTPUT continues from the newest one; a run that "
-        "finishes, or stops before its first checkpoint, leaves nothing behind.</p>")
+        "finishes, or stops before its first checkpoint, leaves nothing behind.</p>"
+    )
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterFile(
-            self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.TASK, "Task", options=[TASK_LABELS[t] for t in TASKS], defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Method", options=METHODS, defaultValue=METHODS.index("supervised")))
-        self.addParameter(QgsProcessingParameterFile(
-            self.BASE_MODEL, "Start from model (optional)", extension="onnx", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.STEPS, "Training steps", QgsProcessingParameterNumber.Integer,
-            defaultValue=600, minValue=1))
-        self.addParameter(advanced(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
-        self.addParameter(advanced(QgsProcessingParameterString(
-            self.PYTHON, "Python interpreter with torch (empty: default)", optional=True)))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=0,
-            minValue=0, maxValue=2**31 - 1)))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.TASK, "Task", options=[TASK_LABELS[t] for t in TASKS], defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.METHOD, "Method", options=METHODS, defaultValue=METHODS.index("supervised")
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.BASE_MODEL, "Start from model (optional)", extension="onnx", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.STEPS,
+                "Training steps",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=600,
+                minValue=1,
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterEnum(
+                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
+                )
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterString(
+                    self.PYTHON, "Python interpreter with torch (empty: default)", optional=True
+                )
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.SEED,
+                    "Random seed",
+                    QgsProcessingParameterNumber.Integer,
+                    defaultValue=0,
+                    minValue=0,
+                    maxValue=2**31 - 1,
+                )
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"
+            )
+        )
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         from ..io.models import read_spec, register
 
         data = self.parameterAsFile(parameters, self.DATA, context)
         if not data or not (Path(data) / "manifest.json").is_file():
-            raise InputError(f"DATA: '{data}' is not a training-data folder (no manifest.json);"
-                             " create one with 'Export training data'.")
+            raise InputError(
+                f"DATA: '{data}' is not a training-data folder (no manifest.json);"
+                " create one with 'Export training data'."
+            )
         task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         base_model = self.parameterAsFile(parameters, self.BASE_MODEL, context) or None
@@ -162,21 +207,35 @@ class RetrainModel(ArcticAssistAlgorithm):
         check_python(python)
 
         work_dir = str(Path(output).with_suffix("")) + "_run"
-        run_info = {"data": str(Path(data).resolve()), "task": task,
-                    "method": method if task == "segmentation" else "cobra",
-                    "base_model": str(Path(base_model).resolve()) if base_model else None}
+        run_info = {
+            "data": str(Path(data).resolve()),
+            "task": task,
+            "method": method if task == "segmentation" else "cobra",
+            "base_model": str(Path(base_model).resolve()) if base_model else None,
+        }
         resume = prepare_run_dir(Path(work_dir), run_info, feedback.pushInfo)
         export_dir = Path(work_dir) / "export"
         shutil.rmtree(export_dir, ignore_errors=True)  # a killed run's partial export
         export_dir.mkdir(parents=True)
         partial = str(export_dir / Path(output).name)  # the final name: it is in the metadata
-        cmd = build_command(python, task, method, data, partial, steps, device, base_model,
-                            work_dir, self.parameterAsInt(parameters, self.SEED, context))
+        cmd = build_command(
+            python,
+            task,
+            method,
+            data,
+            partial,
+            steps,
+            device,
+            base_model,
+            work_dir,
+            self.parameterAsInt(parameters, self.SEED, context),
+        )
         if task == "segmentation" and not has_split(data, "val"):
             cmd[cmd.index("--eval-split") + 1] = "train"
             feedback.pushWarning(
                 "DATA has no 'val' chips (too few chips to hold some out): the model's "
-                "metrics are measured on its training chips, not held-out ones.")
+                "metrics are measured on its training chips, not held-out ones."
+            )
         if resume:
             cmd += ["--resume", resume]
             feedback.pushInfo(f"Continuing the earlier run from its checkpoint {resume}.")
@@ -186,21 +245,21 @@ class RetrainModel(ArcticAssistAlgorithm):
             spec = read_spec(partial)
             if spec.task != task:
                 raise ArcticAssistError(
-                    f"the training exported a '{spec.task}' model, expected '{task}'")
+                    f"the training exported a '{spec.task}' model, expected '{task}'"
+                )
             os.replace(partial, output)
         except CanceledError:
             raise CanceledError(stopped_message(Path(work_dir), "canceled")) from None
         except ArcticAssistError as exc:
-            raise ArcticAssistError(f"{exc} {stopped_message(Path(work_dir), 'failed')}"
-                                    ) from None
+            raise ArcticAssistError(f"{exc} {stopped_message(Path(work_dir), 'failed')}") from None
         finally:
             shutil.rmtree(export_dir, ignore_errors=True)
         shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing to resume
         registered = register(output, settings.user_models_dir())
         table = metrics_lines(dict(spec.provenance).get("metrics") or {})
-        feedback.pushInfo(f"New model {spec.name} {spec.version}: {output}; registered as "
-                          f"{registered}.")
+        feedback.pushInfo(
+            f"New model {spec.name} {spec.version}: {output}; registered as {registered}."
+        )
         for row in table:
             feedback.pushInfo(row)
         return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": "\n".join(table)}
-

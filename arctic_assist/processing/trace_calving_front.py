@@ -59,57 +59,101 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "iteration, m) and status = 'proposed'.</li>"
         "<li><b>OUTPUT_ITERATIONS</b>: optional GeoPackage with every iteration's line, to "
         "see how the snake converged.</li></ul>"
-        "<p>Outputs are written under a temporary name and renamed at the end.</p>")
+        "<p>Outputs are written under a temporary name and renamed at the end.</p>"
+    )
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.AOI, "Terminus boxes (AOI)", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX model", extension="onnx", optional=True,
-            defaultValue=settings.default_model_path("contour")))
-        self.addParameter(advanced(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine))
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT_ITERATIONS, "Snake iterations", QgsProcessing.TypeVectorLine,
-            optional=True, createByDefault=False))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AOI, "Terminus boxes (AOI)", [QgsProcessing.TypeVectorPolygon]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                "ONNX model",
+                extension="onnx",
+                optional=True,
+                defaultValue=settings.default_model_path("contour"),
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterEnum(
+                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
+                )
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_ITERATIONS,
+                "Snake iterations",
+                QgsProcessing.TypeVectorLine,
+                optional=True,
+                createByDefault=False,
+            )
+        )
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("INPUT: the raster layer could not be opened.")
-        model_path = (self.parameterAsFile(parameters, self.MODEL, context)
-                      or settings.default_model_path("contour"))
+        model_path = self.parameterAsFile(
+            parameters, self.MODEL, context
+        ) or settings.default_model_path("contour")
         if not os.path.isfile(model_path):
             raise InputError(f"MODEL: file '{model_path}' does not exist.")
         aoi_path = self.parameterAsCompatibleSourceLayerPath(
-            parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback)
-        output = require_gpkg(self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
-                              self.OUTPUT)
+            parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
+        )
+        output = require_gpkg(
+            self.parameterAsOutputLayer(parameters, self.OUTPUT, context), self.OUTPUT
+        )
         iterations = None
         if parameters.get(self.OUTPUT_ITERATIONS):
-            iterations = require_gpkg(self.parameterAsOutputLayer(
-                parameters, self.OUTPUT_ITERATIONS, context), self.OUTPUT_ITERATIONS)
+            iterations = require_gpkg(
+                self.parameterAsOutputLayer(parameters, self.OUTPUT_ITERATIONS, context),
+                self.OUTPUT_ITERATIONS,
+            )
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
         from ..io.trace import TraceRequest, run_tracing
 
         progress, is_canceled, log = self.callbacks(feedback)
         result = run_tracing(
-            TraceRequest(raster_path=layer.source(), model_path=model_path, aoi_path=aoi_path,
-                         output_path=output, iterations_path=iterations, device=device),
-            progress=progress, is_canceled=is_canceled, log=log)
-        feedback.pushInfo(f"{result.count} front(s) written to {output} "
-                          f"(provider {result.provider}, run {result.run_id})")
+            TraceRequest(
+                raster_path=layer.source(),
+                model_path=model_path,
+                aoi_path=aoi_path,
+                output_path=output,
+                iterations_path=iterations,
+                device=device,
+            ),
+            progress=progress,
+            is_canceled=is_canceled,
+            log=log,
+        )
+        feedback.pushInfo(
+            f"{result.count} front(s) written to {output} "
+            f"(provider {result.provider}, run {result.run_id})"
+        )
         for path, name in ((output, "Calving fronts"), (iterations, "Snake iterations")):
             if path and context.willLoadLayerOnCompletion(path):
                 details = context.layerToLoadOnCompletionDetails(path)
                 details.name = name
                 details.setPostProcessor(StyleLoader.create("calving_fronts.qml"))
-        outputs: dict[str, Any] = {self.OUTPUT: output, "N_FEATURES": result.count,
-                                   "PROVIDER": result.provider, "RUN_ID": result.run_id}
+        outputs: dict[str, Any] = {
+            self.OUTPUT: output,
+            "N_FEATURES": result.count,
+            "PROVIDER": result.provider,
+            "RUN_ID": result.run_id,
+        }
         if iterations:
             outputs[self.OUTPUT_ITERATIONS] = iterations
         return outputs

@@ -93,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", default="none")
     p.add_argument("--holdout-row", type=int, default=128)
-    p.add_argument("--chip", type=int, default=128,
-                   help="chip size of the prepared folders (training crops of --tile px are "
-                   "cut at random places inside them)")
-    p.add_argument("--synthetic-scenes", type=int, default=0,
-                   help="synthetic scenes per region beside Peel (0: Peel alone)")
-    p.add_argument("--method", default="pixeldino",
-                   help="pixeldino (default) or a baseline (supervised, ...)")
+    p.add_argument(
+        "--chip",
+        type=int,
+        default=128,
+        help="chip size of the prepared folders (training crops of --tile px are "
+        "cut at random places inside them)",
+    )
+    p.add_argument(
+        "--synthetic-scenes",
+        type=int,
+        default=0,
+        help="synthetic scenes per region beside Peel (0: Peel alone)",
+    )
+    p.add_argument(
+        "--method", default="pixeldino", help="pixeldino (default) or a baseline (supervised, ...)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accelerator", default="auto", help="auto (a CUDA GPU when present), cpu, gpu")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
@@ -115,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.reuse_data and (work / "merged" / "manifest.json").is_file():
         merged = load_dataset(work / "merged")
     else:
-        merged, _, _ = prepare(Path(a.data), work, holdout_row=a.holdout_row, chip=a.chip,
-                               synthetic_scenes=a.synthetic_scenes)
+        merged, _, _ = prepare(
+            Path(a.data),
+            work,
+            holdout_row=a.holdout_row,
+            chip=a.chip,
+            synthetic_scenes=a.synthetic_scenes,
+        )
     from .train import main as train_main
 
     args = [

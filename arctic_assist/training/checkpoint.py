@@ -59,12 +59,16 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
             f"checkpoint '{p}' was refused: reading it would build or run objects other than "
             f"weights ({what}). Arctic Assist reads checkpoints weights-only and never runs "
             "code from a file; use the exported .onnx model, or a checkpoint written by "
-            "Arctic Assist's training.") from None
+            "Arctic Assist's training."
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint '{p}' is not a PyTorch checkpoint that can be read "
-            f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}).") from None
+            f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})."
+        ) from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint '{p}' holds a {type(obj).__name__}, not a "
-                              "checkpoint dictionary (state_dict).")
+        raise CheckpointError(
+            f"checkpoint '{p}' holds a {type(obj).__name__}, not a "
+            "checkpoint dictionary (state_dict)."
+        )
     return obj

@@ -53,7 +53,9 @@ ITERATIONS = 4
 def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class InstanceStandardize(nn.Module):
@@ -77,13 +79,18 @@ class LightBackbone(nn.Module):
     def __init__(self, in_channels: int = 1, width: int = 128, base: int = 24) -> None:
         super().__init__()
         b = base
-        self.stem = nn.Sequential(_cbr(in_channels, b, 2), _cbr(b, 2 * b, 2),
-                                  _cbr(2 * b, 64))                       # H/4
+        self.stem = nn.Sequential(
+            _cbr(in_channels, b, 2), _cbr(b, 2 * b, 2), _cbr(2 * b, 64)
+        )  # H/4
         self.down8 = nn.Sequential(_cbr(64, 4 * b, 2), _cbr(4 * b, 4 * b))  # H/8
-        self.down16 = nn.Sequential(_cbr(4 * b, 128, 2), _cbr(128, 128, dilation=2),
-                                    _cbr(128, 128, dilation=4))           # H/16
-        self.proj = nn.Sequential(nn.Conv2d(128 + 4 * b, width, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.down16 = nn.Sequential(
+            _cbr(4 * b, 128, 2), _cbr(128, 128, dilation=2), _cbr(128, 128, dilation=4)
+        )  # H/16
+        self.proj = nn.Sequential(
+            nn.Conv2d(128 + 4 * b, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
         self.out_channels = (64, width)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,18 +105,21 @@ class LightBackbone(nn.Module):
 def sample_at_vertices(feature: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of ``feature`` (N, C, H, W) at ``vertices`` (N, V, 2) xy in [-1, 1]
     -> (N, C, V); align_corners=True, zeros outside."""
-    grid = vertices.unsqueeze(1)                                  # (N, 1, V, 2), (x, y)
-    out = F.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=True)
+    grid = vertices.unsqueeze(1)  # (N, 1, V, 2), (x, y)
+    out = F.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.squeeze(2)
 
 
 class SnakeHead(nn.Module):
     """1D CNN over the vertex sequence predicting per-vertex offsets."""
 
-    def __init__(self, in_features: int, dim: int = 64,
-                 dilations: tuple[int, ...] = (1, 3, 9, 9, 3, 1),
-                 index_feature: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        dim: int = 64,
+        dilations: tuple[int, ...] = (1, 3, 9, 9, 3, 1),
+        index_feature: bool = True,
+    ) -> None:
         super().__init__()
         self.index_feature = index_feature
         extra = 4 + (1 if index_feature else 0)
@@ -122,26 +132,33 @@ class SnakeHead(nn.Module):
 
     def forward(self, vertices: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         sampled = [sample_at_vertices(f, vertices) for f in features]
-        diff = vertices[:, 1:] - vertices[:, :-1]                     # (N, V-1, 2)
-        diff = F.pad(diff, (0, 0, 1, 1))                              # (N, V+1, 2)
-        to_next = diff[:, 1:]                                         # v[i+1] - v[i]
-        from_prev = diff[:, :-1]                                      # v[i] - v[i-1]
+        diff = vertices[:, 1:] - vertices[:, :-1]  # (N, V-1, 2)
+        diff = F.pad(diff, (0, 0, 1, 1))  # (N, V+1, 2)
+        to_next = diff[:, 1:]  # v[i+1] - v[i]
+        from_prev = diff[:, :-1]  # v[i] - v[i-1]
         parts = sampled + [to_next.transpose(1, 2), from_prev.transpose(1, 2)]
         if self.index_feature:  # the vertex's place along the front, in [-1, 1]
             n, v = vertices.shape[:2]
             idx = torch.linspace(-1.0, 1.0, v, device=vertices.device, dtype=vertices.dtype)
             parts.append(idx.view(1, 1, v).expand(n, 1, v))
         x = torch.cat(parts, dim=1)
-        return self.offset(self.blocks(x)).transpose(1, 2)           # (N, V, 2)
+        return self.offset(self.blocks(x)).transpose(1, 2)  # (N, V, 2)
 
 
 class Cobra(nn.Module):
     """Backbone + snake head; ``forward`` returns the list of the iterations' contours."""
 
-    def __init__(self, in_channels: int = 1, width: int = 128, head_dim: int = 64,
-                 vertices: int = VERTICES, iterations: int = ITERATIONS,
-                 dropout: float = 0.5, index_feature: bool = True,
-                 init: str = "centre") -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        width: int = 128,
+        head_dim: int = 64,
+        vertices: int = VERTICES,
+        iterations: int = ITERATIONS,
+        dropout: float = 0.5,
+        index_feature: bool = True,
+        init: str = "centre",
+    ) -> None:
         super().__init__()
         if init not in ("centre", "line"):
             raise ValueError(f"init is 'centre' or 'line', not {init!r}")
@@ -149,13 +166,21 @@ class Cobra(nn.Module):
         self.norm = InstanceStandardize()
         self.backbone = LightBackbone(in_channels, width)
         self.dropout = nn.Dropout2d(dropout)
-        self.head = SnakeHead(sum(self.backbone.out_channels), head_dim,
-                              index_feature=index_feature)
+        self.head = SnakeHead(
+            sum(self.backbone.out_channels), head_dim, index_feature=index_feature
+        )
         self.vertices = vertices
         self.iterations = iterations
-        self.hparams_dict = dict(in_channels=in_channels, width=width, head_dim=head_dim,
-                                 vertices=vertices, iterations=iterations, dropout=dropout,
-                                 index_feature=index_feature, init=init)
+        self.hparams_dict = dict(
+            in_channels=in_channels,
+            width=width,
+            head_dim=head_dim,
+            vertices=vertices,
+            iterations=iterations,
+            dropout=dropout,
+            index_feature=index_feature,
+            init=init,
+        )
 
     def initial_vertices(self, x: torch.Tensor) -> torch.Tensor:
         """(N, V, 2) start: every vertex at the centre (the paper), or ``'line'``: a
@@ -170,8 +195,9 @@ class Cobra(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_with_features(x)[0]
 
-    def forward_with_features(self, x: torch.Tensor
-                              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward_with_features(
+        self, x: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         feats = [self.dropout(f) for f in self.backbone(self.norm(x))]
         v = self.initial_vertices(x)
         steps = []
@@ -200,52 +226,58 @@ class AuxHead(nn.Module):
 
     def __init__(self, channels: tuple[int, int], out: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(sum(channels), 32, 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(32, out, 1))
+        self.conv = nn.Sequential(
+            nn.Conv2d(sum(channels), 32, 1), nn.ReLU(inplace=True), nn.Conv2d(32, out, 1)
+        )
 
     def forward(self, f4: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(f16, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         return self.conv(torch.cat([f4, up], dim=1))
 
 
-def front_heatmap(front_px: np.ndarray, size: int, stride: int = 4, sigma: float = 1.5
-                  ) -> np.ndarray:
+def front_heatmap(
+    front_px: np.ndarray, size: int, stride: int = 4, sigma: float = 1.5
+) -> np.ndarray:
     """exp(-d^2 / 2 sigma^2) of the distance (in H/stride cells) to the front, (1, h, w)."""
     h = w = size // stride
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     # centres of the stride x stride cells in full-resolution pixel coordinates
-    pts = np.stack([xx.ravel() * stride + (stride - 1) / 2.0,
-                    yy.ravel() * stride + (stride - 1) / 2.0], axis=1)
+    pts = np.stack(
+        [xx.ravel() * stride + (stride - 1) / 2.0, yy.ravel() * stride + (stride - 1) / 2.0], axis=1
+    )
     d = C.point_to_polyline_distance(pts, front_px) / stride
     return np.exp(-0.5 * (d / sigma) ** 2).reshape(1, h, w).astype(np.float32)
 
 
-def front_signed_distance(front_px: np.ndarray, size: int, stride: int = 4,
-                          scale: float = 0.25) -> np.ndarray:
+def front_signed_distance(
+    front_px: np.ndarray, size: int, stride: int = 4, scale: float = 0.25
+) -> np.ndarray:
     """Signed distance of the H/stride cell centres to the front, (1, h, w) in [-1, 1]:
     divided by ``scale x size`` and clipped; positive on the glacier side (left of the
     vertex order on screen, y down), so it also teaches the orientation convention."""
     h = w = size // stride
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    p = np.stack([xx.ravel() * stride + (stride - 1) / 2.0,
-                  yy.ravel() * stride + (stride - 1) / 2.0], axis=1)
+    p = np.stack(
+        [xx.ravel() * stride + (stride - 1) / 2.0, yy.ravel() * stride + (stride - 1) / 2.0], axis=1
+    )
     a = front_px[:-1][None]
     ab = (front_px[1:] - front_px[:-1])[None]
     ap = p[:, None] - a
-    den = np.maximum((ab ** 2).sum(-1), 1e-12)
+    den = np.maximum((ab**2).sum(-1), 1e-12)
     t = np.clip((ap * ab).sum(-1) / den, 0.0, 1.0)
-    rel = ap - t[..., None] * ab                        # cell - closest point, per segment
+    rel = ap - t[..., None] * ab  # cell - closest point, per segment
     d = np.linalg.norm(rel, axis=-1)
     k = d.argmin(axis=1)
     i = np.arange(len(p))
     seg, r = ab[0, k], rel[i, k]
-    side = np.sign(r[:, 0] * seg[:, 1] - r[:, 1] * seg[:, 0])   # dot(r, (dy, -dx))
+    side = np.sign(r[:, 0] * seg[:, 1] - r[:, 1] * seg[:, 0])  # dot(r, (dy, -dx))
     sd = np.clip(side * d[i, k] / (scale * size), -1.0, 1.0)
     return sd.reshape(1, h, w).astype(np.float32)
 
 
-def cobra_loss(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001
-               ) -> torch.Tensor:
+def cobra_loss(
+    steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001
+) -> torch.Tensor:
     """Soft-DTW summed over the iterations, mean over the batch."""
     return sum(soft_dtw(s.float(), target.float(), gamma).mean() for s in steps)
 
@@ -255,14 +287,18 @@ def spacing_penalty(v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     spacing: zero for an ordered line as long as the front, large for a cluster or a
     zig-zag (which has the same Soft-DTW alignment cost but long, uneven steps)."""
     seg = torch.sqrt(((v[:, 1:] - v[:, :-1]) ** 2).sum(-1) + 1e-12)
-    ref = torch.sqrt(((target[:, 1:] - target[:, :-1]) ** 2).sum(-1) + 1e-12).mean(
-        1, keepdim=True)
+    ref = torch.sqrt(((target[:, 1:] - target[:, :-1]) ** 2).sum(-1) + 1e-12).mean(1, keepdim=True)
     return ((seg - ref) ** 2).sum(1)
 
 
-def contour_losses(steps: list[torch.Tensor], target: torch.Tensor, gamma: float = 0.001,
-                   vertex_weight: float = 0.0, spacing_weight: float = 0.0,
-                   orientation: str = "fixed") -> dict[str, torch.Tensor]:
+def contour_losses(
+    steps: list[torch.Tensor],
+    target: torch.Tensor,
+    gamma: float = 0.001,
+    vertex_weight: float = 0.0,
+    spacing_weight: float = 0.0,
+    orientation: str = "fixed",
+) -> dict[str, torch.Tensor]:
     """The snake's losses summed over the iterations, mean over the batch.
 
     ``orientation='fixed'``: against the front as given (glacier on the left).
@@ -292,8 +328,13 @@ def contour_losses(steps: list[torch.Tensor], target: torch.Tensor, gamma: float
         oriented = torch.ones(())
     spacing = sum(spacing_penalty(s.float(), y) for s in steps)
     total = total + spacing_weight * spacing
-    return {"loss": total.mean(), "dtw": dtw.mean(), "vertex": vert.mean(),
-            "spacing": spacing.mean(), "oriented": oriented}
+    return {
+        "loss": total.mean(),
+        "dtw": dtw.mean(),
+        "vertex": vert.mean(),
+        "spacing": spacing.mean(),
+        "oriented": oriented,
+    }
 
 
 # ----------------------------------------------------------------------------- data
@@ -309,10 +350,18 @@ class FrontDataset(torch.utils.data.Dataset):
     (2, S/4, S/4): front heat-map and signed distance)``.
     """
 
-    def __init__(self, samples: list[FR.FrontSample], length: int, size: int = 192,
-                 synthetic: float = 0.3, seed: int = 0, in_channels: int = 1,
-                 scale_range: tuple[float, float] = (0.7, 1.4), shift: float = 0.2,
-                 offset: int = 0) -> None:
+    def __init__(
+        self,
+        samples: list[FR.FrontSample],
+        length: int,
+        size: int = 192,
+        synthetic: float = 0.3,
+        seed: int = 0,
+        in_channels: int = 1,
+        scale_range: tuple[float, float] = (0.7, 1.4),
+        shift: float = 0.2,
+        offset: int = 0,
+    ) -> None:
         self.samples = samples
         self.offset = offset
         self.scale_range = tuple(scale_range)
@@ -334,20 +383,26 @@ class FrontDataset(torch.utils.data.Dataset):
                 s.image = np.repeat(s.image, self.in_channels, 0)
         else:
             s = self.samples[int(rng.integers(len(self.samples)))]
-        img, front = FR.augment(s, rng, self.size, scale_range=self.scale_range,
-                                shift=self.shift)
+        img, front = FR.augment(s, rng, self.size, scale_range=self.scale_range, shift=self.shift)
         v = C.pixel_to_normalized(front, self.size, self.size)
-        return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
-                torch.from_numpy(v.astype(np.float32)),
-                torch.from_numpy(np.concatenate([front_heatmap(front, self.size),
-                                                 front_signed_distance(front, self.size)])))
+        return (
+            torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
+            torch.from_numpy(v.astype(np.float32)),
+            torch.from_numpy(
+                np.concatenate(
+                    [front_heatmap(front, self.size), front_signed_distance(front, self.size)]
+                )
+            ),
+        )
 
 
 def torch_runner(model: Cobra):
     """``run(x (1, C, T, T) float32) -> [(V, 2) model coordinates]`` for a torch model."""
+
     def run(x: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
             return [s[0].double().numpy() for s in model(torch.from_numpy(x))]
+
     return run
 
 
@@ -360,6 +415,7 @@ def onnx_runner(path: str):
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float64)[0] for o in m.run(x, names)]
+
     return run, int(m.spec.tile_size)
 
 
@@ -404,23 +460,25 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
         mvd.append(C.mean_vertex_distance(pred, s.front))
         if s.pixel_size_m:
             msd_m.append(d * s.pixel_size_m)
-        base.append(C.mean_symmetric_distance(middle_line(s.image.shape[-2:]), s.front,
-                                              step=0.5))
+        base.append(C.mean_symmetric_distance(middle_line(s.image.shape[-2:]), s.front, step=0.5))
         crossing.append(C.self_intersections(pred))
         ratio.append(C.path_length_ratio(pred, s.front))
-        oriented.append(C.mean_vertex_distance(pred, s.front)
-                        < C.mean_vertex_distance(pred, s.front[::-1]))
+        oriented.append(
+            C.mean_vertex_distance(pred, s.front) < C.mean_vertex_distance(pred, s.front[::-1])
+        )
     if isinstance(model, nn.Module):
         model.train(was)
     nan = float("nan")
     out: dict[str, Any] = {
-        "n_images": len(samples), "tile_size": int(tile),
+        "n_images": len(samples),
+        "tile_size": int(tile),
         "mean_distance_px": float(np.mean(msd)) if msd else nan,
         "median_distance_px": float(np.median(msd)) if msd else nan,
         "mean_vertex_distance_px": float(np.mean(mvd)) if mvd else nan,
         "middle_line_distance_px": float(np.mean(base)) if base else nan,
         "per_iteration_distance_px": [float(v) for v in np.mean(per_iter, axis=0)]
-        if per_iter else [],
+        if per_iter
+        else [],
         "self_intersecting": int(sum(c > 0 for c in crossing)),
         "crossings_mean": float(np.mean(crossing)) if crossing else nan,
         "length_ratio_mean": float(np.mean(ratio)) if ratio else nan,
@@ -444,19 +502,38 @@ if L is not None:
     class CobraModule(L.LightningModule):
         """Lightning wrapper: Soft-DTW over the iterations, AdamW + warm-up + cosine."""
 
-        def __init__(self, in_channels: int = 1, width: int = 128, head_dim: int = 64,
-                     lr: float = 1e-3, weight_decay: float = 1e-4, steps: int = 1000,
-                     warmup: int = 100, gamma: float = 0.001,
-                     index_feature: bool = True, aux_weight: float = 1.0,
-                     vertex_weight: float = 0.0, spacing_weight: float = 0.0,
-                     orientation: str = "fixed", init: str = "centre",
-                     aux_distance: bool = False) -> None:
+        def __init__(
+            self,
+            in_channels: int = 1,
+            width: int = 128,
+            head_dim: int = 64,
+            lr: float = 1e-3,
+            weight_decay: float = 1e-4,
+            steps: int = 1000,
+            warmup: int = 100,
+            gamma: float = 0.001,
+            index_feature: bool = True,
+            aux_weight: float = 1.0,
+            vertex_weight: float = 0.0,
+            spacing_weight: float = 0.0,
+            orientation: str = "fixed",
+            init: str = "centre",
+            aux_distance: bool = False,
+        ) -> None:
             super().__init__()
             self.save_hyperparameters()
-            self.model = Cobra(in_channels=in_channels, width=width, head_dim=head_dim,
-                               index_feature=index_feature, init=init)
-            self.aux = AuxHead(self.model.backbone.out_channels, 2 if aux_distance else 1
-                               ) if aux_weight > 0 else None
+            self.model = Cobra(
+                in_channels=in_channels,
+                width=width,
+                head_dim=head_dim,
+                index_feature=index_feature,
+                init=init,
+            )
+            self.aux = (
+                AuxHead(self.model.backbone.out_channels, 2 if aux_distance else 1)
+                if aux_weight > 0
+                else None
+            )
 
         def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
             return self.model(x)
@@ -464,8 +541,14 @@ if L is not None:
         def training_step(self, batch, batch_idx):
             x, y, heat = batch
             steps, feats = self.model.forward_with_features(x)
-            parts = contour_losses(steps, y, self.hparams.gamma, self.hparams.vertex_weight,
-                                   self.hparams.spacing_weight, self.hparams.orientation)
+            parts = contour_losses(
+                steps,
+                y,
+                self.hparams.gamma,
+                self.hparams.vertex_weight,
+                self.hparams.spacing_weight,
+                self.hparams.orientation,
+            )
             loss = parts["loss"]
             self.log("dtw_loss", parts["dtw"], prog_bar=True)
             self.log("vertex_loss", parts["vertex"])
@@ -474,9 +557,8 @@ if L is not None:
             if self.aux is not None:
                 out = self.aux(*feats)
                 aux = F.binary_cross_entropy_with_logits(out[:, :1], heat[:, :1])
-                if self.hparams.aux_distance:   # signed distance map: where and which side
-                    aux = aux + F.smooth_l1_loss(torch.tanh(out[:, 1:2]), heat[:, 1:2],
-                                                 beta=0.1)
+                if self.hparams.aux_distance:  # signed distance map: where and which side
+                    aux = aux + F.smooth_l1_loss(torch.tanh(out[:, 1:2]), heat[:, 1:2], beta=0.1)
                 self.log("aux_loss", aux, prog_bar=True)
                 loss = loss + self.hparams.aux_weight * aux
             with torch.no_grad():
@@ -496,8 +578,9 @@ if L is not None:
             self.log("val_mvd_px", mvd, prog_bar=True)
 
         def configure_optimizers(self):
-            opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                    weight_decay=self.hparams.weight_decay)
+            opt = torch.optim.AdamW(
+                self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            )
             total = max(int(self.hparams.steps), 1)
             warm = min(int(self.hparams.warmup), total // 2)
 
@@ -510,13 +593,11 @@ if L is not None:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
     class HeldoutCurve(L.Callback):
         """Every ``every`` steps: held-out metrics (:func:`evaluate`) appended as one JSON
         line to ``path`` (the validation curve; nothing is selected on it)."""
 
-        def __init__(self, samples: list[FR.FrontSample], tile: int, every: int,
-                     path: str) -> None:
+        def __init__(self, samples: list[FR.FrontSample], tile: int, every: int, path: str) -> None:
             self.samples, self.tile, self.every, self.path = samples, tile, every, path
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -524,8 +605,13 @@ if L is not None:
             if self.every <= 0 or step % self.every:
                 return
             m = evaluate(pl_module.model, self.samples, self.tile)
-            keep = ("mean_distance_px", "per_iteration_distance_px", "self_intersecting",
-                    "length_ratio_mean", "oriented_share")
+            keep = (
+                "mean_distance_px",
+                "per_iteration_distance_px",
+                "self_intersecting",
+                "length_ratio_mean",
+                "oriented_share",
+            )
             row = {"step": step, **{k: m[k] for k in keep}}
             log.info("held-out at step %d: %s", step, row)
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -536,33 +622,50 @@ if L is not None:
 # ----------------------------------------------------------------------------- export
 
 
-def model_spec(model: Cobra, *, pixel_size_m: float | None, provenance: dict[str, Any],
-               name: str = "calving_front_cobra", version: str = "1.0.0",
-               bands: tuple[str, ...] = ("gray",), tile_size: int = 192):
+def model_spec(
+    model: Cobra,
+    *,
+    pixel_size_m: float | None,
+    provenance: dict[str, Any],
+    name: str = "calving_front_cobra",
+    version: str = "1.0.0",
+    bands: tuple[str, ...] = ("gray",),
+    tile_size: int = 192,
+):
     """The :class:`~arctic_assist.core.spec.ModelSpec` of a COBRA export."""
     from ..core.spec import EXPORT_OPSET, ContourSpec, validate_metadata
 
     k, v = model.iterations, model.vertices
     doc = {
-        "schema": "arctic_assist.model", "schema_version": 1,
-        "name": name, "version": version, "task": "contour",
+        "schema": "arctic_assist.model",
+        "schema_version": 1,
+        "name": name,
+        "version": version,
+        "task": "contour",
         "description": (
             "COBRA calving-front tracer (Heidler et al. 2023): 64-vertex open polyline with the "
             "glacier on the left of the vertex order; every iteration's contour is an output. "
             "Input: raw band values as float32; the window is standardised per image inside "
             "the graph. Window: the AOI box in its own frame at pixel_size_m, fitted into "
             f"the square tile of tile.size px ({tile_size}; one scale, centred, the rest at "
-            "the window's mean), as in training and evaluation."),
-        "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "bands": list(bands),
-                  "normalization": {"type": "none"},
-                  "nodata": {"value": None, "fill": 0.0}},
+            "the window's mean), as in training and evaluation."
+        ),
+        "input": {
+            "name": "image",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "bands": list(bands),
+            "normalization": {"type": "none"},
+            "nodata": {"value": None, "fill": 0.0},
+        },
         "pixel_size_m": pixel_size_m,
         "tile": {"size": tile_size, "overlap": 0, "multiple_of": MULTIPLE_OF},
-        "classes": ["front"], "threshold": 0.5,
-        "outputs": [{"name": f"contour_{i}", "shape": ["N", v, 2], "activation": "none"}
-                    for i in range(k)],
-        "contour": {"vertices": v, "iterations": k,
-                    "coordinates": ContourSpec().coordinates},
+        "classes": ["front"],
+        "threshold": 0.5,
+        "outputs": [
+            {"name": f"contour_{i}", "shape": ["N", v, 2], "activation": "none"} for i in range(k)
+        ],
+        "contour": {"vertices": v, "iterations": k, "coordinates": ContourSpec().coordinates},
         "opset": EXPORT_OPSET,
         "provenance": provenance,
     }
@@ -576,19 +679,21 @@ def export(model: Cobra, spec, path: str, size: int = 192) -> None:
     model = model.eval()
     wrapper = CobraExport(model).eval()
     example = torch.zeros(1, model.hparams_dict["in_channels"], size, size)
-    example[..., size // 3:, :] = 1.0
+    example[..., size // 3 :, :] = 1.0
     outs = [o.name for o in spec.outputs]
     dyn = {"image": {0: "N", 2: "H", 3: "W"}}
     dyn.update({o: {0: "N"} for o in outs})
-    export_onnx(wrapper, example, spec, path, input_names=["image"], output_names=outs,
-                dynamic_axes=dyn)
+    export_onnx(
+        wrapper, example, spec, path, input_names=["image"], output_names=outs, dynamic_axes=dyn
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
-def _split_holdout(samples: list[FR.FrontSample], holdout: str | None
-                   ) -> tuple[list[FR.FrontSample], list[FR.FrontSample]]:
+def _split_holdout(
+    samples: list[FR.FrontSample], holdout: str | None
+) -> tuple[list[FR.FrontSample], list[FR.FrontSample]]:
     groups = set(holdout.split(",")) if holdout else set()
 
     def held(s: FR.FrontSample) -> bool:
@@ -630,66 +735,123 @@ def load_data_dir(path: str) -> list[FR.FrontSample]:
         if bad.any() and (~bad).any():
             raw[:, bad] = raw[:, ~bad].mean(axis=1)[:, None]
         line = np.asarray(chip.polyline, dtype=np.float64) - 0.5
-        out.append(FR.FrontSample(image=raw, front=FR.resample_polyline(line),
-                                  name=chip.image.name, group=chip.region,
-                                  pixel_size_m=ds.pixel_size_m, meta={"split": chip.split}))
+        out.append(
+            FR.FrontSample(
+                image=raw,
+                front=FR.resample_polyline(line),
+                name=chip.image.name,
+                group=chip.region,
+                pixel_size_m=ds.pixel_size_m,
+                meta={"split": chip.split},
+            )
+        )
     if not out:
         raise D.DatasetError(f"{path}: no chip with a polyline")
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m arctic_assist.training cobra",
-                                description="Train COBRA (calving fronts) and export ONNX.")
+    p = argparse.ArgumentParser(
+        prog="python -m arctic_assist.training cobra",
+        description="Train COBRA (calving fronts) and export ONNX.",
+    )
     p.add_argument("--frontlearning", help="FrontLearning train folder (images/, labels_1px/)")
     p.add_argument("--labels", default="labels_1px", help="FrontLearning label folder")
     p.add_argument("--data", help="Arctic Assist training-data folder (task 'contour')")
     p.add_argument("--out", help="output ONNX path (required unless --evaluate)")
-    p.add_argument("--evaluate", metavar="MODEL.onnx",
-                   help="no training: evaluate an exported COBRA model on the held-out "
-                        "images (--holdout) at its metadata's tile size; prints JSON")
+    p.add_argument(
+        "--evaluate",
+        metavar="MODEL.onnx",
+        help="no training: evaluate an exported COBRA model on the held-out "
+        "images (--holdout) at its metadata's tile size; prints JSON",
+    )
     p.add_argument("--holdout", default="", help="path/row groups to hold out (comma list)")
-    p.add_argument("--synthetic", type=float, default=0.3,
-                   help="fraction of synthetic fronts in a batch (1.0 = synthetic only)")
+    p.add_argument(
+        "--synthetic",
+        type=float,
+        default=0.3,
+        help="fraction of synthetic fronts in a batch (1.0 = synthetic only)",
+    )
     p.add_argument("--size", type=int, default=192, help="training tile size (px)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--width", type=int, default=128, help="channels of the H/16 features")
     p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--aux-weight", type=float, default=1.0,
-                   help="weight of the training-only front heat-map loss (0: off)")
-    p.add_argument("--aux-distance", action="store_true",
-                   help="the training-only dense head also regresses the signed distance "
-                        "to the front (glacier side positive)")
-    p.add_argument("--vertex-weight", type=float, default=0.0,
-                   help="weight of an extra squared vertex-distance loss (0: off)")
-    p.add_argument("--spacing-weight", type=float, default=0.0,
-                   help="weight of the vertex-spacing loss (ordered, evenly spaced vertices; "
-                        "0: off)")
-    p.add_argument("--orientation", choices=("fixed", "free"), default="fixed",
-                   help="fixed: loss against the front as oriented (glacier on the left); "
-                        "free: the smaller loss of the front and its reverse")
-    p.add_argument("--scale-range", type=float, nargs=2, default=(0.7, 1.4),
-                   metavar=("LO", "HI"),
-                   help="zoom of the training views, log-uniform, relative to the front "
-                        "filling 85 %% of the tile (0.25 1.2 spans a whole FrontLearning "
-                        "image fitted into the tile up to a box tight around the front)")
-    p.add_argument("--shift", type=float, default=0.2,
-                   help="the front's centre lands within this many tiles of the centre")
-    p.add_argument("--init", choices=("centre", "line"), default="centre",
-                   help="snake start: all vertices at the centre (paper) or a straight "
-                        "line across the middle of the tile")
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="held-out metrics every N steps to <log-dir>/<run>/"
-                        "heldout_curve.jsonl (0: only at the end)")
-    p.add_argument("--no-index-feature", action="store_true",
-                   help="the authors' head input exactly (no vertex-index channel)")
+    p.add_argument(
+        "--aux-weight",
+        type=float,
+        default=1.0,
+        help="weight of the training-only front heat-map loss (0: off)",
+    )
+    p.add_argument(
+        "--aux-distance",
+        action="store_true",
+        help="the training-only dense head also regresses the signed distance "
+        "to the front (glacier side positive)",
+    )
+    p.add_argument(
+        "--vertex-weight",
+        type=float,
+        default=0.0,
+        help="weight of an extra squared vertex-distance loss (0: off)",
+    )
+    p.add_argument(
+        "--spacing-weight",
+        type=float,
+        default=0.0,
+        help="weight of the vertex-spacing loss (ordered, evenly spaced vertices; 0: off)",
+    )
+    p.add_argument(
+        "--orientation",
+        choices=("fixed", "free"),
+        default="fixed",
+        help="fixed: loss against the front as oriented (glacier on the left); "
+        "free: the smaller loss of the front and its reverse",
+    )
+    p.add_argument(
+        "--scale-range",
+        type=float,
+        nargs=2,
+        default=(0.7, 1.4),
+        metavar=("LO", "HI"),
+        help="zoom of the training views, log-uniform, relative to the front "
+        "filling 85 %% of the tile (0.25 1.2 spans a whole FrontLearning "
+        "image fitted into the tile up to a box tight around the front)",
+    )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=0.2,
+        help="the front's centre lands within this many tiles of the centre",
+    )
+    p.add_argument(
+        "--init",
+        choices=("centre", "line"),
+        default="centre",
+        help="snake start: all vertices at the centre (paper) or a straight "
+        "line across the middle of the tile",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="held-out metrics every N steps to <log-dir>/<run>/"
+        "heldout_curve.jsonl (0: only at the end)",
+    )
+    p.add_argument(
+        "--no-index-feature",
+        action="store_true",
+        help="the authors' head input exactly (no vertex-index channel)",
+    )
     p.add_argument("--pixel-size-m", type=float, default=FR.FRONTLEARNING_PIXEL_SIZE_M)
     p.add_argument("--model-version", default="1.0.0")
     p.add_argument("--metrics-json", help="also write the held-out metrics here")
-    p.add_argument("--base-model", default=None,
-                   help="warm start: a COBRA model exported by this project (.onnx; its "
-                        "architecture is taken from its metadata)")
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="warm start: a COBRA model exported by this project (.onnx; its "
+        "architecture is taken from its metadata)",
+    )
     from .common import add_trainer_args
 
     add_trainer_args(p, default_steps=3000, default_checkpoint_every=500)
@@ -703,12 +865,16 @@ def base_architecture(args: argparse.Namespace, in_channels: int) -> None:
 
     spec = read_spec(args.base_model)
     if spec.task != "contour":
-        raise ValueError(f"base model {args.base_model} is a '{spec.task}' model; COBRA "
-                         "starts only from a contour model")
+        raise ValueError(
+            f"base model {args.base_model} is a '{spec.task}' model; COBRA "
+            "starts only from a contour model"
+        )
     arch = dict(spec.provenance.get("architecture") or {})
     if arch.get("in_channels", in_channels) != in_channels:
-        raise ValueError(f"base model {args.base_model} takes {arch['in_channels']} band(s), "
-                         f"the training images have {in_channels}")
+        raise ValueError(
+            f"base model {args.base_model} takes {arch['in_channels']} band(s), "
+            f"the training images have {in_channels}"
+        )
     args.width = int(arch.get("width", args.width))
     args.head_dim = int(arch.get("head_dim", args.head_dim))
     args.no_index_feature = not arch.get("index_feature", not args.no_index_feature)
@@ -722,20 +888,35 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
     setup_runtime(args)
     samples = load_samples(args)
     if not samples and args.synthetic < 1.0:
-        raise SystemExit("no training samples: give --frontlearning or --data "
-                         "(or --synthetic 1.0 for synthetic fronts only)")
+        raise SystemExit(
+            "no training samples: give --frontlearning or --data "
+            "(or --synthetic 1.0 for synthetic fronts only)"
+        )
     train_s, test_s = _split_holdout(samples, args.holdout)
-    log.info("COBRA: %d training images, %d held out (%s), synthetic %.0f %%",
-             len(train_s), len(test_s), args.holdout or "-", 100 * args.synthetic)
+    log.info(
+        "COBRA: %d training images, %d held out (%s), synthetic %.0f %%",
+        len(train_s),
+        len(test_s),
+        args.holdout or "-",
+        100 * args.synthetic,
+    )
     in_ch = train_s[0].image.shape[0] if train_s else 1
     if args.base_model:
         base_architecture(args, in_ch)
-    module = CobraModule(in_channels=in_ch, width=args.width, head_dim=args.head_dim,
-                         lr=args.lr, steps=args.steps,
-                         index_feature=not args.no_index_feature,
-                         aux_weight=args.aux_weight, vertex_weight=args.vertex_weight,
-                         spacing_weight=args.spacing_weight, orientation=args.orientation,
-                         init=args.init, aux_distance=args.aux_distance)
+    module = CobraModule(
+        in_channels=in_ch,
+        width=args.width,
+        head_dim=args.head_dim,
+        lr=args.lr,
+        steps=args.steps,
+        index_feature=not args.no_index_feature,
+        aux_weight=args.aux_weight,
+        vertex_weight=args.vertex_weight,
+        spacing_weight=args.spacing_weight,
+        orientation=args.orientation,
+        init=args.init,
+        aux_distance=args.aux_distance,
+    )
     if args.base_model:
         from .export import load_onnx_weights
 
@@ -747,19 +928,34 @@ def train(args: argparse.Namespace) -> tuple[Cobra, dict[str, Any]]:
 
         start = int(load_checkpoint_file(ckpt).get("global_step", 0))
         log.info("resuming from %s at step %d", ckpt, start)
-    ds = FrontDataset(train_s, length=args.steps * args.batch_size, size=args.size,
-                      synthetic=args.synthetic, seed=args.seed, in_channels=in_ch,
-                      scale_range=tuple(args.scale_range), shift=args.shift,
-                      offset=start * args.batch_size)
-    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
-                                     num_workers=args.num_workers, drop_last=True,
-                                     persistent_workers=args.num_workers > 0)
+    ds = FrontDataset(
+        train_s,
+        length=args.steps * args.batch_size,
+        size=args.size,
+        synthetic=args.synthetic,
+        seed=args.seed,
+        in_channels=in_ch,
+        scale_range=tuple(args.scale_range),
+        shift=args.shift,
+        offset=start * args.batch_size,
+    )
+    dl = torch.utils.data.DataLoader(
+        ds,
+        batch_size=args.batch_size,
+        shuffle=False,
+        num_workers=args.num_workers,
+        drop_last=True,
+        persistent_workers=args.num_workers > 0,
+    )
     callbacks = []
     if args.eval_every and test_s:
         from .common import run_dir
 
-        callbacks.append(HeldoutCurve(test_s, args.size, args.eval_every,
-                                      str(run_dir(args) / "heldout_curve.jsonl")))
+        callbacks.append(
+            HeldoutCurve(
+                test_s, args.size, args.eval_every, str(run_dir(args) / "heldout_curve.jsonl")
+            )
+        )
     trainer = build_trainer(args, callbacks)
     trainer.fit(module, train_dataloaders=dl, ckpt_path=ckpt)
     model = module.model.cpu().eval()
@@ -804,22 +1000,30 @@ def _main(args: argparse.Namespace) -> int:
         "method": "cobra",
         "training_data": "; ".join(sources),
         "holdout": args.holdout or None,
-        "steps": int(args.steps), "batch_size": int(args.batch_size),
+        "steps": int(args.steps),
+        "batch_size": int(args.batch_size),
         "tile_size": int(args.size),
         "metrics": metrics,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "command": training_command(),
         "architecture": {"backbone": "LightBackbone", **model.hparams_dict},
-        "loss": (f"soft-DTW gamma 0.001 summed over iterations, orientation "
-                 f"{args.orientation}; vertex weight {args.vertex_weight}, spacing weight "
-                 f"{args.spacing_weight}, aux heat-map weight {args.aux_weight}"
-                 + (" + signed distance" if args.aux_distance else "")),
+        "loss": (
+            f"soft-DTW gamma 0.001 summed over iterations, orientation "
+            f"{args.orientation}; vertex weight {args.vertex_weight}, spacing weight "
+            f"{args.spacing_weight}, aux heat-map weight {args.aux_weight}"
+            + (" + signed distance" if args.aux_distance else "")
+        ),
         "init": args.init,
         "augmentation": {"scale_range": list(args.scale_range), "shift": args.shift},
     }
-    spec = model_spec(model, pixel_size_m=args.pixel_size_m, provenance=provenance,
-                      version=args.model_version, tile_size=args.size)
+    spec = model_spec(
+        model,
+        pixel_size_m=args.pixel_size_m,
+        provenance=provenance,
+        version=args.model_version,
+        tile_size=args.size,
+    )
     export(model, spec, args.out, args.size)
     if progress_mode(args) == "json":
         emit("done", output=str(args.out), metrics=metrics)

@@ -79,9 +79,7 @@ class TileSampler:
         # that a share of the crops is centred near one (thaw slumps are a few percent of
         # the pixels; uniform crops mostly show background)
         self._pos = [np.argwhere(m == 1) for _, m in self.labelled]
-        pos_w = np.array(
-            [len(pp) * c.weight for pp, c in zip(self._pos, chips)], dtype=np.float64
-        )
+        pos_w = np.array([len(pp) * c.weight for pp, c in zip(self._pos, chips)], dtype=np.float64)
         self.p_pos = pos_w / pos_w.sum() if pos_w.sum() > 0 else None
         self.unlabelled = [
             u for u in data.unlabelled if not unlabelled_regions or u.region in unlabelled_regions

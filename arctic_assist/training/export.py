@@ -180,8 +180,9 @@ def parity_check(
     return worst
 
 
-def load_onnx_weights(target: torch.nn.Module, path: str | Path,
-                      optional: Sequence[str] = ()) -> int:
+def load_onnx_weights(
+    target: torch.nn.Module, path: str | Path, optional: Sequence[str] = ()
+) -> int:
     """Load the weights of an ONNX model this project exported into ``target``.
 
     The exporter keeps every parameter as an initializer named after it (prefixed by the
@@ -202,8 +203,13 @@ def load_onnx_weights(target: torch.nn.Module, path: str | Path,
                 if tuple(own[key].shape) == tuple(value.shape):
                     loaded[key] = torch.from_numpy(value.copy())
                 break
-    missing = [k for k in own if k not in loaded and not k.startswith(tuple(optional))
-               and not k.endswith("num_batches_tracked")]  # a counter, not exported
+    missing = [
+        k
+        for k in own
+        if k not in loaded
+        and not k.startswith(tuple(optional))
+        and not k.endswith("num_batches_tracked")
+    ]  # a counter, not exported
     if not loaded or missing:
         raise ValueError(
             f"base model {path} does not hold the weights of this network "

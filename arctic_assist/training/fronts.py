@@ -63,7 +63,7 @@ def glacier_side_sign(pts: np.ndarray, glacier_point: np.ndarray, y_down: bool =
     d = np.diff(pts, axis=0)
     mid = 0.5 * (pts[1:] + pts[:-1])
     rel = np.asarray(glacier_point, dtype=np.float64)[None] - mid
-    cross = d[:, 0] * rel[:, 1] - d[:, 1] * rel[:, 0]     # z of d x rel (y-up sense)
+    cross = d[:, 0] * rel[:, 1] - d[:, 1] * rel[:, 0]  # z of d x rel (y-up sense)
     dist = np.linalg.norm(rel, axis=1) + 1e-9
     s = float((cross / dist).sum())
     # y down flips handedness: the left normal on screen is (dy, -dx)
@@ -83,13 +83,15 @@ def glacier_point_from_side(pts: np.ndarray, side: str, shape: tuple[int, int]) 
     h, w = shape
     c = np.asarray(pts, dtype=np.float64).mean(axis=0)
     far = 10.0 * max(h, w)
-    offset = {"bottom": (0.0, far), "top": (0.0, -far), "left": (-far, 0.0),
-              "right": (far, 0.0)}[side]
+    offset = {"bottom": (0.0, far), "top": (0.0, -far), "left": (-far, 0.0), "right": (far, 0.0)}[
+        side
+    ]
     return c + np.asarray(offset)
 
 
-def prepare_front(pts: np.ndarray, glacier_point: np.ndarray, n: int = N_VERTICES,
-                  y_down: bool = True) -> np.ndarray:
+def prepare_front(
+    pts: np.ndarray, glacier_point: np.ndarray, n: int = N_VERTICES, y_down: bool = True
+) -> np.ndarray:
     """Resample to ``n`` vertices and orient (glacier on the left)."""
     return resample_polyline(orient_front(pts, glacier_point, y_down), n)
 
@@ -185,7 +187,7 @@ class FrontSample:
     image: np.ndarray
     front: np.ndarray
     name: str = ""
-    group: str = ""          # e.g. the Landsat path/row (the glacier)
+    group: str = ""  # e.g. the Landsat path/row (the glacier)
     pixel_size_m: float | None = None
     meta: dict = field(default_factory=dict)
 
@@ -203,9 +205,11 @@ def read_png_gray(path: str) -> np.ndarray:
     """First band of a PNG as float32 (H, W): PIL when present, else GDAL."""
     try:
         from PIL import Image
+
         arr = np.asarray(Image.open(path))
     except ImportError:  # pragma: no cover - depends on the environment
         from osgeo import gdal
+
         ds = gdal.Open(path)
         arr = ds.GetRasterBand(1).ReadAsArray()
     if arr.ndim == 3:
@@ -213,8 +217,9 @@ def read_png_gray(path: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def read_frontlearning(root: str, labels: str = "labels_1px", glacier_side: str = "bottom",
-                       n: int = N_VERTICES) -> list[FrontSample]:
+def read_frontlearning(
+    root: str, labels: str = "labels_1px", glacier_side: str = "bottom", n: int = N_VERTICES
+) -> list[FrontSample]:
     """FrontLearning ``root/images/*_Subset.png`` + ``root/<labels>/*_Front.png``.
 
     The masks are black lines on white (value < 128 on the front); thick ``labels`` masks
@@ -247,9 +252,15 @@ def read_frontlearning(root: str, labels: str = "labels_1px", glacier_side: str 
             log.warning("empty front in %s", lab)
             continue
         gp = glacier_point_from_side(line, glacier_side, img.shape)
-        out.append(FrontSample(image=img[None], front=prepare_front(line, gp, n), name=base,
-                               group=frontlearning_group(base),
-                               pixel_size_m=FRONTLEARNING_PIXEL_SIZE_M))
+        out.append(
+            FrontSample(
+                image=img[None],
+                front=prepare_front(line, gp, n),
+                name=base,
+                group=frontlearning_group(base),
+                pixel_size_m=FRONTLEARNING_PIXEL_SIZE_M,
+            )
+        )
     return out
 
 
@@ -270,10 +281,16 @@ def _thin_columns(mask: np.ndarray) -> np.ndarray:
 bilinear = C.bilinear
 
 
-def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
-                out_size: int, n: int = N_VERTICES, min_keep: float = 0.6,
-                flip_parity: bool = False, fill: float | None = None
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+def warp_sample(
+    sample_img: np.ndarray,
+    front: np.ndarray,
+    matrix: np.ndarray,
+    out_size: int,
+    n: int = N_VERTICES,
+    min_keep: float = 0.6,
+    flip_parity: bool = False,
+    fill: float | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Warp image and front with the 2x3 ``matrix`` mapping source px -> output px.
 
     The front is densified, transformed, clipped to the output tile (longest run inside)
@@ -290,8 +307,12 @@ def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
     img = bilinear(sample_img, sx, sy, fill)
     dense = resample_polyline(front, 512)
     pts = dense @ matrix[:, :2].T + matrix[:, 2]
-    inside = ((pts[:, 0] >= 0) & (pts[:, 0] <= out_size - 1)
-              & (pts[:, 1] >= 0) & (pts[:, 1] <= out_size - 1))
+    inside = (
+        (pts[:, 0] >= 0)
+        & (pts[:, 0] <= out_size - 1)
+        & (pts[:, 1] >= 0)
+        & (pts[:, 1] <= out_size - 1)
+    )
     if not inside.any():
         return None
     # longest run of consecutive inside points
@@ -303,7 +324,7 @@ def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
             if i - start > best:
                 best, best_rng = i - start, (start, i)
             start = None
-    kept = pts[best_rng[0]:best_rng[1]]
+    kept = pts[best_rng[0] : best_rng[1]]
     if len(kept) < 2 or C.polyline_length(kept) < min_keep * C.polyline_length(pts):
         return None
     if flip_parity:
@@ -311,10 +332,16 @@ def warp_sample(sample_img: np.ndarray, front: np.ndarray, matrix: np.ndarray,
     return img, resample_polyline(kept, n)
 
 
-def random_affine(rng: np.random.Generator, src_shape: tuple[int, int], front: np.ndarray,
-                  out_size: int, scale_range: tuple[float, float] = (0.7, 1.4),
-                  rotate_deg: float = 15.0, dihedral: bool = True, shift: float = 0.2
-                  ) -> tuple[np.ndarray, bool]:
+def random_affine(
+    rng: np.random.Generator,
+    src_shape: tuple[int, int],
+    front: np.ndarray,
+    out_size: int,
+    scale_range: tuple[float, float] = (0.7, 1.4),
+    rotate_deg: float = 15.0,
+    dihedral: bool = True,
+    shift: float = 0.2,
+) -> tuple[np.ndarray, bool]:
     """A random source->output 2x3 affine: zoom, small rotation, rot90s, flips, shift.
 
     The zoom is log-uniform in ``scale_range`` times the scale that makes the front's
@@ -392,8 +419,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray
     return bilinear(coarse, xx, yy)[0]
 
 
-def synthetic_front(rng: np.random.Generator, size: int = 192,
-                    n: int = N_VERTICES) -> FrontSample:
+def synthetic_front(rng: np.random.Generator, size: int = 192, n: int = N_VERTICES) -> FrontSample:
     """A synthetic calving-front tile.
 
     Bright crevassed glacier ice at the bottom, dark water with ice melange (bright floes
@@ -428,13 +454,15 @@ def synthetic_front(rng: np.random.Generator, size: int = 192,
     crev = np.sin(2 * np.pi * (yy + 5 * _smooth_noise(rng, s, 16)) / rng.uniform(4, 12))
     ice = ice_b + 0.08 * crev * rng.uniform(0.3, 1.0) + 0.05 * (_smooth_noise(rng, s, 4) - 0.5)
     img = np.where(glacier, ice, img)
-    rock_tex = rock_b + 0.25 * (_smooth_noise(rng, s, 6) - 0.5) + 0.1 * (
-        _smooth_noise(rng, s, 2) - 0.5)
+    rock_tex = (
+        rock_b + 0.25 * (_smooth_noise(rng, s, 6) - 0.5) + 0.1 * (_smooth_noise(rng, s, 2) - 0.5)
+    )
     img = np.where(rock, rock_tex, img)
-    img *= rng.gamma(8.0, 1 / 8.0, size=img.shape)      # speckle
+    img *= rng.gamma(8.0, 1 / 8.0, size=img.shape)  # speckle
     img = img.astype(np.float32)[None]
     inside = (x > wall_l + wall_noise[np.clip(yfront.astype(int), 0, s - 1), x.astype(int)]) & (
-        x < wall_r + wall_noise[np.clip(yfront.astype(int), 0, s - 1), x.astype(int)])
+        x < wall_r + wall_noise[np.clip(yfront.astype(int), 0, s - 1), x.astype(int)]
+    )
     idx = np.nonzero(inside)[0]
     if len(idx) < 4:
         idx = np.arange(s)
@@ -447,24 +475,32 @@ def synthetic_front(rng: np.random.Generator, size: int = 192,
     return FrontSample(image=img, front=front, name="synthetic", group="synthetic")
 
 
-def augment(sample: FrontSample, rng: np.random.Generator, out_size: int = 192,
-            n: int = N_VERTICES, scale_range: tuple[float, float] = (0.7, 1.4),
-            photometric_aug: bool = True, tries: int = 10, shift: float = 0.2
-            ) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    sample: FrontSample,
+    rng: np.random.Generator,
+    out_size: int = 192,
+    n: int = N_VERTICES,
+    scale_range: tuple[float, float] = (0.7, 1.4),
+    photometric_aug: bool = True,
+    tries: int = 10,
+    shift: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
     """Random geometric (image and vertices together) + photometric augmentation.
 
     Returns ``(image (C, S, S) float32, front (n, 2) pixel xy)``.
     """
     img = sample.image
     for _ in range(tries):
-        m, flip = random_affine(rng, img.shape[-2:], sample.front, out_size, scale_range,
-                                shift=shift)
+        m, flip = random_affine(
+            rng, img.shape[-2:], sample.front, out_size, scale_range, shift=shift
+        )
         res = warp_sample(img, sample.front, m, out_size, n, flip_parity=flip)
         if res is not None:
             break
     else:  # fall back to a plain fit without randomness
-        m, flip = random_affine(np.random.default_rng(0), img.shape[-2:], sample.front,
-                                out_size, (1.0, 1.0), 0.0, False)
+        m, flip = random_affine(
+            np.random.default_rng(0), img.shape[-2:], sample.front, out_size, (1.0, 1.0), 0.0, False
+        )
         res = warp_sample(img, sample.front, m, out_size, n, min_keep=0.0, flip_parity=flip)
         assert res is not None
     out, front = res
@@ -473,8 +509,9 @@ def augment(sample: FrontSample, rng: np.random.Generator, out_size: int = 192,
     return out, front
 
 
-def center_fit(sample: FrontSample, out_size: int = 192, n: int = N_VERTICES
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def center_fit(
+    sample: FrontSample, out_size: int = 192, n: int = N_VERTICES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deterministic evaluation view: the whole image fitted into ``out_size`` exactly as
     the plugin fits its window (:func:`arctic_assist.core.contour.fit_window`).
 

@@ -112,18 +112,31 @@ def pack_dataset(data: TrainingData, out: str | Path) -> dict[str, Any]:
         key = f"chip{i:05d}"
         arrays[f"{key}_image"] = stored
         arrays[f"{key}_mask"] = np.asarray(mask, dtype=np.uint8)
-        chips.append({
-            "key": key, "encoding": enc, "image": _rel(chip.image, data.root),
-            "region": chip.region, "split": chip.split, "weight": chip.weight,
-            "size": [int(img.shape[2]), int(img.shape[1])],
-        })
+        chips.append(
+            {
+                "key": key,
+                "encoding": enc,
+                "image": _rel(chip.image, data.root),
+                "region": chip.region,
+                "split": chip.split,
+                "weight": chip.weight,
+                "size": [int(img.shape[2]), int(img.shape[1])],
+            }
+        )
     for i, u in enumerate(data.unlabelled):
         img = data.read_unlabelled(u)
         stored, enc = _encode(img)
         key = f"unl{i:03d}"
         arrays[f"{key}_image"] = stored
-        unl.append({"key": key, "encoding": enc, "image": _rel(u.image, data.root),
-                    "region": u.region, "size": [int(img.shape[2]), int(img.shape[1])]})
+        unl.append(
+            {
+                "key": key,
+                "encoding": enc,
+                "image": _rel(u.image, data.root),
+                "region": u.region,
+                "size": [int(img.shape[2]), int(img.shape[1])],
+            }
+        )
     header = {
         "format": PACKED_FORMAT,
         "format_version": PACKED_VERSION,
@@ -136,8 +149,11 @@ def pack_dataset(data: TrainingData, out: str | Path) -> dict[str, Any]:
         "normalization": data.normalization,
         "nodata": data.nodata,
         "classes": list(data.classes),
-        "provenance": {**data.provenance, "packed_from": str(Path(data.root).resolve()),
-                       "packed": _now()},
+        "provenance": {
+            **data.provenance,
+            "packed_from": str(Path(data.root).resolve()),
+            "packed": _now(),
+        },
         "chips": chips,
         "unlabelled": unl,
     }
@@ -205,18 +221,33 @@ def load_packed(path: str | Path) -> PackedTrainingData:
             name = f"{path}#{c['key']}"
             images[name] = (z[f"{c['key']}_image"], c["encoding"])
             masks[name] = z[f"{c['key']}_mask"]
-            chips.append(Chip(image=Path(name), mask=Path(name + "_mask"),
-                              region=c["region"], split=c["split"], weight=float(c["weight"]),
-                              size=tuple(c["size"])))
+            chips.append(
+                Chip(
+                    image=Path(name),
+                    mask=Path(name + "_mask"),
+                    region=c["region"],
+                    split=c["split"],
+                    weight=float(c["weight"]),
+                    size=tuple(c["size"]),
+                )
+            )
         for u in doc["unlabelled"]:
             name = f"{path}#{u['key']}"
             images[name] = (z[f"{u['key']}_image"], u["encoding"])
             unl.append(Unlabelled(Path(name), u["region"]))
     data = PackedTrainingData(
-        root=path, task=doc["task"], bands=tuple(doc["bands"]), dtype=doc["dtype"],
-        normalization=dict(doc["normalization"]), nodata=doc["nodata"],
-        pixel_size_m=doc["pixel_size_m"], crs=doc["crs"], classes=tuple(doc["classes"]),
-        provenance=dict(doc.get("provenance", {})), chips=chips, unlabelled=unl,
+        root=path,
+        task=doc["task"],
+        bands=tuple(doc["bands"]),
+        dtype=doc["dtype"],
+        normalization=dict(doc["normalization"]),
+        nodata=doc["nodata"],
+        pixel_size_m=doc["pixel_size_m"],
+        crs=doc["crs"],
+        classes=tuple(doc["classes"]),
+        provenance=dict(doc.get("provenance", {})),
+        chips=chips,
+        unlabelled=unl,
     )
     data._images, data._masks = images, masks
     return data
@@ -235,16 +266,33 @@ def pack_fronts(samples: list, out: str | Path, *, source: dict[str, Any]) -> di
         exact = img.min() >= 0 and img.max() <= 255 and np.array_equal(np.round(img), img)
         arrays[f"{key}_image"] = img.astype(np.uint8) if exact else img
         arrays[f"{key}_front"] = np.asarray(s.front, dtype=np.float64)
-        entries.append({"key": key, "name": s.name, "group": s.group,
-                        "pixel_size_m": s.pixel_size_m, "meta": dict(s.meta)})
-    header = {"format": PACKED_FORMAT, "format_version": PACKED_VERSION, "kind": "fronts",
-              "source": {**source, "packed": _now()}, "samples": entries}
+        entries.append(
+            {
+                "key": key,
+                "name": s.name,
+                "group": s.group,
+                "pixel_size_m": s.pixel_size_m,
+                "meta": dict(s.meta),
+            }
+        )
+    header = {
+        "format": PACKED_FORMAT,
+        "format_version": PACKED_VERSION,
+        "kind": "fronts",
+        "source": {**source, "packed": _now()},
+        "samples": entries,
+    }
     _save(out, arrays, header)
     return header
 
 
-def load_packed_fronts(path: str | Path, *, labels: str | None = None,
-                       glacier_side: str | None = None, n: int | None = None) -> list:
+def load_packed_fronts(
+    path: str | Path,
+    *,
+    labels: str | None = None,
+    glacier_side: str | None = None,
+    n: int | None = None,
+) -> list:
     """A packed fronts file -> list of :class:`.fronts.FrontSample` (numpy only).
 
     ``labels``/``glacier_side``/``n``, when given, must match how the file was packed
@@ -267,10 +315,16 @@ def load_packed_fronts(path: str | Path, *, labels: str | None = None,
                 )
         out = []
         for e in doc["samples"]:
-            out.append(FrontSample(image=z[f"{e['key']}_image"].astype(np.float32),
-                                   front=z[f"{e['key']}_front"], name=e["name"],
-                                   group=e["group"], pixel_size_m=e["pixel_size_m"],
-                                   meta=dict(e.get("meta", {}))))
+            out.append(
+                FrontSample(
+                    image=z[f"{e['key']}_image"].astype(np.float32),
+                    front=z[f"{e['key']}_front"],
+                    name=e["name"],
+                    group=e["group"],
+                    pixel_size_m=e["pixel_size_m"],
+                    meta=dict(e.get("meta", {})),
+                )
+            )
     return out
 
 
@@ -300,14 +354,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from . import fronts as FR
 
-        samples = FR.read_frontlearning(a.frontlearning, labels=a.labels,
-                                        glacier_side=a.glacier_side)
-        header = pack_fronts(samples, a.out, source={
-            "frontlearning": str(Path(a.frontlearning).resolve()), "labels": a.labels,
-            "glacier_side": a.glacier_side, "n": FR.N_VERTICES})
+        samples = FR.read_frontlearning(
+            a.frontlearning, labels=a.labels, glacier_side=a.glacier_side
+        )
+        header = pack_fronts(
+            samples,
+            a.out,
+            source={
+                "frontlearning": str(Path(a.frontlearning).resolve()),
+                "labels": a.labels,
+                "glacier_side": a.glacier_side,
+                "n": FR.N_VERTICES,
+            },
+        )
         counts = {"samples": len(header["samples"])}
-    print(json.dumps({"event": "done", "output": a.out, "bytes": Path(a.out).stat().st_size,
-                      **counts}))
+    print(
+        json.dumps(
+            {"event": "done", "output": a.out, "bytes": Path(a.out).stat().st_size, **counts}
+        )
+    )
     return 0
 
 

@@ -33,18 +33,18 @@ def soft_dtw_from_cost(cost: torch.Tensor, gamma: float = 0.001) -> torch.Tensor
     i_idx = torch.arange(1, n + 1, device=dev)
     # diagonal vectors hold R[i, d - i] for i = 0..n
     diag_prev2 = torch.full((bsz, n + 1), _BIG, device=dev, dtype=dt)
-    diag_prev2[:, 0] = 0.0                               # d = 0: R[0, 0] = 0
+    diag_prev2[:, 0] = 0.0  # d = 0: R[0, 0] = 0
     diag_prev1 = torch.full((bsz, n + 1), _BIG, device=dev, dtype=dt)  # d = 1: all inf
     head = big.expand(bsz, 1)
     for d in range(2, n + m + 1):
-        j_idx = d - i_idx                                # 1-based column for each row
+        j_idx = d - i_idx  # 1-based column for each row
         valid = (j_idx >= 1) & (j_idx <= m)
         jc = (j_idx - 1).clamp(0, m - 1)
-        dcost = cost[:, i_idx - 1, jc]                   # (B, n)
+        dcost = cost[:, i_idx - 1, jc]  # (B, n)
         dcost = torch.where(valid, dcost, big)
-        r_diag = diag_prev2[:, :-1]                      # R[i-1, j-1]
-        r_up = diag_prev1[:, :-1]                        # R[i-1, j]
-        r_left = diag_prev1[:, 1:]                       # R[i, j-1]
+        r_diag = diag_prev2[:, :-1]  # R[i-1, j-1]
+        r_up = diag_prev1[:, :-1]  # R[i-1, j]
+        r_left = diag_prev1[:, 1:]  # R[i, j-1]
         stacked = torch.stack([r_diag, r_up, r_left], dim=-1)
         softmin = -gamma * torch.logsumexp(-stacked / gamma, dim=-1)
         new = torch.where(valid, dcost + softmin, big)

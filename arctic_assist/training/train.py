@@ -109,15 +109,26 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     p.add_argument("--eval-split", default="test", help="split evaluated after training")
     g = p.add_argument_group("model and method (defaults: the paper's)")
     g.add_argument("--width", type=int, default=d.width)
-    g.add_argument("--tile", type=int, default=None,
-                   help=f"training tile, px (default: the paper's {d.tile} on a GPU, "
-                   f"{CPU_TILE} on the CPU)")
-    g.add_argument("--batch-labelled", type=int, default=None,
-                   help=f"labelled tiles per step (default: {d.batch_labelled} on a GPU, "
-                   f"{CPU_BATCH} on the CPU)")
-    g.add_argument("--batch-unlabelled", type=int, default=None,
-                   help=f"unlabelled tiles per step (default: {d.batch_unlabelled} on a GPU, "
-                   f"{CPU_BATCH} on the CPU)")
+    g.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help=f"training tile, px (default: the paper's {d.tile} on a GPU, {CPU_TILE} on the CPU)",
+    )
+    g.add_argument(
+        "--batch-labelled",
+        type=int,
+        default=None,
+        help=f"labelled tiles per step (default: {d.batch_labelled} on a GPU, "
+        f"{CPU_BATCH} on the CPU)",
+    )
+    g.add_argument(
+        "--batch-unlabelled",
+        type=int,
+        default=None,
+        help=f"unlabelled tiles per step (default: {d.batch_unlabelled} on a GPU, "
+        f"{CPU_BATCH} on the CPU)",
+    )
     g.add_argument(
         "--lr",
         type=float,
@@ -253,7 +264,8 @@ def base_model_bands(path: str, bands: list[str], default_width: int) -> tuple[i
         raise ValueError(
             f"base model {path} expects bands {', '.join(spec.bands)}, but the training data "
             f"has {', '.join(bands)}; export the training data from a raster with the "
-            "model's bands in the model's order")
+            "model's bands in the model's order"
+        )
     return int(spec.provenance.get("width", default_width)), list(spec.bands)
 
 
@@ -356,8 +368,13 @@ def select_network(module, data: TrainingData, mode: str = "auto") -> dict[str, 
     assert best is not None
     (iou, _, _), name, t = best
     module.exported = name
-    return {"network": name, "threshold": float(t), "split": split,
-            "iou": round(float(iou), 4), "iou_by_threshold": table}
+    return {
+        "network": name,
+        "threshold": float(t),
+        "split": split,
+        "iou": round(float(iou), 4),
+        "iou_by_threshold": table,
+    }
 
 
 def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
@@ -393,8 +410,12 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     largest = largest_chip(data, "train")
     if largest and a.tile > largest:
         # tiles larger than every chip would be mostly padding (ignored pixels): wasted work
-        log.warning("training tile %d px > the largest training chip (%d px): using %d px",
-                    a.tile, largest, largest)
+        log.warning(
+            "training tile %d px > the largest training chip (%d px): using %d px",
+            a.tile,
+            largest,
+            largest,
+        )
         a.tile = largest
     cfg = config_from_args(method, a, len(data.bands))
     meta = {
@@ -435,12 +456,18 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
     trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_checkpoint(a))
     fit_s = time.perf_counter() - t0
     done = trainer.global_step // module.optimizer_steps_per_batch
-    result: dict[str, Any] = {"module": module, "output": None, "metrics": {},
-                              "timing": {"train_s": round(fit_s, 1), "steps": done,
-                                         # a resumed run did only part of the steps here
-                                         "steps_per_s": None if resumed or not fit_s
-                                         else round(done / fit_s, 3),
-                                         "resumed": resumed}}
+    result: dict[str, Any] = {
+        "module": module,
+        "output": None,
+        "metrics": {},
+        "timing": {
+            "train_s": round(fit_s, 1),
+            "steps": done,
+            # a resumed run did only part of the steps here
+            "steps_per_s": None if resumed or not fit_s else round(done / fit_s, 3),
+            "resumed": resumed,
+        },
+    }
     log.info("trained %d steps in %.0f s (%.2f steps/s)", done, fit_s, done / max(fit_s, 1e-9))
     if not trainer.is_global_zero:
         return result
@@ -480,13 +507,24 @@ def main(argv: list[str] | None = None, *, method: str = "pixeldino") -> int:
         res = train(method, a)
         if res["output"]:
             if json_mode:
-                emit("done", output=res["output"], metrics=res["metrics"],
-                     selection=res.get("selection"), timing=res.get("timing"))
+                emit(
+                    "done",
+                    output=res["output"],
+                    metrics=res["metrics"],
+                    selection=res.get("selection"),
+                    timing=res.get("timing"),
+                )
             else:
                 print(
-                    json.dumps({"output": res["output"], "metrics": res["metrics"],
-                                "selection": res.get("selection"),
-                                "timing": res.get("timing")}, default=float)
+                    json.dumps(
+                        {
+                            "output": res["output"],
+                            "metrics": res["metrics"],
+                            "selection": res.get("selection"),
+                            "timing": res.get("timing"),
+                        },
+                        default=float,
+                    )
                 )
         return 0
 

@@ -3,8 +3,12 @@ clear message, a non-zero exit, no traceback and nothing written."""
 
 import numpy as np
 import pytest
-from onnx_factory import contour_spec_model, corrupt_model, model_without_metadata, \
-    weighted_sum_model
+from onnx_factory import (
+    contour_spec_model,
+    corrupt_model,
+    model_without_metadata,
+    weighted_sum_model,
+)
 from osgeo import ogr
 from support import run_qgis_process, shared_data, write_raster
 
@@ -13,22 +17,25 @@ ALG = "arctic_assist:detect_thaw_slumps"
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return weighted_sum_model(tmp_path_factory.mktemp("m") / "ws.onnx",
-                              weights=[0.5, -1.0, 1.0, 0.2])
+    return weighted_sum_model(
+        tmp_path_factory.mktemp("m") / "ws.onnx", weights=[0.5, -1.0, 1.0, 0.2]
+    )
 
 
 @pytest.fixture
 def scene(tmp_path):
     rng = np.random.default_rng(1)
-    return write_raster(tmp_path / "scene.tif",
-                        rng.integers(200, 4000, (4, 80, 90)).astype(np.uint16),
-                        descriptions=["B2", "B3", "B4", "B8"])
+    return write_raster(
+        tmp_path / "scene.tif",
+        rng.integers(200, 4000, (4, 80, 90)).astype(np.uint16),
+        descriptions=["B2", "B3", "B4", "B8"],
+    )
 
 
 def run(cli_env, **params):
     args = ["run", ALG, "--"]
     for key, value in params.items():
-        for v in (value if isinstance(value, list) else [value]):
+        for v in value if isinstance(value, list) else [value]:
             args.append(f"{key}={v}")
     return run_qgis_process(args, cli_env)
 
@@ -40,9 +47,13 @@ def assert_refused(proc, out, *needles):
     for needle in needles:
         assert needle.lower() in text.lower(), f"{needle!r} not in:\n{text}"
     assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.stem}")
-                or ".part" in p.name or p.name.startswith(out.stem + ".")], \
-        sorted(p.name for p in out.parent.iterdir())
+    assert not [
+        p
+        for p in out.parent.iterdir()
+        if p.name.startswith(f".{out.stem}")
+        or ".part" in p.name
+        or p.name.startswith(out.stem + ".")
+    ], sorted(p.name for p in out.parent.iterdir())
 
 
 def test_runs_and_writes_attributes(cli_env, scene, model, tmp_path):
@@ -51,10 +62,21 @@ def test_runs_and_writes_attributes(cli_env, scene, model, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ds = ogr.Open(str(out))
     layer = ds.GetLayer(0)
-    names = [layer.GetLayerDefn().GetFieldDefn(i).GetName()
-             for i in range(layer.GetLayerDefn().GetFieldCount())]
-    for field in ("score", "area_m2", "model", "model_version", "provider", "source", "run_id",
-                  "created", "status"):
+    names = [
+        layer.GetLayerDefn().GetFieldDefn(i).GetName()
+        for i in range(layer.GetLayerDefn().GetFieldCount())
+    ]
+    for field in (
+        "score",
+        "area_m2",
+        "model",
+        "model_version",
+        "provider",
+        "source",
+        "run_id",
+        "created",
+        "status",
+    ):
         assert field in names
     feats = list(layer)
     assert feats, "the weighted-sum model should propose something on random data"
@@ -82,16 +104,17 @@ def test_too_few_bands(cli_env, model, tmp_path):
 
 def test_band_list_that_does_not_fit(cli_env, scene, model, tmp_path):
     out = tmp_path / "out.gpkg"
-    assert_refused(run(cli_env, INPUT=scene, MODEL=model, OUTPUT=out, BANDS="1,2,3"), out,
-                   "BANDS", "4 bands")
+    assert_refused(
+        run(cli_env, INPUT=scene, MODEL=model, OUTPUT=out, BANDS="1,2,3"), out, "BANDS", "4 bands"
+    )
 
 
 def test_raster_without_crs(cli_env, model, tmp_path):
-    raster = write_raster(tmp_path / "nocrs.tif", np.ones((4, 40, 40), np.uint16) * 500,
-                          epsg=None)
+    raster = write_raster(tmp_path / "nocrs.tif", np.ones((4, 40, 40), np.uint16) * 500, epsg=None)
     out = tmp_path / "out.gpkg"
-    assert_refused(run(cli_env, INPUT=raster, MODEL=model, OUTPUT=out), out,
-                   "coordinate reference system")
+    assert_refused(
+        run(cli_env, INPUT=raster, MODEL=model, OUTPUT=out), out, "coordinate reference system"
+    )
 
 
 def test_raster_entirely_nodata(cli_env, model, tmp_path):
@@ -102,22 +125,30 @@ def test_raster_entirely_nodata(cli_env, model, tmp_path):
 
 def test_extent_outside_raster(cli_env, scene, model, tmp_path):
     out = tmp_path / "out.gpkg"
-    assert_refused(run(cli_env, INPUT=scene, MODEL=model, OUTPUT=out,
-                       EXTENT="0,1000,0,1000 [EPSG:32608]"), out, "extent")
+    assert_refused(
+        run(cli_env, INPUT=scene, MODEL=model, OUTPUT=out, EXTENT="0,1000,0,1000 [EPSG:32608]"),
+        out,
+        "extent",
+    )
 
 
 def test_corrupt_onnx(cli_env, scene, tmp_path):
     bad = corrupt_model(tmp_path / "bad.onnx")
     out = tmp_path / "out.gpkg"
-    assert_refused(run(cli_env, INPUT=scene, MODEL=bad, OUTPUT=out), out, "bad.onnx",
-                   "not a valid ONNX")
+    assert_refused(
+        run(cli_env, INPUT=scene, MODEL=bad, OUTPUT=out), out, "bad.onnx", "not a valid ONNX"
+    )
 
 
 def test_onnx_without_metadata(cli_env, scene, tmp_path):
     bare = model_without_metadata(tmp_path / "bare.onnx")
     out = tmp_path / "out.gpkg"
-    assert_refused(run(cli_env, INPUT=scene, MODEL=bare, OUTPUT=out), out, "bare.onnx",
-                   "no Arctic Assist metadata")
+    assert_refused(
+        run(cli_env, INPUT=scene, MODEL=bare, OUTPUT=out),
+        out,
+        "bare.onnx",
+        "no Arctic Assist metadata",
+    )
 
 
 def test_contour_model_given_to_detection(cli_env, scene, tmp_path):

@@ -20,14 +20,18 @@ ORIGIN = (470890.0, 7550020.0)
 
 
 def listing(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def big_raster(path: Path, size: int) -> Path:
     """4-band uint16, size x size, a smooth pattern (small file, slow to process)."""
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 4, gdal.GDT_UInt16,
-                                              options=["TILED=YES", "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), size, size, 4, gdal.GDT_UInt16, options=["TILED=YES", "COMPRESS=DEFLATE"]
+    )
     ds.SetGeoTransform((ORIGIN[0], 10.0, 0.0, ORIGIN[1], 0.0, -10.0))
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32608)
@@ -42,8 +46,7 @@ def big_raster(path: Path, size: int) -> Path:
 
 
 def kill_when(cmd: list[str], env: dict, ready, timeout: float = 300) -> int:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
         while not ready():
@@ -58,23 +61,46 @@ def kill_when(cmd: list[str], env: dict, ready, timeout: float = 300) -> int:
 
 
 def test_killed_detection(cli_env, tmp_path):
-    model = weighted_sum_model(tmp_path / "ws.onnx", [0.5, -1.0, 1.0, 0.2],
-                               spec=make_spec(tile_size=64, tile_overlap=16))
+    model = weighted_sum_model(
+        tmp_path / "ws.onnx", [0.5, -1.0, 1.0, 0.2], spec=make_spec(tile_size=64, tile_overlap=16)
+    )
     raster = big_raster(tmp_path / "scene.tif", 4000)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "rts.gpkg"
-    pid = kill_when([QGIS_PROCESS, "run", "arctic_assist:detect_thaw_slumps", "--",
-                     f"INPUT={raster}", f"MODEL={model}", f"OUTPUT={out}"], cli_env,
-                    lambda: any(p.name.startswith(".rts.aa") for p in out_dir.iterdir()))
+    pid = kill_when(
+        [
+            QGIS_PROCESS,
+            "run",
+            "arctic_assist:detect_thaw_slumps",
+            "--",
+            f"INPUT={raster}",
+            f"MODEL={model}",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+        lambda: any(p.name.startswith(".rts.aa") for p in out_dir.iterdir()),
+    )
     left = sorted(p.name for p in out_dir.iterdir())
     assert not out.exists()
     assert left and all(n.startswith(f".rts.aa{pid}-") for n in left), left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scene.tif", "ws.onnx"]
-    small = write_raster(tmp_path / "small.tif", np.full((4, 64, 64), 2000, np.uint16),
-                         descriptions=["B2", "B3", "B4", "B8"])
-    proc = run_qgis_process(["run", "arctic_assist:detect_thaw_slumps", "--",
-                             f"INPUT={small}", f"MODEL={model}", f"OUTPUT={out}"], cli_env)
+    small = write_raster(
+        tmp_path / "small.tif",
+        np.full((4, 64, 64), 2000, np.uint16),
+        descriptions=["B2", "B3", "B4", "B8"],
+    )
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:detect_thaw_slumps",
+            "--",
+            f"INPUT={small}",
+            f"MODEL={model}",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["rts.gpkg"]
 
@@ -89,8 +115,11 @@ def labels(path: Path) -> Path:
         x, y = ORIGIN[0] + 500 + 1500 * k, ORIGIN[1] - 500 - 1500 * k
         f = ogr.Feature(lyr.GetLayerDefn())
         f.SetField("status", "accepted")
-        f.SetGeometry(ogr.CreateGeometryFromWkt(
-            f"POLYGON(({x} {y},{x + 300} {y},{x + 300} {y - 300},{x} {y - 300},{x} {y}))"))
+        f.SetGeometry(
+            ogr.CreateGeometryFromWkt(
+                f"POLYGON(({x} {y},{x + 300} {y},{x + 300} {y - 300},{x} {y - 300},{x} {y}))"
+            )
+        )
         lyr.CreateFeature(f)
     ds = None
     return path
@@ -102,22 +131,51 @@ def test_killed_export_keeps_the_previous_export(cli_env, tmp_path):
     small = big_raster(tmp_path / "small.tif", 300)
     raster = big_raster(tmp_path / "scene.tif", 4000)
     out = tmp_path / "data"
-    first = run_qgis_process(["run", "arctic_assist:export_training_data", "--",
-                              f"LABELS={lab}", f"RASTERS={small}", "CHIP_SIZE=64",
-                              f"OUTPUT={out}"], cli_env)
+    first = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:export_training_data",
+            "--",
+            f"LABELS={lab}",
+            f"RASTERS={small}",
+            "CHIP_SIZE=64",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     before = listing(out)
-    pid = kill_when([QGIS_PROCESS, "run", "arctic_assist:export_training_data", "--",
-                     f"LABELS={lab}", f"RASTERS={raster}", "CHIP_SIZE=64", f"OUTPUT={out}"],
-                    cli_env,
-                    lambda: any(p.name.startswith(".data.part-") and (p / "data").exists()
-                                for p in tmp_path.iterdir()))
+    pid = kill_when(
+        [
+            QGIS_PROCESS,
+            "run",
+            "arctic_assist:export_training_data",
+            "--",
+            f"LABELS={lab}",
+            f"RASTERS={raster}",
+            "CHIP_SIZE=64",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+        lambda: any(
+            p.name.startswith(".data.part-") and (p / "data").exists() for p in tmp_path.iterdir()
+        ),
+    )
     assert listing(out) == before  # the previous export is intact
     left = [p for p in tmp_path.iterdir() if p.name.startswith(".data")]
     assert len(left) == 1 and left[0].name.startswith(f".data.part-{pid}-"), left
-    again = run_qgis_process(["run", "arctic_assist:export_training_data", "--",
-                              f"LABELS={lab}", f"RASTERS={small}", "CHIP_SIZE=64",
-                              f"OUTPUT={out}"], cli_env)
+    again = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:export_training_data",
+            "--",
+            f"LABELS={lab}",
+            f"RASTERS={small}",
+            "CHIP_SIZE=64",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".data")]
     assert listing(out) == before

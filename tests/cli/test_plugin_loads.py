@@ -4,9 +4,13 @@ import zipfile
 
 from support import REPO, make_profile, qgis_env, run_qgis_process
 
-ALGORITHMS = ["arctic_assist:detect_thaw_slumps", "arctic_assist:trace_calving_front",
-              "arctic_assist:front_distance", "arctic_assist:export_training_data",
-              "arctic_assist:retrain_model"]
+ALGORITHMS = [
+    "arctic_assist:detect_thaw_slumps",
+    "arctic_assist:trace_calving_front",
+    "arctic_assist:front_distance",
+    "arctic_assist:export_training_data",
+    "arctic_assist:retrain_model",
+]
 
 
 def _loaded_plugins(stdout: str) -> set[str]:

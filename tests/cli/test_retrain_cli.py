@@ -5,8 +5,17 @@ from support import run_qgis_process
 
 def test_data_folder_without_manifest(cli_env, tmp_path):
     out = tmp_path / "new.onnx"
-    proc = run_qgis_process(["run", "arctic_assist:retrain_model", "--",
-                             f"DATA={tmp_path}", f"OUTPUT={out}", "STEPS=1"], cli_env)
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:retrain_model",
+            "--",
+            f"DATA={tmp_path}",
+            f"OUTPUT={out}",
+            "STEPS=1",
+        ],
+        cli_env,
+    )
     assert proc.returncode != 0
     assert "no manifest.json" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -16,8 +25,17 @@ def test_data_folder_without_manifest(cli_env, tmp_path):
 def test_python_without_torch_is_named(cli_env, tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     out = tmp_path / "new.onnx"
-    proc = run_qgis_process(["run", "arctic_assist:retrain_model", "--", f"DATA={tmp_path}",
-                             f"OUTPUT={out}", "PYTHON=/bin/false"], cli_env)
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:retrain_model",
+            "--",
+            f"DATA={tmp_path}",
+            f"OUTPUT={out}",
+            "PYTHON=/bin/false",
+        ],
+        cli_env,
+    )
     assert proc.returncode != 0
     assert "cannot import torch" in proc.stdout + proc.stderr
     assert not out.exists()
@@ -31,12 +49,28 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     from arctic_assist.io.training_data import build_dataset
 
     idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
-    data = build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], tmp_path / "ds", 32,
-                         split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train")
+    data = build_dataset(
+        [idx["A"][0]["tif"]],
+        [idx["A"][0]["labels"]],
+        tmp_path / "ds",
+        32,
+        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
+    )
     out = tmp_path / "new.onnx"
     env = dict(cli_env, PATH="/usr/bin:/bin")  # a PATH whose python3 has no torch
-    proc = run_qgis_process(["run", "arctic_assist:retrain_model", "--", f"DATA={data.root}",
-                             "STEPS=2", "DEVICE=1", f"OUTPUT={out}"], env, timeout=600)
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:retrain_model",
+            "--",
+            f"DATA={data.root}",
+            "STEPS=2",
+            "DEVICE=1",
+            f"OUTPUT={out}",
+        ],
+        env,
+        timeout=600,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default

@@ -25,14 +25,27 @@ def data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("retrain_data")
     idx = synthetic.generate(root / "scenes", {"A": 1}, size=64, seed=3)
-    return build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], root / "ds", 32,
-                         split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0
-                         else "train").root
+    return build_dataset(
+        [idx["A"][0]["tif"]],
+        [idx["A"][0]["labels"]],
+        root / "ds",
+        32,
+        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
+    ).root
 
 
 def args(data, out, steps, *extra):
-    return ["run", ALG, "--", f"DATA={data}", f"STEPS={steps}", "DEVICE=1", f"OUTPUT={out}",
-            f"PYTHON={sys.executable}", *extra]
+    return [
+        "run",
+        ALG,
+        "--",
+        f"DATA={data}",
+        f"STEPS={steps}",
+        "DEVICE=1",
+        f"OUTPUT={out}",
+        f"PYTHON={sys.executable}",
+        *extra,
+    ]
 
 
 def test_finished_run_leaves_only_the_model_named_after_itself(cli_env, data, tmp_path):
@@ -75,14 +88,41 @@ def test_rerun_resumes_from_the_checkpoint(cli_env, data, tmp_path):
     out = tmp_path / "m.onnx"
     work = tmp_path / "m_run"
     work.mkdir()
-    (work / "run.json").write_text(json.dumps(
-        {"data": str(Path(data).resolve()), "task": "segmentation", "method": "pixeldino",
-         "base_model": None}))
+    (work / "run.json").write_text(
+        json.dumps(
+            {
+                "data": str(Path(data).resolve()),
+                "task": "segmentation",
+                "method": "pixeldino",
+                "base_model": None,
+            }
+        )
+    )
     first = subprocess.run(
-        [sys.executable, "-m", "arctic_assist.training", "pixeldino", "--data", str(data),
-         "--out", str(tmp_path / "scratch" / "x.onnx"), "--steps", "3", "--checkpoint-every",
-         "3", "--log-dir", str(work), "--progress", "none", "--accelerator", "cpu"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+        [
+            sys.executable,
+            "-m",
+            "arctic_assist.training",
+            "pixeldino",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "scratch" / "x.onnx"),
+            "--steps",
+            "3",
+            "--checkpoint-every",
+            "3",
+            "--log-dir",
+            str(work),
+            "--progress",
+            "none",
+            "--accelerator",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert list(work.glob("*/checkpoints/*.ckpt"))
     proc = run_qgis_process(args(data, out, 5, "METHOD=0"), cli_env)  # pixeldino, as run.json
@@ -109,8 +149,12 @@ def _training_pids(marker: str) -> list[int]:
 
 def test_killed_qgis_process_takes_the_training_with_it(cli_env, data, tmp_path):
     out = tmp_path / "killed.onnx"
-    proc = subprocess.Popen([QGIS_PROCESS, *args(data, out, 100000)], env=cli_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [QGIS_PROCESS, *args(data, out, 100000)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 180
         while not _training_pids(str(tmp_path)):
@@ -126,8 +170,11 @@ def test_killed_qgis_process_takes_the_training_with_it(cli_env, data, tmp_path)
     assert _training_pids(str(tmp_path)) == []  # the training died with qgis_process
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed_run"]
-    left = {p.relative_to(tmp_path / "killed_run").as_posix()
-            for p in (tmp_path / "killed_run").rglob("*") if p.is_file()}
+    left = {
+        p.relative_to(tmp_path / "killed_run").as_posix()
+        for p in (tmp_path / "killed_run").rglob("*")
+        if p.is_file()
+    }
     assert "run.json" in left and not [p for p in left if p.endswith(".onnx")], left
     # no checkpoint yet: the next run starts afresh, finishes and leaves only the model
     proc2 = run_qgis_process(args(data, out, 2), cli_env)

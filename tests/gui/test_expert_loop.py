@@ -7,8 +7,9 @@ import sys
 import pytest
 from support import ARTIFACTS, REPO, run_qgis_script, shared_data
 
-pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
-                                reason="xvfb-run is not installed (make setup installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (make setup installs it)"
+)
 MODEL = REPO / "models" / "rts_pixeldino_s2_bgrn.onnx"
 
 
@@ -24,12 +25,22 @@ def test_detect_review_export_retrain_detect(tmp_path):
     out.mkdir(parents=True)
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_qgis_script(tmp_path, "expert_loop.py", out, timeout=900, extra_env={
-        "AA_RASTER": str(raster), "AA_MODEL": str(MODEL), "AA_PYTHON": sys.executable,
-        "AA_WORK": str(work)})
+    proc = run_qgis_script(
+        tmp_path,
+        "expert_loop.py",
+        out,
+        timeout=900,
+        extra_env={
+            "AA_RASTER": str(raster),
+            "AA_MODEL": str(MODEL),
+            "AA_PYTHON": sys.executable,
+            "AA_WORK": str(work),
+        },
+    )
     result_file = out / "result.json"
-    assert result_file.exists(), f"QGIS did not finish the script:\n{proc.stdout[-3000:]}\n" \
-                                 f"{proc.stderr[-3000:]}"
+    assert result_file.exists(), (
+        f"QGIS did not finish the script:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     result = json.loads(result_file.read_text())
     assert result.get("error") is None, result["error"]
     stages = [s["stage"] for s in result["stages"]]

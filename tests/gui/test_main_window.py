@@ -6,8 +6,9 @@ import shutil
 import pytest
 from support import ARTIFACTS, run_qgis_script
 
-pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None,
-                                reason="xvfb-run is not installed (make setup installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (make setup installs it)"
+)
 
 
 def test_toolbar_in_real_main_window(tmp_path):

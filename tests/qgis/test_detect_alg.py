@@ -10,16 +10,23 @@ def test_run_and_load_applies_style(provider, tmp_path):
     import processing
 
     rng = np.random.default_rng(3)
-    raster = write_raster(tmp_path / "scene.tif",
-                          rng.integers(200, 4000, (4, 64, 64)).astype(np.uint16),
-                          descriptions=["B02_blue", "B03_green", "B04_red", "B08_nir"])
+    raster = write_raster(
+        tmp_path / "scene.tif",
+        rng.integers(200, 4000, (4, 64, 64)).astype(np.uint16),
+        descriptions=["B02_blue", "B03_green", "B04_red", "B08_nir"],
+    )
     model = weighted_sum_model(tmp_path / "m.onnx", weights=[0.5, -1.0, 1.0, 0.2])
     out = tmp_path / "rts.gpkg"
-    result = processing.runAndLoadResults("arctic_assist:detect_thaw_slumps", {
-        "INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(out), "MIN_AREA": 0})
+    result = processing.runAndLoadResults(
+        "arctic_assist:detect_thaw_slumps",
+        {"INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(out), "MIN_AREA": 0},
+    )
     assert result["N_FEATURES"] > 0 and result["PROVIDER"] == "CPUExecutionProvider"
-    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
-              if lyr.name().startswith("Thaw slump proposals (")]
+    layers = [
+        lyr
+        for lyr in QgsProject.instance().mapLayers().values()
+        if lyr.name().startswith("Thaw slump proposals (")
+    ]
     assert layers, "the output was not added to the project"
     layer = layers[-1]
     assert "(scene, " in layer.name()  # the source raster layer, then the time
@@ -38,26 +45,39 @@ def test_cleanup_parameters(provider, tmp_path):
     from arctic_assist.io.vector import DEFAULT_CLEANUP
     from arctic_assist.processing import detect_thaw_slumps as alg
 
-    assert (alg.DEFAULT_MIN_SEGMENT, alg.DEFAULT_FILL_HOLES,
-            alg.FILTER_SIZES[alg.FILTERS.index("none")]) == (
-        DEFAULT_CLEANUP.min_segment_px, DEFAULT_CLEANUP.fill_holes_px,
-        DEFAULT_CLEANUP.filter_size)
+    assert (
+        alg.DEFAULT_MIN_SEGMENT,
+        alg.DEFAULT_FILL_HOLES,
+        alg.FILTER_SIZES[alg.FILTERS.index("none")],
+    ) == (
+        DEFAULT_CLEANUP.min_segment_px,
+        DEFAULT_CLEANUP.fill_holes_px,
+        DEFAULT_CLEANUP.filter_size,
+    )
     img = np.full((4, 64, 64), 1000, np.uint16)
-    img[:, 10:40, 10:40] = 6000   # a 30 x 30 slump ...
-    img[:, 20:22, 20:22] = 1000   # ... with a 4 px hole
-    img[:, 50:51, 50:53] = 6000   # a 3 px speck
+    img[:, 10:40, 10:40] = 6000  # a 30 x 30 slump ...
+    img[:, 20:22, 20:22] = 1000  # ... with a 4 px hole
+    img[:, 50:51, 50:53] = 6000  # a 3 px speck
     raster = write_raster(tmp_path / "s.tif", img, nodata=None)
     model = weighted_sum_model(tmp_path / "m.onnx", weights=[1.0, 1.0, 1.0, 1.0], bias=-1.2)
 
     def areas(**params) -> list[float]:
         out = tmp_path / f"o{len(params)}.gpkg"
-        processing.run("arctic_assist:detect_thaw_slumps", {
-            "INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(out), "MIN_AREA": 0,
-            "SIMPLIFY": 0, **params})
+        processing.run(
+            "arctic_assist:detect_thaw_slumps",
+            {
+                "INPUT": str(raster),
+                "MODEL": str(model),
+                "OUTPUT": str(out),
+                "MIN_AREA": 0,
+                "SIMPLIFY": 0,
+                **params,
+            },
+        )
         ds = ogr.Open(str(out))
         return sorted(f.GetField("area_m2") for f in ds.GetLayer(0))
 
-    assert areas() == [900 * 100.0]                       # defaults: speck out, hole filled
+    assert areas() == [900 * 100.0]  # defaults: speck out, hole filled
     assert areas(MIN_SEGMENT=0, FILL_HOLES=0) == [300.0, 896 * 100.0]
     # 3 x 3 majority: the hole and the speck go, and so do the 4 corners of the square
     assert areas(MIN_SEGMENT=0, FILL_HOLES=0, FILTER=1) == [896 * 100.0]

@@ -13,8 +13,7 @@ ORIGIN = (470890.0, 7550020.0)
 
 
 def square(x, y, size):
-    return (f"POLYGON(({x} {y},{x + size} {y},{x + size} {y + size},{x} {y + size},"
-            f"{x} {y}))")
+    return f"POLYGON(({x} {y},{x + size} {y},{x + size} {y + size},{x} {y + size},{x} {y}))"
 
 
 def proposals(path, items, epsg=32608):
@@ -36,9 +35,11 @@ def proposals(path, items, epsg=32608):
 @pytest.fixture
 def raster(tmp_path):
     rng = np.random.default_rng(0)
-    return write_raster(tmp_path / "scene.tif",
-                        rng.integers(100, 3000, (4, 96, 96)).astype(np.uint16),
-                        descriptions=["B2", "B3", "B4", "B8"])
+    return write_raster(
+        tmp_path / "scene.tif",
+        rng.integers(100, 3000, (4, 96, 96)).astype(np.uint16),
+        descriptions=["B2", "B3", "B4", "B8"],
+    )
 
 
 def run(params):
@@ -48,19 +49,27 @@ def run(params):
 
 
 def folder_digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_accepted_and_rejected_become_mask_values(provider, raster, tmp_path):
     x0, y0 = ORIGIN[0] + 100, ORIGIN[1] - 400  # inside the 960 m x 960 m raster
-    labels = proposals(tmp_path / "p.gpkg", [
-        (square(x0, y0, 200), "accepted"),
-        (square(x0 + 400, y0, 200), "rejected"),
-        (square(x0, y0 - 300, 100), "proposed")])
+    labels = proposals(
+        tmp_path / "p.gpkg",
+        [
+            (square(x0, y0, 200), "accepted"),
+            (square(x0 + 400, y0, 200), "rejected"),
+            (square(x0, y0 - 300, 100), "proposed"),
+        ],
+    )
     out = tmp_path / "data"
-    res = run({"LABELS": str(labels), "RASTERS": [str(raster)], "CHIP_SIZE": 48,
-               "OUTPUT": str(out)})
+    res = run(
+        {"LABELS": str(labels), "RASTERS": [str(raster)], "CHIP_SIZE": 48, "OUTPUT": str(out)}
+    )
     assert res["TASK"] == "segmentation" and res["N_LABELS"] == 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["bands"] == ["B2", "B3", "B4", "B8"] and manifest["dtype"] == "uint16"
@@ -92,20 +101,26 @@ def test_accepted_and_rejected_become_mask_values(provider, raster, tmp_path):
 
 
 def test_same_input_same_folder_and_aoi_ignore(provider, raster, tmp_path):
-    labels = proposals(tmp_path / "p.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200),
-                                              "edited")])
-    aoi = proposals(tmp_path / "aoi.gpkg", [(square(ORIGIN[0], ORIGIN[1] - 600, 600),
-                                             "proposed")])
+    labels = proposals(
+        tmp_path / "p.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), "edited")]
+    )
+    aoi = proposals(tmp_path / "aoi.gpkg", [(square(ORIGIN[0], ORIGIN[1] - 600, 600), "proposed")])
     out = tmp_path / "data"
-    params = {"LABELS": str(labels), "RASTERS": [str(raster)], "AOI": str(aoi),
-              "CHIP_SIZE": 48, "OUTPUT": str(out)}
+    params = {
+        "LABELS": str(labels),
+        "RASTERS": [str(raster)],
+        "AOI": str(aoi),
+        "CHIP_SIZE": 48,
+        "OUTPUT": str(out),
+    }
     run(params)
     first = folder_digest(out)
     run(params)
     assert folder_digest(out) == first
     manifest = json.loads((out / "manifest.json").read_text())
-    values = np.concatenate([gdal.Open(str(out / c["mask"])).ReadAsArray().ravel()
-                             for c in manifest["chips"]])
+    values = np.concatenate(
+        [gdal.Open(str(out / c["mask"])).ReadAsArray().ravel() for c in manifest["chips"]]
+    )
     assert (values == 255).any() and (values == 1).any()
 
 
@@ -122,8 +137,9 @@ def test_labels_in_another_crs_are_reprojected(provider, raster, tmp_path):
     out = tmp_path / "data"
     run({"LABELS": str(labels), "RASTERS": [str(raster)], "CHIP_SIZE": 48, "OUTPUT": str(out)})
     manifest = json.loads((out / "manifest.json").read_text())
-    total = sum(int((gdal.Open(str(out / c["mask"])).ReadAsArray() == 1).sum())
-                for c in manifest["chips"])
+    total = sum(
+        int((gdal.Open(str(out / c["mask"])).ReadAsArray() == 1).sum()) for c in manifest["chips"]
+    )
     assert 380 <= total <= 420
 
 
@@ -132,21 +148,30 @@ def test_invalid_geometry_is_repaired(provider, raster, tmp_path):
     bowtie = f"POLYGON(({x} {y},{x + 200} {y + 200},{x + 200} {y},{x} {y + 200},{x} {y}))"
     labels = proposals(tmp_path / "p.gpkg", [(bowtie, "accepted")])
     out = tmp_path / "data"
-    res = run({"LABELS": str(labels), "RASTERS": [str(raster)], "CHIP_SIZE": 48,
-               "OUTPUT": str(out)})
+    res = run(
+        {"LABELS": str(labels), "RASTERS": [str(raster)], "CHIP_SIZE": 48, "OUTPUT": str(out)}
+    )
     assert res["N_LABELS"] >= 1 and (out / "manifest.json").exists()
 
 
 def test_nothing_reviewed_is_refused_and_previous_folder_kept(provider, raster, tmp_path):
-    good = proposals(tmp_path / "good.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200),
-                                               "accepted")])
+    good = proposals(
+        tmp_path / "good.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), "accepted")]
+    )
     out = tmp_path / "data"
     run({"LABELS": str(good), "RASTERS": [str(raster)], "CHIP_SIZE": 48, "OUTPUT": str(out)})
     before = folder_digest(out)
-    unreviewed = proposals(tmp_path / "p.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200),
-                                                  "proposed")])
+    unreviewed = proposals(
+        tmp_path / "p.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), "proposed")]
+    )
     with pytest.raises(QgsProcessingException, match="no accepted or edited features"):
-        run({"LABELS": str(unreviewed), "RASTERS": [str(raster)], "CHIP_SIZE": 48,
-             "OUTPUT": str(out)})
+        run(
+            {
+                "LABELS": str(unreviewed),
+                "RASTERS": [str(raster)],
+                "CHIP_SIZE": 48,
+                "OUTPUT": str(out),
+            }
+        )
     assert folder_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".data")) == []

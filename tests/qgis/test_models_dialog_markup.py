@@ -7,13 +7,17 @@ from onnx_factory import make_spec, weighted_sum_model
 from arctic_assist.io import models
 
 EVIL_NAME = "<h1>EVIL</h1>"
-EVIL_DESCRIPTION = ("<a href='https://example.invalid/x'>click</a>"
-                    "<font color=red>WARNING: your data is lost</font>")
+EVIL_DESCRIPTION = (
+    "<a href='https://example.invalid/x'>click</a><font color=red>WARNING: your data is lost</font>"
+)
 
 
 def _evil_entry(tmp_path: Path) -> models.ModelEntry:
-    spec = make_spec(name=EVIL_NAME, description=EVIL_DESCRIPTION,
-                     provenance={"method": "<b>bold</b>", "data": "<img src='x.png'>"})
+    spec = make_spec(
+        name=EVIL_NAME,
+        description=EVIL_DESCRIPTION,
+        provenance={"method": "<b>bold</b>", "data": "<img src='x.png'>"},
+    )
     path = weighted_sum_model(tmp_path / "evil<i>.onnx", weights=[1, 1, 1, 1], spec=spec)
     return models.ModelEntry(path, "user", models.read_spec(path))
 
@@ -55,8 +59,9 @@ def test_text_browser_shows_the_markup_as_text(qgis_app, tmp_path):
 def test_unusable_model_error_is_escaped(tmp_path):
     from arctic_assist.gui.models_dialog import card_html
 
-    entry = models.ModelEntry(tmp_path / "<b>x</b>.onnx", "user", None,
-                              "bad field '<script>alert(1)</script>'")
+    entry = models.ModelEntry(
+        tmp_path / "<b>x</b>.onnx", "user", None, "bad field '<script>alert(1)</script>'"
+    )
     html = card_html(entry, is_default=False)
     assert "<script>" not in html and "<b>x</b>" not in html
     assert "&lt;script&gt;" in html

@@ -18,8 +18,10 @@ def test_provider_lists_algorithms_with_help(provider):
         assert len(alg.shortHelpString()) > 200
         assert not alg.icon().isNull()
     # qgis_process (3.22) takes enum options by number: the help says which is which
-    assert "DEVICE</b>: 0 = auto, 1 = cpu, 2 = cuda" in algs[
-        "arctic_assist:detect_thaw_slumps"].shortHelpString()
+    assert (
+        "DEVICE</b>: 0 = auto, 1 = cpu, 2 = cuda"
+        in algs["arctic_assist:detect_thaw_slumps"].shortHelpString()
+    )
 
 
 def test_init_gui_and_unload(qgis_app, qgis_iface):
@@ -30,8 +32,9 @@ def test_init_gui_and_unload(qgis_app, qgis_iface):
     try:
         toolbar = qgis_iface.mainWindow().findChild(QToolBar, TOOLBAR_NAME)
         assert toolbar is not None
-        assert [a.objectName() for a in toolbar.actions()] == [e.object_name for e in
-                                                                TOOLBAR_ENTRIES]
+        assert [a.objectName() for a in toolbar.actions()] == [
+            e.object_name for e in TOOLBAR_ENTRIES
+        ]
         assert registry.providerById("arctic_assist") is not None
     finally:
         plugin.unload()
@@ -39,8 +42,9 @@ def test_init_gui_and_unload(qgis_app, qgis_iface):
     assert (registry.providerById("arctic_assist") is not None) == had_provider
 
 
-def test_missing_dependency_gives_one_message(qgis_app, qgis_iface, provider, monkeypatch,
-                                              tmp_path):
+def test_missing_dependency_gives_one_message(
+    qgis_app, qgis_iface, provider, monkeypatch, tmp_path
+):
     """Without onnxruntime the GUI says what to install and algorithms fail with that text."""
     import processing
 
@@ -49,8 +53,10 @@ def test_missing_dependency_gives_one_message(qgis_app, qgis_iface, provider, mo
     assert "onnxruntime" in message and "pip install" in message
     raster = write_raster(tmp_path / "in.tif", np.full((4, 32, 32), 500, dtype=np.uint16))
     with pytest.raises(QgsProcessingException) as err:
-        processing.run("arctic_assist:detect_thaw_slumps", {
-            "INPUT": str(raster), "OUTPUT": str(tmp_path / "out.gpkg")})
+        processing.run(
+            "arctic_assist:detect_thaw_slumps",
+            {"INPUT": str(raster), "OUTPUT": str(tmp_path / "out.gpkg")},
+        )
     assert "onnxruntime" in str(err.value)
     assert not (tmp_path / "out.gpkg").exists()
 

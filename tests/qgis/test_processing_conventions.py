@@ -33,8 +33,12 @@ def test_device_and_python_are_advanced_everywhere(qgis_app, provider):
         for name in ("INPUT", "DATA", "OUTPUT"):
             p = registered.parameterDefinition(name)
             assert p is None or not _is_advanced(p), f"{alg.name()}.{name}"
-    assert {"detect_thaw_slumps.DEVICE", "trace_calving_front.DEVICE", "retrain_model.DEVICE",
-            "retrain_model.PYTHON"} <= set(seen)
+    assert {
+        "detect_thaw_slumps.DEVICE",
+        "trace_calving_front.DEVICE",
+        "retrain_model.DEVICE",
+        "retrain_model.PYTHON",
+    } <= set(seen)
     assert all(seen.values()), {k: v for k, v in seen.items() if not v}
 
 
@@ -65,9 +69,11 @@ def test_retrain_result_shows_metrics_as_a_table(qgis_app, provider, monkeypatch
     data.mkdir()
     (data / "manifest.json").write_text(json.dumps({"chips": [{"split": "val"}]}))
     feedback = Feedback()
-    result = processing.run("arctic_assist:retrain_model", {
-        "DATA": str(data), "OUTPUT": str(tmp_path / "retrained.onnx"), "PYTHON": "python3"},
-        feedback=feedback)
+    result = processing.run(
+        "arctic_assist:retrain_model",
+        {"DATA": str(data), "OUTPUT": str(tmp_path / "retrained.onnx"), "PYTHON": "python3"},
+        feedback=feedback,
+    )
     table = result["METRICS"]
     assert isinstance(table, str)
     assert table.splitlines()[0] == "Validation metrics:"

@@ -18,8 +18,11 @@ def make_proposals(path, n=3):
         f.SetField("score", 0.5 + i / 10)
         f.SetField("status", "proposed")
         x = 470900 + 100 * i
-        f.SetGeometry(ogr.CreateGeometryFromWkt(
-            f"POLYGON(({x} 7549000,{x + 50} 7549000,{x + 50} 7549050,{x} 7549050,{x} 7549000))"))
+        f.SetGeometry(
+            ogr.CreateGeometryFromWkt(
+                f"POLYGON(({x} 7549000,{x + 50} 7549000,{x + 50} 7549050,{x} 7549050,{x} 7549000))"
+            )
+        )
         lyr.CreateFeature(f)
     ds = None
     return path
@@ -29,8 +32,15 @@ def read_back(path):
     """Read with OGR, in a fresh connection: what a restarted QGIS would see."""
     ds = ogr.Open(str(path))
     lyr = ds.GetLayer(0)
-    out = {f.GetFID(): (f.GetField("status"), f.GetField("reviewer"), f.GetField("reviewed_at"),
-                        f.GetGeometryRef().ExportToWkt()) for f in lyr}
+    out = {
+        f.GetFID(): (
+            f.GetField("status"),
+            f.GetField("reviewer"),
+            f.GetField("reviewed_at"),
+            f.GetGeometryRef().ExportToWkt(),
+        )
+        for f in lyr
+    }
     return out
 
 
@@ -53,7 +63,8 @@ def test_geometry_edit_then_accept_is_saved_as_edited(qgis_app, tmp_path):
     fid = next(layer.getFeatures()).id()
     layer.startEditing()
     new = QgsGeometry.fromWkt(
-        "POLYGON((470900 7549000,470980 7549000,470980 7549080,470900 7549080,470900 7549000))")
+        "POLYGON((470900 7549000,470980 7549000,470980 7549080,470900 7549080,470900 7549000))"
+    )
     assert layer.changeGeometry(fid, new)
     assert save_decision(layer, fid, "accepted") == "edited"
     assert layer.isEditable()  # the expert keeps editing

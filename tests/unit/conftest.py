@@ -19,14 +19,18 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 def shared_data() -> Path:
     """``../shared/data`` (real third-party rasters); tests using it skip when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test data not found at {SHARED_DATA} (../shared/data); "
-                    "these tests need the shared data folder")
+        pytest.skip(
+            f"real test data not found at {SHARED_DATA} (../shared/data); "
+            "these tests need the shared data folder"
+        )
     return SHARED_DATA
 
 
 @pytest.fixture
 def make_raster(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``make_raster(data=None, name='img.tif', **write_geotiff_kwargs)``."""
+
     def factory(data: np.ndarray | None = None, name: str = "img.tif", **kw) -> Path:
         return write_geotiff(tmp_path / name, slump_image() if data is None else data, **kw)
+
     return factory

@@ -32,8 +32,10 @@ def test_message_never_changes_the_numpy_qgis_has():
     only onnxruntime is installed, with numpy pinned to the version already there."""
     debian13 = _msg(["onnxruntime"], "2.2.4", externally_managed=True)
     assert "numpy<2" not in debian13
-    assert ('/usr/bin/python3 -m pip install --user --break-system-packages onnxruntime-gpu '
-            '"numpy==2.2.4"') in debian13
+    assert (
+        "/usr/bin/python3 -m pip install --user --break-system-packages onnxruntime-gpu "
+        '"numpy==2.2.4"'
+    ) in debian13
     assert "package(s) onnxruntime in QGIS's Python (/usr/bin/python3, Python 3.13)" in debian13
     ubuntu = _msg(["onnxruntime"], "1.21.5", python="3.10", gdal_version="3.4.1")
     assert "numpy<2" not in ubuntu and "--break-system-packages" not in ubuntu
@@ -44,8 +46,9 @@ def test_message_never_changes_the_numpy_qgis_has():
 
 
 def test_message_suggests_numpy_only_when_it_is_missing():
-    assert '--user "numpy<2" onnxruntime-gpu' in _msg(["numpy", "onnxruntime"], None,
-                                                      gdal_version="3.4.1")
+    assert '--user "numpy<2" onnxruntime-gpu' in _msg(
+        ["numpy", "onnxruntime"], None, gdal_version="3.4.1"
+    )
     new_gdal = _msg(["numpy"], None, gdal_version="3.10.3")
     assert "install --user numpy " in new_gdal and "numpy<2" not in new_gdal
     assert "onnxruntime-gpu" not in new_gdal
@@ -62,7 +65,9 @@ def test_live_message_keeps_the_installed_numpy(monkeypatch):
 def test_importing_the_core_does_not_import_qgis_or_torch():
     import subprocess
 
-    code = ("import sys, arctic_assist, arctic_assist.core.spec, arctic_assist.about; "
-            "bad=[m for m in ('qgis','torch') if m in sys.modules]; print(bad); "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, arctic_assist, arctic_assist.core.spec, arctic_assist.about; "
+        "bad=[m for m in ('qgis','torch') if m in sys.modules]; print(bad); "
+        "sys.exit(1 if bad else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -10,13 +10,32 @@ from arctic_assist.core.errors import InputError
 MODEL = ("B2", "B3", "B4", "B8")
 
 
-@pytest.mark.parametrize("text, want", [
-    ("B02_blue", "B2"), ("B2", "B2"), ("blue", "B2"), ("Blue (B2)", "B2"), ("BLUE", "B2"),
-    ("B03_green", "B3"), ("red", "B4"), ("B08_nir", "B8"), ("nir", "B8"), ("NIR", "B8"),
-    ("nir08", "B8A"), ("B8A", "B8A"), ("swir16", "B11"), ("SWIR 2", "B12"), ("B12", "B12"),
-    ("Red Edge 1", "B5"), ("coastal", "B1"), ("Band 1", None), ("", None), (None, None),
-    ("elevation", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("B02_blue", "B2"),
+        ("B2", "B2"),
+        ("blue", "B2"),
+        ("Blue (B2)", "B2"),
+        ("BLUE", "B2"),
+        ("B03_green", "B3"),
+        ("red", "B4"),
+        ("B08_nir", "B8"),
+        ("nir", "B8"),
+        ("NIR", "B8"),
+        ("nir08", "B8A"),
+        ("B8A", "B8A"),
+        ("swir16", "B11"),
+        ("SWIR 2", "B12"),
+        ("B12", "B12"),
+        ("Red Edge 1", "B5"),
+        ("coastal", "B1"),
+        ("Band 1", None),
+        ("", None),
+        (None, None),
+        ("elevation", None),
+    ],
+)
 def test_canonical_band(text, want):
     assert canonical_band(text) == want
 

@@ -31,19 +31,38 @@ def contour_model(path, tile=64, vertices=8):
     """An ONNX 'contour' model that ignores its input and returns a fixed line."""
     line = np.stack([np.linspace(-0.5, 0.5, vertices), np.zeros(vertices)], 1)[None]
     inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
-    node = helper.make_node("Constant", [], ["contour_0"], value=helper.make_tensor(
-        "v", TensorProto.FLOAT, line.shape, line.astype(np.float32).ravel().tolist()))
+    node = helper.make_node(
+        "Constant",
+        [],
+        ["contour_0"],
+        value=helper.make_tensor(
+            "v", TensorProto.FLOAT, line.shape, line.astype(np.float32).ravel().tolist()
+        ),
+    )
     out = helper.make_tensor_value_info("contour_0", TensorProto.FLOAT, list(line.shape))
-    model = helper.make_model(helper.make_graph([node], "c", [inp], [out]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph([node], "c", [inp], [out]), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
-    doc = {"schema": "arctic_assist.model", "schema_version": 1, "name": "c",
-           "version": "0", "task": "contour",
-           "input": {"name": "image", "dtype": "float32", "bands": ["gray"],
-                     "normalization": {"type": "none"}},
-           "pixel_size_m": 30.0, "tile": {"size": tile, "overlap": 0, "multiple_of": 16},
-           "classes": ["front"], "outputs": [{"name": "contour_0"}],
-           "contour": {"vertices": vertices, "iterations": 1}, "opset": 17}
+    doc = {
+        "schema": "arctic_assist.model",
+        "schema_version": 1,
+        "name": "c",
+        "version": "0",
+        "task": "contour",
+        "input": {
+            "name": "image",
+            "dtype": "float32",
+            "bands": ["gray"],
+            "normalization": {"type": "none"},
+        },
+        "pixel_size_m": 30.0,
+        "tile": {"size": tile, "overlap": 0, "multiple_of": 16},
+        "classes": ["front"],
+        "outputs": [{"name": "contour_0"}],
+        "contour": {"vertices": vertices, "iterations": 1},
+        "opset": 17,
+    }
     e = model.metadata_props.add()
     e.key, e.value = METADATA_KEY, json.dumps(doc)
     import onnx
@@ -53,13 +72,14 @@ def contour_model(path, tile=64, vertices=8):
 
 
 def raster(path, data=None, dtype=gdal.GDT_UInt16, size=(400, 300), pixel=20.0):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size[0], size[1], 1, dtype,
-                                              options=["TILED=YES", "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), size[0], size[1], 1, dtype, options=["TILED=YES", "COMPRESS=DEFLATE"]
+    )
     ds.SetGeoTransform((ORIGIN[0], pixel, 0, ORIGIN[1], 0, -pixel))
     ds.SetProjection(_srs().ExportToWkt())
     if data is None:
-        yy, xx = np.mgrid[0:size[1], 0:size[0]]
-        data = ((xx + yy) % 200 + 1000)
+        yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+        data = (xx + yy) % 200 + 1000
     ds.GetRasterBand(1).WriteArray(data)
     ds = None
     return str(path)
@@ -88,8 +108,11 @@ CENTER = (ORIGIN[0] + 4000, ORIGIN[1] - 3000)
 
 
 def no_output(tmp_path):
-    return [p.name for p in tmp_path.iterdir() if p.suffix == ".gpkg" and p.name != "aoi.gpkg"
-            or ".tmp" in p.name]
+    return [
+        p.name
+        for p in tmp_path.iterdir()
+        if p.suffix == ".gpkg" and p.name != "aoi.gpkg" or ".tmp" in p.name
+    ]
 
 
 # ------------------------------------------------------------------ sizes from a model file
@@ -105,8 +128,9 @@ def test_model_tile_size_from_metadata_is_bounded(tile):
 def test_model_with_huge_tile_is_refused_when_loaded(tmp_path):
     from arctic_assist.core.onnx_model import OnnxModel
 
-    path = weighted_sum_model(tmp_path / "big_tile.onnx", [1, 1, 1, 1],
-                              spec=make_spec(tile_size=50_000, tile_overlap=100))
+    path = weighted_sum_model(
+        tmp_path / "big_tile.onnx", [1, 1, 1, 1], spec=make_spec(tile_size=50_000, tile_overlap=100)
+    )
     t0 = time.monotonic()
     with pytest.raises(ModelError, match="tile.size"):
         OnnxModel.load(str(path), "cpu", task="segmentation", tool="test")
@@ -117,9 +141,10 @@ def test_overlap_and_contour_sizes_are_bounded():
     doc = json.loads(make_spec(tile_size=64, tile_overlap=64).to_json())
     with pytest.raises(ModelError, match="tile.overlap"):
         validate_metadata(doc)
-    doc = json.loads(make_spec(task="contour", tile_size=64, tile_overlap=0,
-                               classes=("front",)).to_json())
-    doc["contour"]["vertices"] = 10 ** 9
+    doc = json.loads(
+        make_spec(task="contour", tile_size=64, tile_overlap=0, classes=("front",)).to_json()
+    )
+    doc["contour"]["vertices"] = 10**9
     with pytest.raises(ModelError, match="contour.vertices"):
         validate_metadata(doc)
 
@@ -143,8 +168,7 @@ def test_collinear_aoi_is_refused_not_traced(tmp_path):
     model = contour_model(tmp_path / "c.onnx")
     img = raster(tmp_path / "img.tif")
     cx, cy = CENTER
-    line = aoi(tmp_path / "aoi.gpkg", [(cx - 3000, cy), (cx, cy), (cx + 3000, cy),
-                                       (cx + 1000, cy)])
+    line = aoi(tmp_path / "aoi.gpkg", [(cx - 3000, cy), (cx, cy), (cx + 3000, cy), (cx + 1000, cy)])
     with pytest.raises(InputError, match="no area"):
         run_tracing(TraceRequest(img, model, line, str(tmp_path / "o.gpkg")))
     assert no_output(tmp_path) == []
@@ -152,8 +176,9 @@ def test_collinear_aoi_is_refused_not_traced(tmp_path):
 
 def test_all_nan_raster_is_refused(tmp_path):
     model = contour_model(tmp_path / "c.onnx")
-    img = raster(tmp_path / "nan.tif", np.full((300, 400), np.nan, np.float32),
-                 dtype=gdal.GDT_Float32)
+    img = raster(
+        tmp_path / "nan.tif", np.full((300, 400), np.nan, np.float32), dtype=gdal.GDT_Float32
+    )
     a = aoi(tmp_path / "aoi.gpkg", box(*CENTER, 1000, 600))
     with pytest.raises(InputError, match="no valid pixel of nan.tif.*NaN"):
         run_tracing(TraceRequest(img, model, a, str(tmp_path / "o.gpkg")))
@@ -201,8 +226,11 @@ def test_front_distance_step_too_fine_for_the_lines_is_refused(tmp_path):
         lyr = ds.CreateLayer(name, _srs(), ogr.wkbLineString)
         f = ogr.Feature(lyr.GetLayerDefn())
         xs = np.linspace(ORIGIN[0], ORIGIN[0] + 500_000, 2000)  # 500 km, 1999 segments
-        f.SetGeometry(ogr.CreateGeometryFromWkt(
-            "LINESTRING(" + ",".join(f"{x} {ORIGIN[1] + dy}" for x in xs) + ")"))
+        f.SetGeometry(
+            ogr.CreateGeometryFromWkt(
+                "LINESTRING(" + ",".join(f"{x} {ORIGIN[1] + dy}" for x in xs) + ")"
+            )
+        )
         lyr.CreateFeature(f)
         ds = None
         paths.append(str(tmp_path / f"{name}.gpkg"))
@@ -220,10 +248,12 @@ def test_model_pixel_size_that_would_blow_up_the_grid_is_refused(tmp_path):
     from arctic_assist.io.detect import DetectRequest, run_detection
     from arctic_assist.io.raster import MAX_GRID_SIDE
 
-    img = write_raster(tmp_path / "s2.tif", np.full((4, 2000, 2000), 1000, np.uint16),
-                       epsg=32608)  # 20 km at 10 m
-    m = weighted_sum_model(tmp_path / "tiny_pixels.onnx", [1, 1, 1, 1],
-                           spec=make_spec(pixel_size_m=0.001))
+    img = write_raster(
+        tmp_path / "s2.tif", np.full((4, 2000, 2000), 1000, np.uint16), epsg=32608
+    )  # 20 km at 10 m
+    m = weighted_sum_model(
+        tmp_path / "tiny_pixels.onnx", [1, 1, 1, 1], spec=make_spec(pixel_size_m=0.001)
+    )
     t0 = time.monotonic()
     with pytest.raises(InputError, match=f"0.001 m.*limit is {MAX_GRID_SIDE:,} px"):
         run_detection(DetectRequest(str(img), str(m), str(tmp_path / "o.gpkg")))

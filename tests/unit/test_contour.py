@@ -32,16 +32,20 @@ def test_oriented_box_recovers_rectangle(angle_deg):
     e = np.array([math.cos(a), math.sin(a)])
     n = np.array([-math.sin(a), math.cos(a)])
     c = np.array([500.0, -200.0])
-    corners = np.array([c + sx * 300 * e + sy * 100 * n for sx, sy in
-                        ((-1, 1), (1, 1), (1, -1), (-1, -1))])
+    corners = np.array(
+        [c + sx * 300 * e + sy * 100 * n for sx, sy in ((-1, 1), (1, 1), (1, -1), (-1, -1))]
+    )
     box = C.oriented_box(corners)
     np.testing.assert_allclose(box.center, c, atol=1e-6)
     assert -math.pi / 4 < box.angle <= math.pi / 4
     assert sorted([box.width, box.height]) == pytest.approx([200.0, 600.0])
     # the same rectangle
     got = C.oriented_box(box.corners())
-    np.testing.assert_allclose(sorted(map(tuple, np.round(got.corners(), 6))),
-                               sorted(map(tuple, np.round(box.corners(), 6))), atol=1e-6)
+    np.testing.assert_allclose(
+        sorted(map(tuple, np.round(got.corners(), 6))),
+        sorted(map(tuple, np.round(box.corners(), 6))),
+        atol=1e-6,
+    )
 
 
 def test_window_geotransform_axis_aligned_is_north_up():
@@ -59,8 +63,9 @@ def test_model_to_map_rotated_box_exact():
     e = np.array([math.cos(a), math.sin(a)])
     n = np.array([-math.sin(a), math.cos(a)])
     c = np.array([1e5, 2e5])
-    corners = np.array([c + sx * 320 * e + sy * 160 * n for sx, sy in
-                        ((-1, 1), (1, 1), (1, -1), (-1, -1))])
+    corners = np.array(
+        [c + sx * 320 * e + sy * 160 * n for sx, sy in ((-1, 1), (1, 1), (1, -1), (-1, -1))]
+    )
     box = C.oriented_box(corners)
     gt, w, h = C.window_geotransform(box, 10.0, multiple_of=16)
     assert (w, h) == (64, 32)
@@ -69,7 +74,7 @@ def test_model_to_map_rotated_box_exact():
     half_w, half_h = (w - 1) / 2 * 10, (h - 1) / 2 * 10
     np.testing.assert_allclose(m[0], c - half_w * e, atol=1e-6)
     np.testing.assert_allclose(m[1], c + half_w * e, atol=1e-6)
-    np.testing.assert_allclose(m[2], c + half_h * n, atol=1e-6)   # row 0 = the box's "north"
+    np.testing.assert_allclose(m[2], c + half_h * n, atol=1e-6)  # row 0 = the box's "north"
     np.testing.assert_allclose(m[3], c - half_h * n, atol=1e-6)
     np.testing.assert_allclose(C.map_to_model(m, w, h, gt), v, atol=1e-12)
 
@@ -85,7 +90,8 @@ def test_metrics():
     # symmetric: a short line against a long one
     short = np.array([[0.0, 0.0], [1.0, 0.0]])
     assert C.mean_symmetric_distance(short, a, step=0.1) == pytest.approx(
-        C.mean_symmetric_distance(a, short, step=0.1))
+        C.mean_symmetric_distance(a, short, step=0.1)
+    )
     assert C.convergence([a, b]) == pytest.approx(2.0)
 
 
@@ -99,8 +105,9 @@ def test_fit_window_letterbox_into_the_tile():
     fit = C.fit_window(208, 304, 128)
     # the longer side spans the tile exactly, centred; pixel centres map onto pixel centres
     k = 207 * 127 / 303
-    np.testing.assert_allclose(fit.to_tile([[0, 0], [303, 207]]),
-                               [[0, (127 - k) / 2], [127, (127 + k) / 2]])
+    np.testing.assert_allclose(
+        fit.to_tile([[0, 0], [303, 207]]), [[0, (127 - k) / 2], [127, (127 + k) / 2]]
+    )
     p = np.array([[12.3, 45.6], [300.0, 1.0]])
     np.testing.assert_allclose(fit.to_window(fit.to_tile(p)), p)
     np.testing.assert_allclose(fit.model_to_window(fit.window_to_model(p)), p)
@@ -109,9 +116,9 @@ def test_fit_window_letterbox_into_the_tile():
     img = np.stack([xx, 2 * yy + 5])
     tile = fit.image(img)
     assert tile.shape == (2, 128, 128) and tile.dtype == np.float32
-    row = 64                                               # inside the window
+    row = 64  # inside the window
     np.testing.assert_allclose(tile[0, row], np.arange(128) * 303 / 127, atol=1e-3)
-    np.testing.assert_allclose(tile[1, 0], img[1].mean(), rtol=1e-6)   # letterbox
+    np.testing.assert_allclose(tile[1, 0], img[1].mean(), rtol=1e-6)  # letterbox
     # invalid pixels take the mean of the valid ones
     valid = np.ones((208, 304), bool)
     valid[:, :152] = False
@@ -130,5 +137,4 @@ def test_self_intersections_and_length_ratio():
     assert C.self_intersections(zig) >= 2
     # collinear, overlapping back-track counts; collinear disjoint does not
     assert C.self_intersections(np.array([[0, 0], [1, 0], [2, 0], [3, 0], [0.5, 0]])) >= 1
-    assert C.path_length_ratio(zig, straight) == pytest.approx(
-        C.polyline_length(zig) / 10.0)
+    assert C.path_length_ratio(zig, straight) == pytest.approx(C.polyline_length(zig) / 10.0)

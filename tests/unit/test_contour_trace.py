@@ -37,31 +37,49 @@ def _srs(epsg: int) -> osr.SpatialReference:
     return s
 
 
-def make_contour_model(path, steps: list[np.ndarray], task: str = "contour",
-                       pixel_size: float | None = PS) -> str:
+def make_contour_model(
+    path, steps: list[np.ndarray], task: str = "contour", pixel_size: float | None = PS
+) -> str:
     """ONNX model ignoring its input and returning ``steps`` (each (V, 2)) as contours."""
     inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, "H", "W"])
     nodes, outs = [], []
     for i, s in enumerate(steps):
         arr = np.asarray(s, np.float32)[None]
         name = f"contour_{i}"
-        nodes.append(helper.make_node("Constant", [], [name], value=helper.make_tensor(
-            name + "_v", TensorProto.FLOAT, arr.shape, arr.ravel().tolist())))
+        nodes.append(
+            helper.make_node(
+                "Constant",
+                [],
+                [name],
+                value=helper.make_tensor(
+                    name + "_v", TensorProto.FLOAT, arr.shape, arr.ravel().tolist()
+                ),
+            )
+        )
         outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(arr.shape)))
     graph = helper.make_graph(nodes, "trivial_contour", [inp], outs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     v = len(steps[0])
-    doc = {"schema": "arctic_assist.model", "schema_version": 1, "name": "trivial",
-           "version": "0.0.1", "task": task,
-           "input": {"name": "image", "dtype": "float32", "bands": ["gray"],
-                     "normalization": {"type": "none"}},
-           "pixel_size_m": pixel_size, "tile": {"size": 64, "overlap": 0, "multiple_of": 16},
-           "classes": ["background", "front"] if task == "segmentation" else ["front"],
-           "outputs": [{"name": f"contour_{i}", "shape": ["N", v, 2]}
-                       for i in range(len(steps))],
-           "contour": {"vertices": v, "iterations": len(steps)} if task == "contour" else None,
-           "opset": 17}
+    doc = {
+        "schema": "arctic_assist.model",
+        "schema_version": 1,
+        "name": "trivial",
+        "version": "0.0.1",
+        "task": task,
+        "input": {
+            "name": "image",
+            "dtype": "float32",
+            "bands": ["gray"],
+            "normalization": {"type": "none"},
+        },
+        "pixel_size_m": pixel_size,
+        "tile": {"size": 64, "overlap": 0, "multiple_of": 16},
+        "classes": ["background", "front"] if task == "segmentation" else ["front"],
+        "outputs": [{"name": f"contour_{i}", "shape": ["N", v, 2]} for i in range(len(steps))],
+        "contour": {"vertices": v, "iterations": len(steps)} if task == "contour" else None,
+        "opset": 17,
+    }
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps(doc)
@@ -70,14 +88,19 @@ def make_contour_model(path, steps: list[np.ndarray], task: str = "contour",
     return str(path)
 
 
-def make_raster(path, epsg: int | None = 32620, size=(400, 300), origin=(400000.0, 8500000.0),
-                pixel=20.0, bands: int = 1) -> str:
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), size[0], size[1], bands,
-                                              gdal.GDT_UInt16)
+def make_raster(
+    path,
+    epsg: int | None = 32620,
+    size=(400, 300),
+    origin=(400000.0, 8500000.0),
+    pixel=20.0,
+    bands: int = 1,
+) -> str:
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size[0], size[1], bands, gdal.GDT_UInt16)
     ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
     if epsg:
         ds.SetProjection(_srs(epsg).ExportToWkt())
-    yy, xx = np.mgrid[0:size[1], 0:size[0]]
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
     for b in range(bands):
         ds.GetRasterBand(b + 1).WriteArray(((xx + yy) % 200 + 1000).astype(np.uint16))
     ds = None
@@ -89,8 +112,16 @@ def rect(center, angle_deg, half_w, half_h):
     e = np.array([math.cos(a), math.sin(a)])
     n = np.array([-math.sin(a), math.cos(a)])
     c = np.asarray(center, float)
-    return np.array([c + sx * half_w * e + sy * half_h * n for sx, sy in
-                     ((-1, 1), (1, 1), (1, -1), (-1, -1))]), e, n
+    return (
+        np.array(
+            [
+                c + sx * half_w * e + sy * half_h * n
+                for sx, sy in ((-1, 1), (1, 1), (1, -1), (-1, -1))
+            ]
+        ),
+        e,
+        n,
+    )
 
 
 def write_polygons(path, rings_src, src_epsg: int, dst_epsg: int, densify: int = 32) -> str:
@@ -141,8 +172,12 @@ def read_gpkg_lines(path):
     out = []
     for f in lyr:
         g = f.GetGeometryRef()
-        out.append((np.array([g.GetPoint_2D(i) for i in range(g.GetPointCount())]),
-                    {k: f.GetField(k) for k in f.keys()}))
+        out.append(
+            (
+                np.array([g.GetPoint_2D(i) for i in range(g.GetPointCount())]),
+                {k: f.GetField(k) for k in f.keys()},
+            )
+        )
     srs = lyr.GetSpatialRef()
     return out, srs
 
@@ -166,11 +201,12 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     tmp, raster, model = scene
     c = np.array([404000.0, 8497000.0])
     ring, e, n = rect(c, angle, 1200.0, 700.0)
-    aoi = write_polygons(tmp / "aoi.gpkg", [ring], 32620, 3413)   # AOI in another CRS
+    aoi = write_polygons(tmp / "aoi.gpkg", [ring], 32620, 3413)  # AOI in another CRS
     out = tmp / "fronts.gpkg"
     its = tmp / "iters.gpkg"
-    res = run_tracing(TraceRequest(raster, model, aoi, str(out), iterations_path=str(its),
-                                   run_id="r1"))
+    res = run_tracing(
+        TraceRequest(raster, model, aoi, str(out), iterations_path=str(its), run_id="r1")
+    )
     assert res.count == 1 and res.run_id == "r1"
     f = res.fronts[0]
     w, h = f.window
@@ -180,8 +216,11 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     # longer side spans the tile, centred), so model (x, y) in [-1, 1] of the tile ->
     # c + x (L-1)/2 PS e - y (L-1)/2 PS n with L = max(w, h)
     L = max(w, h)
-    exp = (c[None] + FINAL[:, :1] * (L - 1) / 2 * PS * e[None]
-           - FINAL[:, 1:] * (L - 1) / 2 * PS * n[None])
+    exp = (
+        c[None]
+        + FINAL[:, :1] * (L - 1) / 2 * PS * e[None]
+        - FINAL[:, 1:] * (L - 1) / 2 * PS * n[None]
+    )
     err_px = np.linalg.norm(f.map_xy - exp, axis=1).max() / PS
     assert err_px < 0.01, err_px
     lines, srs = read_gpkg_lines(out)
@@ -194,10 +233,14 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     assert attrs["source"] == "img.tif" and attrs["provider"]
     assert attrs["length_m"] == pytest.approx(C.polyline_length(exp), rel=1e-6)
     # convergence: mean displacement of the last iteration in metres
-    prev = (c[None] + STEPS[2][:, :1] * (L - 1) / 2 * PS * e[None]
-            - STEPS[2][:, 1:] * (L - 1) / 2 * PS * n[None])
+    prev = (
+        c[None]
+        + STEPS[2][:, :1] * (L - 1) / 2 * PS * e[None]
+        - STEPS[2][:, 1:] * (L - 1) / 2 * PS * n[None]
+    )
     assert attrs["convergence"] == pytest.approx(
-        np.linalg.norm(exp - prev, axis=1).mean(), rel=1e-6)
+        np.linalg.norm(exp - prev, axis=1).mean(), rel=1e-6
+    )
     it_lines, _ = read_gpkg_lines(its)
     assert sorted(a["iteration"] for _, a in it_lines) == [0, 1, 2, 3]
     assert not [p for p in os.listdir(tmp) if ".tmp" in p]

@@ -30,9 +30,12 @@ def reference(img: np.ndarray) -> np.ndarray:
 
 def test_keys_deepness_code_reads_and_fixed_size_wins(tmp_path):
     # metadata says 512 (the key Deepness's code reads), the graph is fixed to 256: 256 wins
-    path = deepness_zoo_model(tmp_path / "zoo.onnx", WEIGHTS, BIAS,
-                              metadata={"tile_size": 512, "standardization_mean": MEAN,
-                                        "standardization_std": STD})
+    path = deepness_zoo_model(
+        tmp_path / "zoo.onnx",
+        WEIGHTS,
+        BIAS,
+        metadata={"tile_size": 512, "standardization_mean": MEAN, "standardization_std": STD},
+    )
     spec = read_model_spec(str(path))
     assert spec.source_format == "deepness"
     assert spec.tile_size == 256
@@ -55,15 +58,20 @@ def test_keys_deepness_code_reads_and_fixed_size_wins(tmp_path):
 def test_dynamic_graph_takes_the_tile_key(tmp_path, key):
     """A dynamic graph: the tile comes from ``tile_size`` (code) or ``tiles_size`` (docs)."""
     meta = {"tile_size": None, key: 320}
-    path = deepness_zoo_model(tmp_path / "dyn.onnx", WEIGHTS, BIAS, tile=None, batch=None,
-                              metadata=meta)
+    path = deepness_zoo_model(
+        tmp_path / "dyn.onnx", WEIGHTS, BIAS, tile=None, batch=None, metadata=meta
+    )
     spec = read_model_spec(str(path))
     assert spec.tile_size == 320 and spec.tile_overlap == 48
 
 
 def test_names_list_per_output(tmp_path):
-    path = deepness_zoo_model(tmp_path / "n.onnx", WEIGHTS, BIAS, metadata={
-        "class_names": None, "names": [{"0": "bg", "1": "slump"}]})
+    path = deepness_zoo_model(
+        tmp_path / "n.onnx",
+        WEIGHTS,
+        BIAS,
+        metadata={"class_names": None, "names": [{"0": "bg", "1": "slump"}]},
+    )
     assert read_model_spec(str(path)).classes == ("bg", "slump")
 
 
@@ -74,11 +82,18 @@ def test_detect_with_a_zoo_model(tmp_path):
     img = rng.integers(60, 120, size=(3, 600, 700)).astype(np.uint8)
     img[0:2, 200:260, 300:420] = 230  # bright in red and green, dark in blue: an object
     img[2, 200:260, 300:420] = 20
-    src = write_geotiff(tmp_path / "rgb.tif", img, nodata=None,
-                        geotransform=(500000.0, 10.0, 0.0, 7500000.0, 0.0, -10.0))
-    path = deepness_zoo_model(tmp_path / "zoo.onnx", WEIGHTS, BIAS,
-                              metadata={"standardization_mean": MEAN,
-                                        "standardization_std": STD})
+    src = write_geotiff(
+        tmp_path / "rgb.tif",
+        img,
+        nodata=None,
+        geotransform=(500000.0, 10.0, 0.0, 7500000.0, 0.0, -10.0),
+    )
+    path = deepness_zoo_model(
+        tmp_path / "zoo.onnx",
+        WEIGHTS,
+        BIAS,
+        metadata={"standardization_mean": MEAN, "standardization_std": STD},
+    )
     out, prob = tmp_path / "o.gpkg", tmp_path / "p.tif"
     res = run_detection(DetectRequest(str(src), str(path), str(out), str(prob)))
     assert res.tiles_run > 4

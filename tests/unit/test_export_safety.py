@@ -48,17 +48,23 @@ def labels_file(path, items, epsg=32608, status=True):
 def scene(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "in").mkdir()
-    raster = write_raster(tmp_path / "in" / "scene.tif",
-                          rng.integers(100, 3000, (4, 96, 96)).astype(np.uint16),
-                          descriptions=["B2", "B3", "B4", "B8"])
-    labels = labels_file(tmp_path / "in" / "p.gpkg",
-                         [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), "accepted")])
+    raster = write_raster(
+        tmp_path / "in" / "scene.tif",
+        rng.integers(100, 3000, (4, 96, 96)).astype(np.uint16),
+        descriptions=["B2", "B3", "B4", "B8"],
+    )
+    labels = labels_file(
+        tmp_path / "in" / "p.gpkg", [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), "accepted")]
+    )
     return raster, labels
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def export(scene, out, **kw):
@@ -120,7 +126,8 @@ def test_manifest_of_another_builder_is_not_ours(scene, tmp_path):
     out = tmp_path / "data"
     out.mkdir()
     (out / "manifest.json").write_text(
-        '{"format": "arctic_assist.training_data", "provenance": {"builder": "someone"}}')
+        '{"format": "arctic_assist.training_data", "provenance": {"builder": "someone"}}'
+    )
     (out / "keep.tif").write_bytes(b"x")
     with pytest.raises(InputError, match="not a previous"):
         export(scene, out)
@@ -168,27 +175,33 @@ def test_previous_export_moved_aside_by_a_killed_swap_is_restored(scene, tmp_pat
     (stale / TEMP_MARKER).write_text("")
     out.rename(stale / "previous")  # what a kill between the two renames leaves
     with pytest.raises(InputError):  # a failing run: the previous export must come back
-        export_training_data(str(scene[1]), [str(scene[0])], str(out), chip_size=48,
-                             labels_layer="no_such_layer")
+        export_training_data(
+            str(scene[1]), [str(scene[0])], str(out), chip_size=48, labels_layer="no_such_layer"
+        )
     assert digest(out) == first and not stale.exists()
 
 
 def test_only_reviewed_without_status_field_is_refused(scene, tmp_path):
     raster, _ = scene
-    labels = labels_file(tmp_path / "nostatus.gpkg",
-                         [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), None)], status=False)
+    labels = labels_file(
+        tmp_path / "nostatus.gpkg",
+        [(square(ORIGIN[0] + 100, ORIGIN[1] - 400, 200), None)],
+        status=False,
+    )
     with pytest.raises(InputError, match="no 'status' field") as info:
         export_training_data(str(labels), [str(raster)], str(tmp_path / "data"), chip_size=48)
     assert "ONLY_REVIEWED" in str(info.value)
-    res = export_training_data(str(labels), [str(raster)], str(tmp_path / "data"),
-                               chip_size=48, only_reviewed=False)
+    res = export_training_data(
+        str(labels), [str(raster)], str(tmp_path / "data"), chip_size=48, only_reviewed=False
+    )
     assert res.n_labels == 1
 
 
 def test_labels_entirely_outside_the_raster_are_refused(scene, tmp_path):
     raster, _ = scene
-    far = labels_file(tmp_path / "far.gpkg", [(square(ORIGIN[0] + 50000, ORIGIN[1], 200),
-                                               "accepted")])
+    far = labels_file(
+        tmp_path / "far.gpkg", [(square(ORIGIN[0] + 50000, ORIGIN[1], 200), "accepted")]
+    )
     with pytest.raises(InputError, match="none of the 1 label") as info:
         export_training_data(str(far), [str(raster)], str(tmp_path / "data"), chip_size=48)
     assert "scene.tif" in str(info.value)
@@ -198,8 +211,9 @@ def test_labels_entirely_outside_the_raster_are_refused(scene, tmp_path):
 def test_truncated_raster_gives_one_sentence(scene, tmp_path):
     raster, labels = scene
     rng = np.random.default_rng(0)
-    big = write_raster(tmp_path / "big.tif", rng.integers(100, 3000, (4, 300, 300))
-                       .astype(np.uint16))
+    big = write_raster(
+        tmp_path / "big.tif", rng.integers(100, 3000, (4, 300, 300)).astype(np.uint16)
+    )
     data = big.read_bytes()
     big.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated or corrupt") as info:
@@ -229,8 +243,9 @@ def test_killed_export_keeps_the_previous_one_and_next_run_cleans_up(scene, tmp_
     out = tmp_path / "data"
     export(scene, out)
     first = digest(out)
-    script = KILL_SCRIPT.format(repo=str(REPO), labels=str(labels), raster=str(raster),
-                                out=str(out))
+    script = KILL_SCRIPT.format(
+        repo=str(REPO), labels=str(labels), raster=str(raster), out=str(out)
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "READY"
@@ -251,9 +266,14 @@ def test_raster_too_large_for_memory_is_refused_before_reading(scene, tmp_path):
 
     _, labels = scene
     huge = tmp_path / "huge.tif"
-    ds = gdal.GetDriverByName("GTiff").Create(str(huge), 100000, 100000, 4, gdal.GDT_UInt16,
-                                              options=["TILED=YES", "SPARSE_OK=TRUE",
-                                                       "BIGTIFF=YES"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(huge),
+        100000,
+        100000,
+        4,
+        gdal.GDT_UInt16,
+        options=["TILED=YES", "SPARSE_OK=TRUE", "BIGTIFF=YES"],
+    )
     ds.SetGeoTransform((ORIGIN[0], 10, 0, ORIGIN[1], 0, -10))
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32608)
@@ -272,14 +292,16 @@ def test_empty_or_non_raster_file(scene, tmp_path, content):
     with pytest.raises(InputError, match="not a raster GDAL can read"):
         export_training_data(str(labels), [str(bad)], str(tmp_path / "data"), chip_size=48)
     with pytest.raises(InputError, match="does not exist"):
-        export_training_data(str(labels), [str(tmp_path / "nope.tif")], str(tmp_path / "data"),
-                             chip_size=48)
+        export_training_data(
+            str(labels), [str(tmp_path / "nope.tif")], str(tmp_path / "data"), chip_size=48
+        )
 
 
 def test_chip_size_out_of_range(scene, tmp_path):
     with pytest.raises(InputError, match="between 16 and 4096"):
-        export_training_data(str(scene[1]), [str(scene[0])], str(tmp_path / "data"),
-                             chip_size=100000)
+        export_training_data(
+            str(scene[1]), [str(scene[0])], str(tmp_path / "data"), chip_size=100000
+        )
 
 
 def test_export_reports_progress_and_honours_cancel_while_cutting_chips(scene, tmp_path):
@@ -295,11 +317,16 @@ def test_export_reports_progress_and_honours_cancel_while_cutting_chips(scene, t
         return len(seen) >= 1  # after the first row of chips
 
     with pytest.raises(CanceledError):
-        export_training_data(str(labels), [str(raster)], str(out), chip_size=16,
-                             progress=seen.append, is_canceled=cancel_once_cutting)
+        export_training_data(
+            str(labels),
+            [str(raster)],
+            str(out),
+            chip_size=16,
+            progress=seen.append,
+            is_canceled=cancel_once_cutting,
+        )
     assert seen and digest(out) == before
     assert leftovers(tmp_path, "data") == []
     seen.clear()
-    export_training_data(str(labels), [str(raster)], str(out), chip_size=16,
-                         progress=seen.append)
+    export_training_data(str(labels), [str(raster)], str(out), chip_size=16, progress=seen.append)
     assert len(seen) >= 5 and seen == sorted(seen)

@@ -37,19 +37,21 @@ def test_pixeldino_formula_matches_math_module():
 
 
 def test_pixeldino_unquantized():
-    norm = Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5, offset=2.1,
-                         quantize=False)
+    norm = Normalization("pixeldino_logsigmoid", scale=0.005, gain=2.5, offset=2.1, quantize=False)
     out = normalize(np.array([[[1000]]], np.uint16), norm)
     assert out[0, 0, 0] == pytest.approx(0.316347, abs=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
-@pytest.mark.parametrize("norm", [
-    PIXELDINO,
-    Normalization("scale", scale=1e-4, offset=-0.1),
-    Normalization("standardize", scale=1 / 255, mean=(0.4, 0.5), std=(0.2, 0.25)),
-    Normalization("none"),
-])
+@pytest.mark.parametrize(
+    "norm",
+    [
+        PIXELDINO,
+        Normalization("scale", scale=1e-4, offset=-0.1),
+        Normalization("standardize", scale=1 / 255, mean=(0.4, 0.5), std=(0.2, 0.25)),
+        Normalization("none"),
+    ],
+)
 def test_lookup_tables_equal_float64_formula(dtype, norm):
     rng = np.random.default_rng(0)
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
@@ -62,7 +64,8 @@ def test_lookup_tables_equal_float64_formula(dtype, norm):
         want = x * 1e-4 - 0.1
     elif norm.type == "standardize":
         want = (x / 255 - np.array([0.4, 0.5])[:, None, None]) / np.array([0.2, 0.25])[
-            :, None, None]
+            :, None, None
+        ]
     else:
         u = 255.0 / (1.0 + np.exp(-2.5 * (np.log1p(0.005 * np.maximum(x, 0)) - 2.1)))
         want = np.round(np.clip(u, 0, 255)) / 255.0
@@ -70,8 +73,11 @@ def test_lookup_tables_equal_float64_formula(dtype, norm):
 
 
 def test_nodata_in_any_band_is_invalid_and_filled():
-    spec = make_spec(nodata_value=0, nodata_fill=-5.0,
-                     normalization=Normalization("scale", scale=0.001, offset=0.0))
+    spec = make_spec(
+        nodata_value=0,
+        nodata_fill=-5.0,
+        normalization=Normalization("scale", scale=0.001, offset=0.0),
+    )
     raw = np.full((4, 3, 3), 1000, np.uint16)
     raw[2, 1, 1] = 0  # one band only
     x, valid = prepare(raw, spec)

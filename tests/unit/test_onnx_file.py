@@ -41,15 +41,24 @@ def _reference(path: Path) -> dict:
         out = []
         for v in values:
             t = v.type.tensor_type
-            dims = [(d.dim_value if d.HasField("dim_value") else None,
-                     d.dim_param if d.HasField("dim_param") else None) for d in t.shape.dim]
+            dims = [
+                (
+                    d.dim_value if d.HasField("dim_value") else None,
+                    d.dim_param if d.HasField("dim_param") else None,
+                )
+                for d in t.shape.dim
+            ]
             out.append((v.name, t.HasField("shape"), dims))
         return out
 
-    return {"ir": m.ir_version, "opset": {o.domain: o.version for o in m.opset_import},
-            "props": {p.key: p.value for p in m.metadata_props},
-            "inits": {t.name for t in m.graph.initializer},
-            "inputs": infos(m.graph.input), "outputs": infos(m.graph.output)}
+    return {
+        "ir": m.ir_version,
+        "opset": {o.domain: o.version for o in m.opset_import},
+        "props": {p.key: p.value for p in m.metadata_props},
+        "inits": {t.name for t in m.graph.initializer},
+        "inputs": infos(m.graph.input),
+        "outputs": infos(m.graph.output),
+    }
 
 
 def _mine(path: Path) -> dict:
@@ -58,17 +67,25 @@ def _mine(path: Path) -> dict:
     def infos(values):
         return [(v.name, v.has_shape, [(d.value, d.param) for d in v.dims]) for v in values]
 
-    return {"ir": f.ir_version, "opset": f.opset_import, "props": f.metadata_props,
-            "inits": f.initializers, "inputs": infos(f.inputs), "outputs": infos(f.outputs)}
+    return {
+        "ir": f.ir_version,
+        "opset": f.opset_import,
+        "props": f.metadata_props,
+        "inits": f.initializers,
+        "inputs": infos(f.inputs),
+        "outputs": infos(f.outputs),
+    }
 
 
 def _models(tmp_path: Path) -> list[Path]:
-    return [weighted_sum_model(tmp_path / "ws.onnx", [1.0, -0.5, 0.25, 2.0], bias=-0.1),
-            weighted_sum_model(tmp_path / "ws99.onnx", [1.0] * 4, opset=99),
-            model_without_metadata(tmp_path / "plain.onnx"),
-            deepness_zoo_model(tmp_path / "zoo.onnx", [1.0, 1.0, 1.0], tile=256, batch=1),
-            deepness_zoo_model(tmp_path / "zoo_dyn.onnx", [1.0] * 3, tile=None, batch=None),
-            *sorted((ROOT / "models").glob("*.onnx"))]
+    return [
+        weighted_sum_model(tmp_path / "ws.onnx", [1.0, -0.5, 0.25, 2.0], bias=-0.1),
+        weighted_sum_model(tmp_path / "ws99.onnx", [1.0] * 4, opset=99),
+        model_without_metadata(tmp_path / "plain.onnx"),
+        deepness_zoo_model(tmp_path / "zoo.onnx", [1.0, 1.0, 1.0], tile=256, batch=1),
+        deepness_zoo_model(tmp_path / "zoo_dyn.onnx", [1.0] * 3, tile=None, batch=None),
+        *sorted((ROOT / "models").glob("*.onnx")),
+    ]
 
 
 def test_reads_what_the_onnx_package_reads(tmp_path):
@@ -139,9 +156,14 @@ print(json.dumps({"opset": model.opset, "limit": max_supported_opset(),
 def test_bundled_model_detects_without_the_onnx_package(tmp_path, make_raster):
     raster = make_raster(descriptions=DESC)
     out = tmp_path / "slumps.gpkg"
-    proc = subprocess.run([sys.executable, "-c", BLOCKED, str(raster), str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(raster), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["onnx_importable"] is False

@@ -36,8 +36,9 @@ def test_loads_and_predicts_on_cpu(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 4, 9, 11)).astype(np.float32)
     p = model.predict(x)
     assert p.shape == (2, 1, 9, 11) and p.dtype == np.float32
-    np.testing.assert_allclose(p[1, 0], weighted_sum_reference(x[1], [1.0, -0.5, 0.25, 2.0],
-                                                               -0.1), atol=1e-6)
+    np.testing.assert_allclose(
+        p[1, 0], weighted_sum_reference(x[1], [1.0, -0.5, 0.25, 2.0], -0.1), atol=1e-6
+    )
     assert model.inference_seconds > 0 and model.calls == 1
 
 
@@ -93,8 +94,11 @@ def test_invalid_metadata_field_is_named(tmp_path):
 
 def test_wrong_task_says_what_the_model_is(tmp_path):
     path = contour_spec_model(tmp_path / "front.onnx")
-    with pytest.raises(ModelError, match=r"front\.onnx is a calving-front \(contour\) model; "
-                                         r"detect_thaw_slumps needs a segmentation model"):
+    with pytest.raises(
+        ModelError,
+        match=r"front\.onnx is a calving-front \(contour\) model; "
+        r"detect_thaw_slumps needs a segmentation model",
+    ):
         OnnxModel.load(str(path), task="segmentation", tool="detect_thaw_slumps")
     assert OnnxModel.load(str(path)).spec.task == "contour"  # no task asked: loads
 
@@ -123,8 +127,7 @@ def test_read_spec_without_session(tmp_path):
 
 def test_output_activation_sigmoid_from_spec(tmp_path):
     spec = make_spec(outputs=(OutputSpec("rts_probability", ("N", 1, "H", "W"), "sigmoid"),))
-    path = weighted_sum_model(tmp_path / "logit.onnx", [1.0, 0, 0, 0], spec=spec,
-                              sigmoid=False)
+    path = weighted_sum_model(tmp_path / "logit.onnx", [1.0, 0, 0, 0], spec=spec, sigmoid=False)
     model = OnnxModel.load(str(path), "cpu")
     x = np.full((1, 4, 2, 2), 2.0, np.float32)
     np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-2.0)), atol=1e-6)
@@ -141,20 +144,30 @@ def _deepness_model(path, n_classes=2):
     """A Deepness-style model: 3 uint8 bands / 255, softmax over classes (last = object)."""
     w = np.zeros((n_classes, 3, 1, 1), np.float32)
     w[-1, 0] = 4.0
-    nodes = [helper.make_node("Conv", ["input", "w"], ["logits"], kernel_shape=[1, 1]),
-             helper.make_node("Softmax", ["logits"], ["output"], axis=1)]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["logits"], kernel_shape=[1, 1]),
+        helper.make_node("Softmax", ["logits"], ["output"], axis=1),
+    ]
     graph = helper.make_graph(
-        nodes, "deepness",
+        nodes,
+        "deepness",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT,
-                                       ["N", n_classes, "H", "W"])],
-        initializer=[onnx.numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", n_classes, "H", "W"])],
+        initializer=[onnx.numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {"model_type": json.dumps("Segmentor"),
-                                   "class_names": json.dumps({"0": "bg", "1": "rts"}),
-                                   "resolution": "1000", "tiles_size": "64",
-                                   "tiles_overlap": "25", "seg_thresh": "0.4"})
+    helper.set_model_props(
+        model,
+        {
+            "model_type": json.dumps("Segmentor"),
+            "class_names": json.dumps({"0": "bg", "1": "rts"}),
+            "resolution": "1000",
+            "tiles_size": "64",
+            "tiles_overlap": "25",
+            "seg_thresh": "0.4",
+        },
+    )
     onnx.save(model, str(path))
     return path
 

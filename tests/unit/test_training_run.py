@@ -49,8 +49,10 @@ def test_stream_forwards_progress_and_plain_lines(tmp_path):
 
 
 def test_stream_reports_the_error_event(tmp_path):
-    code = "import json, sys\nprint(json.dumps({'event': 'error', 'message': 'bad data'}))\n" \
-           "sys.exit(2)\n"
+    code = (
+        "import json, sys\nprint(json.dumps({'event': 'error', 'message': 'bad data'}))\n"
+        "sys.exit(2)\n"
+    )
     with pytest.raises(ArcticAssistError, match="bad data"):
         stream(_script(code), Feedback(), str(tmp_path / "run"))
 
@@ -58,18 +60,21 @@ def test_stream_reports_the_error_event(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 def test_cancel_stops_the_whole_process_group(tmp_path):
     pid_file = tmp_path / "child.pid"
-    code = ("import subprocess, sys, time\n"
-            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            f"open({str(pid_file)!r}, 'w').write(str(c.pid))\n"
-            "print('started', flush=True)\n"
-            "time.sleep(60)\n")
+    code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(c.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n"
+    )
     with pytest.raises(CanceledError):
         stream(_script(code), Feedback(cancel_after=1.5), str(tmp_path / "run"))
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if subprocess.run(["ps", "-o", "stat=", "-p", str(child)], capture_output=True,
-                          text=True).stdout.strip() in ("", "Z"):
+        if subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(child)], capture_output=True, text=True
+        ).stdout.strip() in ("", "Z"):
             break
         time.sleep(0.2)
     else:
@@ -84,13 +89,31 @@ def test_stop_waits_for_a_started_process():
 
 #: a model's provenance metrics as train.py writes them (rounded, NaN -> None)
 SEG_METRICS = {
-    "val": {"all": {"iou": 0.71851, "precision": 0.86936, "recall": 0.80548, "f1": 0.8362,
-                    "tp": 559, "fp": 84, "fn": 135},
-            "peel": {"iou": 0.71851, "precision": 0.86936, "recall": 0.80548, "f1": 0.8362,
-                     "tp": 559, "fp": 84, "fn": 135}},
-    "val@0.5": {"all": {"iou": 0.5, "precision": None, "recall": 0.25},
-                "peel": {"iou": 0.6, "precision": 0.75, "recall": 0.8},
-                "herschel": {"iou": None, "precision": None, "recall": None}},
+    "val": {
+        "all": {
+            "iou": 0.71851,
+            "precision": 0.86936,
+            "recall": 0.80548,
+            "f1": 0.8362,
+            "tp": 559,
+            "fp": 84,
+            "fn": 135,
+        },
+        "peel": {
+            "iou": 0.71851,
+            "precision": 0.86936,
+            "recall": 0.80548,
+            "f1": 0.8362,
+            "tp": 559,
+            "fp": 84,
+            "fn": 135,
+        },
+    },
+    "val@0.5": {
+        "all": {"iou": 0.5, "precision": None, "recall": 0.25},
+        "peel": {"iou": 0.6, "precision": 0.75, "recall": 0.8},
+        "herschel": {"iou": None, "precision": None, "recall": None},
+    },
 }
 
 
@@ -98,29 +121,50 @@ def test_metrics_are_a_short_table_per_region():
     lines = metrics_lines(SEG_METRICS)
     assert lines[0] == "Validation metrics:"
     # one region: the pooled 'all' row is the same numbers and is left out
-    assert lines[1].split() == ["peel", "(val)", "IoU", "0.719", "precision", "0.869",
-                                "recall", "0.805"]
+    assert lines[1].split() == [
+        "peel",
+        "(val)",
+        "IoU",
+        "0.719",
+        "precision",
+        "0.869",
+        "recall",
+        "0.805",
+    ]
     rows = [" ".join(line.split()) for line in lines[2:]]
-    assert rows == ["all (val, threshold 0.5) IoU 0.500 precision n/a recall 0.250",
-                    "peel (val, threshold 0.5) IoU 0.600 precision 0.750 recall 0.800",
-                    "herschel (val, threshold 0.5) IoU n/a precision n/a recall n/a"]
+    assert rows == [
+        "all (val, threshold 0.5) IoU 0.500 precision n/a recall 0.250",
+        "peel (val, threshold 0.5) IoU 0.600 precision 0.750 recall 0.800",
+        "herschel (val, threshold 0.5) IoU n/a precision n/a recall n/a",
+    ]
     assert len({line.index("IoU") for line in lines[1:]}) == 1  # the columns line up
     text = "\n".join(lines)
     assert "None" not in text and "{" not in text and "0.71851" not in text
 
 
 def test_contour_and_empty_metrics():
-    lines = metrics_lines({"mean_distance_m": 1387.2703448310115, "mean_distance_px": 28.3116,
-                           "n_images": 13})
+    lines = metrics_lines(
+        {"mean_distance_m": 1387.2703448310115, "mean_distance_px": 28.3116, "n_images": 13}
+    )
     assert [" ".join(line.split()) for line in lines[1:]] == [
-        "mean distance: 1387.3 m", "mean distance: 28.312 px", "n images: 13"]
+        "mean distance: 1387.3 m",
+        "mean distance: 28.312 px",
+        "n images: 13",
+    ]
     assert metrics_lines({}) == ["Validation metrics: none (no validation chips were scored)."]
 
 
 def test_done_event_is_logged_as_the_table():
     fb = Feedback()
-    line = json.dumps({"event": "done", "output": "/tmp/m.onnx", "metrics": SEG_METRICS,
-                       "selection": {"threshold": 0.4}, "timing": {"fit_s": None}})
+    line = json.dumps(
+        {
+            "event": "done",
+            "output": "/tmp/m.onnx",
+            "metrics": SEG_METRICS,
+            "selection": {"threshold": 0.4},
+            "timing": {"fit_s": None},
+        }
+    )
     assert handle_line(line, fb) is None
     assert fb.info[0] == "Training finished; exported /tmp/m.onnx"
     assert fb.info[1:] == metrics_lines(SEG_METRICS)

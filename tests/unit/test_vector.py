@@ -26,8 +26,9 @@ def srs() -> osr.SpatialReference:
 
 
 def write_prob(path: Path, p: np.ndarray) -> Path:
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), p.shape[1], p.shape[0], 1,
-                                              gdal.GDT_Float32, options=["TILED=YES"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), p.shape[1], p.shape[0], 1, gdal.GDT_Float32, options=["TILED=YES"]
+    )
     ds.SetGeoTransform(GT)
     ds.SetProjection(srs().ExportToWkt())
     band = ds.GetRasterBand(1)
@@ -47,27 +48,46 @@ def smooth_field(shape: tuple[int, int], scale: int, seed: int) -> np.ndarray:
     y0, x0 = ys.astype(int), xs.astype(int)
     fy, fx = (ys - y0)[:, None], (xs - x0)[None]
     c = coarse
-    return ((1 - fy) * (1 - fx) * c[y0][:, x0] + fy * (1 - fx) * c[y0 + 1][:, x0]
-            + (1 - fy) * fx * c[y0][:, x0 + 1] + fy * fx * c[y0 + 1][:, x0 + 1])
+    return (
+        (1 - fy) * (1 - fx) * c[y0][:, x0]
+        + fy * (1 - fx) * c[y0 + 1][:, x0]
+        + (1 - fy) * fx * c[y0][:, x0 + 1]
+        + fy * fx * c[y0 + 1][:, x0 + 1]
+    )
 
 
 def run(prob_path: Path, out: Path, **kw) -> list[dict]:
     writer = FeatureWriter(str(out), "p", srs(), {"model": "m", "status": "proposed"})
-    vectorise(str(prob_path), writer, threshold=kw.pop("threshold", 0.5), metres_per_unit=1.0,
-              grid_srs=srs(), out_srs=srs(), **kw)
+    vectorise(
+        str(prob_path),
+        writer,
+        threshold=kw.pop("threshold", 0.5),
+        metres_per_unit=1.0,
+        grid_srs=srs(),
+        out_srs=srs(),
+        **kw,
+    )
     writer.close()
     ds = ogr.Open(str(out))
     rows = []
     for f in ds.GetLayer(0):
         g = f.GetGeometryRef()
-        rows.append({"score": f.GetField("score"), "area": f.GetField("area_m2"),
-                     "geom": g.Clone(), "valid": g.IsValid(), "parts": g.GetGeometryCount(),
-                     "status": f.GetField("status")})
+        rows.append(
+            {
+                "score": f.GetField("score"),
+                "area": f.GetField("area_m2"),
+                "geom": g.Clone(),
+                "valid": g.IsValid(),
+                "parts": g.GetGeometryCount(),
+                "status": f.GetField("status"),
+            }
+        )
     return sorted(rows, key=lambda r: (r["area"], r["score"]))
 
 
-def reference(p: np.ndarray, threshold: float, cleanup: Cleanup, min_area: float = 0.0
-              ) -> list[tuple[float, float]]:
+def reference(
+    p: np.ndarray, threshold: float, cleanup: Cleanup, min_area: float = 0.0
+) -> list[tuple[float, float]]:
     """(area m2, score) of every component, computed on the whole array at once."""
     valid = p != -1
     mask = (p > threshold) & valid
@@ -81,9 +101,14 @@ def reference(p: np.ndarray, threshold: float, cleanup: Cleanup, min_area: float
     return sorted(zip((counts * 100.0)[keep].tolist(), (sums / counts)[keep].tolist()))
 
 
-@pytest.mark.parametrize("cleanup", [Cleanup(), Cleanup(min_segment_px=6, fill_holes_px=9),
-                                     Cleanup(min_segment_px=3, fill_holes_px=40,
-                                             filter_size=3)])
+@pytest.mark.parametrize(
+    "cleanup",
+    [
+        Cleanup(),
+        Cleanup(min_segment_px=6, fill_holes_px=9),
+        Cleanup(min_segment_px=3, fill_holes_px=40, filter_size=3),
+    ],
+)
 def test_windows_change_nothing(tmp_path, cleanup):
     """16 px windows (hundreds of window edges) give exactly the polygons, areas and scores
     of the whole array labelled at once, with and without the clean-up."""
@@ -96,15 +121,47 @@ def test_windows_change_nothing(tmp_path, cleanup):
     # the cells above the threshold, as run_detection records them while writing: windows
     # without any (halo included) are skipped unread, which must change nothing
     cells = np.pad(p > 0.6, ((0, 2), (0, 6))).reshape(19, 8, 22, 8).any(axis=(1, 3))
-    small = run(prob, tmp_path / "small.gpkg", window=16, cleanup=cleanup, min_area_m2=300.0,
-                threshold=0.6, positives=cells, cell=8)
-    assert run(prob, tmp_path / "none.gpkg", window=16, cleanup=cleanup, threshold=0.6,
-               positives=np.zeros_like(cells), cell=8) == []
+    small = run(
+        prob,
+        tmp_path / "small.gpkg",
+        window=16,
+        cleanup=cleanup,
+        min_area_m2=300.0,
+        threshold=0.6,
+        positives=cells,
+        cell=8,
+    )
+    assert (
+        run(
+            prob,
+            tmp_path / "none.gpkg",
+            window=16,
+            cleanup=cleanup,
+            threshold=0.6,
+            positives=np.zeros_like(cells),
+            cell=8,
+        )
+        == []
+    )
     # 48 px windows: each processes only the box of its cells above the threshold
-    mid = run(prob, tmp_path / "mid.gpkg", window=48, cleanup=cleanup, min_area_m2=300.0,
-              threshold=0.6, positives=cells, cell=8)
-    whole = run(prob, tmp_path / "whole.gpkg", window=4096, cleanup=cleanup,
-                min_area_m2=300.0, threshold=0.6)
+    mid = run(
+        prob,
+        tmp_path / "mid.gpkg",
+        window=48,
+        cleanup=cleanup,
+        min_area_m2=300.0,
+        threshold=0.6,
+        positives=cells,
+        cell=8,
+    )
+    whole = run(
+        prob,
+        tmp_path / "whole.gpkg",
+        window=4096,
+        cleanup=cleanup,
+        min_area_m2=300.0,
+        threshold=0.6,
+    )
     for rows in (small, mid, whole):
         got = [(r["area"], r["score"]) for r in rows]
         assert len(got) == len(ref)
@@ -133,7 +190,7 @@ def test_component_across_window_corners_is_one_polygon_with_its_score(tmp_path)
     assert [(r["area"], r["score"]) for r in boxed] == [(r["area"], r["score"]) for r in rows]
     assert boxed[0]["geom"].Equals(rows[0]["geom"])
     assert len(rows) == 1
-    ring = (p > 0.5)
+    ring = p > 0.5
     assert rows[0]["area"] == pytest.approx(ring.sum() * 100.0)
     assert rows[0]["score"] == pytest.approx(float(p[ring].astype(np.float64).mean()), rel=1e-6)
     g = rows[0]["geom"]
@@ -143,8 +200,10 @@ def test_component_across_window_corners_is_one_polygon_with_its_score(tmp_path)
     xmin, xmax, ymin, ymax = g.GetEnvelope()
     assert (xmin, xmax, ymin, ymax) == (500080.0, 500400.0, 7499600.0, 7499920.0)
     # filling holes below 400 px (the hole has 400): unchanged; below 401: filled
-    assert run(prob, tmp_path / "f1.gpkg", window=32,
-               cleanup=Cleanup(fill_holes_px=400))[0]["area"] == rows[0]["area"]
+    assert (
+        run(prob, tmp_path / "f1.gpkg", window=32, cleanup=Cleanup(fill_holes_px=400))[0]["area"]
+        == rows[0]["area"]
+    )
     filled = run(prob, tmp_path / "f2.gpkg", window=32, cleanup=Cleanup(fill_holes_px=401))
     assert filled[0]["area"] == pytest.approx(32 * 32 * 100.0)
     assert filled[0]["score"] == pytest.approx(float(p[8:40, 8:40].astype(np.float64).mean()))
@@ -154,9 +213,9 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
     """MIN_AREA and the small-segment limit are applied to the label image itself: the
     dropped components are not polygonised at all."""
     p = np.zeros((40, 60), np.float32)
-    p[2:4, 2:4] = 0.9          # 4 px
-    p[10:13, 10:13] = 0.9      # 9 px
-    p[20:30, 20:40] = 0.9      # 200 px
+    p[2:4, 2:4] = 0.9  # 4 px
+    p[10:13, 10:13] = 0.9  # 9 px
+    p[20:30, 20:40] = 0.9  # 200 px
     prob = write_prob(tmp_path / "s.tif", p)
     seen = []
     real = vector._score_polygons
@@ -166,8 +225,7 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
         return real(scores, mask, gt, srs_)
 
     monkeypatch.setattr(vector, "_score_polygons", spy)
-    rows = run(prob, tmp_path / "s.gpkg", min_area_m2=1000.0,
-               cleanup=Cleanup(min_segment_px=5))
+    rows = run(prob, tmp_path / "s.gpkg", min_area_m2=1000.0, cleanup=Cleanup(min_segment_px=5))
     assert [r["area"] for r in rows] == [20000.0]
     assert seen == [200]
 
@@ -175,8 +233,8 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
 def test_majority_filter_and_holes():
     m = np.zeros((9, 9), bool)
     m[2:7, 2:7] = True
-    m[4, 4] = False          # a one-pixel hole
-    m[0, 8] = True           # a speck
+    m[4, 4] = False  # a one-pixel hole
+    m[0, 8] = True  # a speck
     v = np.ones_like(m)
     f = majority_filter(m, v, 3)
     assert f[4, 4] and not f[0, 8]
@@ -193,8 +251,16 @@ def _peak(tmp_path: Path, size: int) -> int:
     prob = write_prob(tmp_path / f"m{size}.tif", p)
     tracemalloc.start()
     writer = FeatureWriter(str(tmp_path / f"m{size}.gpkg"), "p", srs(), {})
-    stats = vectorise(str(prob), writer, threshold=0.6, metres_per_unit=1.0, grid_srs=srs(),
-                      out_srs=srs(), window=128, cleanup=Cleanup(fill_holes_px=16))
+    stats = vectorise(
+        str(prob),
+        writer,
+        threshold=0.6,
+        metres_per_unit=1.0,
+        grid_srs=srs(),
+        out_srs=srs(),
+        window=128,
+        cleanup=Cleanup(fill_holes_px=16),
+    )
     writer.close()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -217,9 +283,8 @@ def test_pieces_written_early_then_bands_without_any(tmp_path):
     second band starts, and the later bands (no pieces at all) are fine."""
     p = np.zeros((96, 64), np.float32)
     p[2:20, 20:44] = 0.8  # across the column edge at 32, in the first band of windows
-    p[70:75, 5:9] = 0.7   # a whole component in the third band
+    p[70:75, 5:9] = 0.7  # a whole component in the third band
     prob = write_prob(tmp_path / "early.tif", p)
     rows = run(prob, tmp_path / "early.gpkg", window=32)
-    assert [(r["area"], round(r["score"], 6)) for r in rows] == [(2000.0, 0.7),
-                                                                  (43200.0, 0.8)]
+    assert [(r["area"], round(r["score"], 6)) for r in rows] == [(2000.0, 0.7), (43200.0, 0.8)]
     assert rows[1]["geom"].GetGeometryCount() == 1

@@ -25,8 +25,12 @@ def check() -> None:
         result["plugin_loaded"] = "arctic_assist" in plugins
         result["toolbar"] = toolbar is not None and toolbar.isVisible()
         result["actions"] = [
-            {"name": a.objectName(), "text": a.text(), "enabled": a.isEnabled(),
-             "has_icon": not a.icon().isNull()}
+            {
+                "name": a.objectName(),
+                "text": a.text(),
+                "enabled": a.isEnabled(),
+                "has_icon": not a.icon().isNull(),
+            }
             for a in (toolbar.actions() if toolbar else [])
         ]
         from qgis.core import QgsApplication

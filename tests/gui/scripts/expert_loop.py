@@ -101,12 +101,17 @@ def scenario():
 
     # 1. detect from the toolbar
     first = os.path.join(WORK, "proposals.gpkg")
-    dialog = run_from_toolbar("ArcticAssistDetect", {
-        "INPUT": raster, "MODEL": MODEL, "OUTPUT": first, "MIN_AREA": 0, "THRESHOLD": THRESHOLD})
+    dialog = run_from_toolbar(
+        "ArcticAssistDetect",
+        {"INPUT": raster, "MODEL": MODEL, "OUTPUT": first, "MIN_AREA": 0, "THRESHOLD": THRESHOLD},
+    )
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
-    layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
-              if lyr.name().startswith("Thaw slump proposals (")]
+    layers = [
+        lyr
+        for lyr in QgsProject.instance().mapLayers().values()
+        if lyr.name().startswith("Thaw slump proposals (")
+    ]
     assert layers, "the proposals were not added to the project"
     proposals = layers[0]
     n_proposed = proposals.featureCount()
@@ -134,8 +139,10 @@ def scenario():
 
     # 3. export the reviewed labels
     data = os.path.join(WORK, "training_data")
-    dialog = run_from_toolbar("ArcticAssistExport", {
-        "LABELS": proposals, "RASTERS": [raster], "CHIP_SIZE": 64, "OUTPUT": data})
+    dialog = run_from_toolbar(
+        "ArcticAssistExport",
+        {"LABELS": proposals, "RASTERS": [raster], "CHIP_SIZE": 64, "OUTPUT": data},
+    )
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
     result["stages"].append({"stage": "export", "chips": dialog.results()["N_CHIPS"]})
@@ -144,25 +151,36 @@ def scenario():
 
     # 4. retrain for a few steps
     new_model = os.path.join(WORK, "retrained.onnx")
-    dialog = run_from_toolbar("ArcticAssistRetrain", {
-        "DATA": data, "METHOD": 0, "BASE_MODEL": MODEL, "STEPS": 3, "PYTHON": PYTHON,
-        "OUTPUT": new_model})
+    dialog = run_from_toolbar(
+        "ArcticAssistRetrain",
+        {
+            "DATA": data,
+            "METHOD": 0,
+            "BASE_MODEL": MODEL,
+            "STEPS": 3,
+            "PYTHON": PYTHON,
+            "OUTPUT": new_model,
+        },
+    )
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
-    result["stages"].append({"stage": "retrain", "model": new_model,
-                             "registered": dialog.results().get("REGISTERED")})
+    result["stages"].append(
+        {"stage": "retrain", "model": new_model, "registered": dialog.results().get("REGISTERED")}
+    )
     shot("04_retrain", dialog)
     dialog.close()
 
     # 5. detect again with the new model
     second = os.path.join(WORK, "proposals_retrained.gpkg")
     iface.setActiveLayer(raster)
-    dialog = run_from_toolbar("ArcticAssistDetect", {
-        "INPUT": raster, "MODEL": new_model, "OUTPUT": second, "MIN_AREA": 0})
+    dialog = run_from_toolbar(
+        "ArcticAssistDetect", {"INPUT": raster, "MODEL": new_model, "OUTPUT": second, "MIN_AREA": 0}
+    )
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
-    result["stages"].append({"stage": "detect_again",
-                             "features": dialog.results().get("N_FEATURES")})
+    result["stages"].append(
+        {"stage": "detect_again", "features": dialog.results().get("N_FEATURES")}
+    )
     dialog.close()
     iface.setActiveLayer(proposals)
     yield 0.5
@@ -183,8 +201,9 @@ def drive(gen, state):
         nxt = next(gen)
         state["wait"] = nxt
         state["deadline"] = time.monotonic() + STEP_TIMEOUT
-        QTimer.singleShot(int(nxt * 1000) if isinstance(nxt, (int, float)) else 250,
-                          lambda: drive(gen, state))
+        QTimer.singleShot(
+            int(nxt * 1000) if isinstance(nxt, (int, float)) else 250, lambda: drive(gen, state)
+        )
         return
     except StopIteration:
         pass

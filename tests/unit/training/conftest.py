@@ -41,5 +41,6 @@ def rts_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("rts")
     idx = synthetic.generate(root / "scenes", {"A": 1}, size=96, seed=1)
-    return build_dataset([idx["A"][0]["tif"]], [idx["A"][0]["labels"]], root / "ds", 32,
-                         regions=["A"])
+    return build_dataset(
+        [idx["A"][0]["tif"]], [idx["A"][0]["labels"]], root / "ds", 32, regions=["A"]
+    )

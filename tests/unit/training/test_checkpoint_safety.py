@@ -28,9 +28,15 @@ class _Payload:
 def _crafted(tmp_path: Path) -> tuple[Path, Path]:
     marker = tmp_path / "MARKER_code_ran"
     path = tmp_path / "colleague.ckpt"
-    torch.save({"state_dict": {"student.w": torch.zeros(2)}, "global_step": 5,
-                "hyper_parameters": {"config": {}, "meta": {}},
-                "callbacks": {"x": _Payload(marker)}}, path)
+    torch.save(
+        {
+            "state_dict": {"student.w": torch.zeros(2)},
+            "global_step": 5,
+            "hyper_parameters": {"config": {}, "meta": {}},
+            "callbacks": {"x": _Payload(marker)},
+        },
+        path,
+    )
     return path, marker
 
 
@@ -93,18 +99,37 @@ def test_resume_refuses_before_lightning_reads_it(tmp_path):
     assert not marker.exists()
 
 
-def test_training_cli_with_crafted_base_model_reports_one_error(tiny_dataset, tmp_path,
-                                                                capsys):
+def test_training_cli_with_crafted_base_model_reports_one_error(tiny_dataset, tmp_path, capsys):
     from arctic_assist.training.train import main
 
     path, marker = _crafted(tmp_path)
-    rc = main(["--data", str(tiny_dataset.root), "--out", str(tmp_path / "m.onnx"),
-               "--width", "4", "--tile", "32", "--steps", "2", "--progress", "json",
-               "--log-dir", str(tmp_path / "runs"), "--accelerator", "cpu",
-               "--base-model", str(path)], method="supervised")
+    rc = main(
+        [
+            "--data",
+            str(tiny_dataset.root),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--width",
+            "4",
+            "--tile",
+            "32",
+            "--steps",
+            "2",
+            "--progress",
+            "json",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--accelerator",
+            "cpu",
+            "--base-model",
+            str(path),
+        ],
+        method="supervised",
+    )
     assert rc == 1
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-              if line.startswith("{")]
+    events = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     errors = [e for e in events if e["event"] == "error"]
     assert errors and "refused" in errors[-1]["message"], events
     assert not marker.exists()
@@ -117,11 +142,35 @@ def test_a_real_checkpoint_still_loads(tiny_dataset, tmp_path):
     from arctic_assist.training.methods import load_checkpoint
     from arctic_assist.training.train import main
 
-    rc = main(["--data", str(tiny_dataset.root), "--out", str(tmp_path / "m.onnx"),
-               "--width", "4", "--tile", "32", "--steps", "2", "--progress", "none",
-               "--batch-labelled", "2", "--batch-unlabelled", "2",
-               "--log-dir", str(tmp_path / "runs"), "--accelerator", "cpu",
-               "--checkpoint-every", "2", "--threads", "1"], method="pixeldino")
+    rc = main(
+        [
+            "--data",
+            str(tiny_dataset.root),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--width",
+            "4",
+            "--tile",
+            "32",
+            "--steps",
+            "2",
+            "--progress",
+            "none",
+            "--batch-labelled",
+            "2",
+            "--batch-unlabelled",
+            "2",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--accelerator",
+            "cpu",
+            "--checkpoint-every",
+            "2",
+            "--threads",
+            "1",
+        ],
+        method="pixeldino",
+    )
     assert rc == 0
     ckpt = tmp_path / "runs" / "pixeldino" / "checkpoints" / "last.ckpt"
     assert load_checkpoint_file(ckpt)["global_step"] == 2

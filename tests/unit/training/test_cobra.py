@@ -30,7 +30,7 @@ def test_sampling_uses_xy_order_align_corners():
     feat = torch.cat([fx, fy], 1)
     px = np.array([[0.0, 0.0], [6.0, 0.0], [3.0, 2.0], [1.5, 3.25]])
     v = torch.tensor(C.pixel_to_normalized(px, w, h), dtype=torch.float32)[None]
-    out = CB.sample_at_vertices(feat, v)[0].T.numpy()       # (V, 2): (x, y) values
+    out = CB.sample_at_vertices(feat, v)[0].T.numpy()  # (V, 2): (x, y) values
     np.testing.assert_allclose(out, px, atol=1e-5)
     # outside the image: zeros
     far = torch.tensor([[[3.0, 3.0]]])
@@ -56,8 +56,10 @@ def _batch(n=4, size=64, seed=0):
         s = FR.synthetic_front(rng, size)
         xs.append(s.image)
         ys.append(C.pixel_to_normalized(s.front, size, size))
-    return (torch.tensor(np.stack(xs), dtype=torch.float32),
-            torch.tensor(np.stack(ys), dtype=torch.float32))
+    return (
+        torch.tensor(np.stack(xs), dtype=torch.float32),
+        torch.tensor(np.stack(ys), dtype=torch.float32),
+    )
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -77,7 +79,7 @@ def test_a_few_training_steps_lower_the_loss():
 def test_gradient_is_stopped_between_iterations():
     m = tiny(dropout=0.0).train()
     x, y = _batch(2)
-    with torch.no_grad():                       # move off the zero init
+    with torch.no_grad():  # move off the zero init
         m.head.offset.weight.normal_(0, 0.1)
     steps = m(x)
     # the last iteration's input vertices are detached: d step3 / d step2 == 0
@@ -90,7 +92,7 @@ def test_onnx_export_parity_and_metadata(tmp_path):
 
     m = tiny().eval()
     with torch.no_grad():
-        m.head.offset.weight.normal_(0, 0.05)    # non-trivial contours
+        m.head.offset.weight.normal_(0, 0.05)  # non-trivial contours
     spec = CB.model_spec(m, pixel_size_m=49.0, provenance={"method": "cobra", "steps": 0})
     path = tmp_path / "cobra.onnx"
     CB.export(m, spec, str(path), size=64)
@@ -99,17 +101,41 @@ def test_onnx_export_parity_and_metadata(tmp_path):
     assert got.contour.iterations == 4
     assert [o.name for o in got.outputs] == [f"contour_{i}" for i in range(4)]
     assert got.normalization.type == "none" and got.pixel_size_m == 49.0
-    x = torch.rand(2, 1, 96, 128) * 1000 + 5000     # other size and scale than the example
+    x = torch.rand(2, 1, 96, 128) * 1000 + 5000  # other size and scale than the example
     worst = parity_check(CB.CobraExport(m), path, x, atol=1e-4)
     assert worst < 1e-4
 
 
 def test_cli_smoke_synthetic(tmp_path):
     out = tmp_path / "m.onnx"
-    rc = CB.main(["--synthetic", "1.0", "--steps", "3", "--size", "64", "--batch-size", "2",
-                  "--width", "32", "--head-dim", "16", "--out", str(out), "--threads", "1",
-                  "--log-dir", str(tmp_path / "runs"), "--progress", "none",
-                  "--checkpoint-every", "0", "--metrics-json", str(tmp_path / "m.json")])
+    rc = CB.main(
+        [
+            "--synthetic",
+            "1.0",
+            "--steps",
+            "3",
+            "--size",
+            "64",
+            "--batch-size",
+            "2",
+            "--width",
+            "32",
+            "--head-dim",
+            "16",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--progress",
+            "none",
+            "--checkpoint-every",
+            "0",
+            "--metrics-json",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert rc == 0 and out.is_file()
     from arctic_assist.training.export import read_spec
 
@@ -130,11 +156,26 @@ def test_data_folder_contour_chips(tmp_path):
         s = FR.synthetic_front(rng, 64)
         raw = (s.image * 10000 + 1000).astype(np.uint16)
         write_geotiff(tmp_path / f"c{i}.tif", raw, (0, 30, 0, 0, 0, -30), "", None)
-        chips.append({"image": f"c{i}.tif", "polyline": (s.front + 0.5).tolist(),
-                      "region": "g1" if i < 2 else "g2", "split": "train" if i < 2 else "test"})
-    manifest = {"format": D.FORMAT, "format_version": 1, "task": "contour", "crs": "EPSG:3413",
-                "pixel_size_m": 30.0, "bands": ["gray"], "dtype": "uint16",
-                "normalization": {"type": "none"}, "nodata": None, "chips": chips}
+        chips.append(
+            {
+                "image": f"c{i}.tif",
+                "polyline": (s.front + 0.5).tolist(),
+                "region": "g1" if i < 2 else "g2",
+                "split": "train" if i < 2 else "test",
+            }
+        )
+    manifest = {
+        "format": D.FORMAT,
+        "format_version": 1,
+        "task": "contour",
+        "crs": "EPSG:3413",
+        "pixel_size_m": 30.0,
+        "bands": ["gray"],
+        "dtype": "uint16",
+        "normalization": {"type": "none"},
+        "nodata": None,
+        "chips": chips,
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     samples = CB.load_data_dir(str(tmp_path))
     assert len(samples) == 3 and samples[0].pixel_size_m == 30.0
@@ -155,7 +196,7 @@ def test_dataset_items_and_heatmap():
     assert heat[0, cells[:, 1], cells[:, 0]].min() > 0.5
     # the signed distance: ~0 on the front, positive on the glacier (left) side
     sd = heat[1].numpy()
-    assert np.abs(sd[cells[:, 1], cells[:, 0]]).max() < 0.2   # within a cell (2.8 px)
+    assert np.abs(sd[cells[:, 1], cells[:, 0]]).max() < 0.2  # within a cell (2.8 px)
     mid = front_px[32]
     d = front_px[33] - front_px[31]
     left = mid + 12 * np.array([d[1], -d[0]]) / np.linalg.norm(d)
@@ -169,15 +210,57 @@ def test_cli_warm_start_from_exported_model(tmp_path):
     """--base-model: a COBRA .onnx seeds the next run (architecture from its metadata)."""
     from arctic_assist.training.export import load_onnx_weights
 
-    common = ["--synthetic", "1.0", "--size", "64", "--batch-size", "2", "--threads", "1",
-              "--progress", "none", "--checkpoint-every", "0"]
+    common = [
+        "--synthetic",
+        "1.0",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--progress",
+        "none",
+        "--checkpoint-every",
+        "0",
+    ]
     first = tmp_path / "a.onnx"
-    assert CB.main(common + ["--steps", "2", "--width", "32", "--head-dim", "16",
-                             "--out", str(first), "--log-dir", str(tmp_path / "r1")]) == 0
+    assert (
+        CB.main(
+            common
+            + [
+                "--steps",
+                "2",
+                "--width",
+                "32",
+                "--head-dim",
+                "16",
+                "--out",
+                str(first),
+                "--log-dir",
+                str(tmp_path / "r1"),
+            ]
+        )
+        == 0
+    )
     second = tmp_path / "b.onnx"
     # default width/head-dim differ: they must come from the base model
-    assert CB.main(common + ["--steps", "0", "--base-model", str(first), "--out", str(second),
-                             "--log-dir", str(tmp_path / "r2")]) == 0
+    assert (
+        CB.main(
+            common
+            + [
+                "--steps",
+                "0",
+                "--base-model",
+                str(first),
+                "--out",
+                str(second),
+                "--log-dir",
+                str(tmp_path / "r2"),
+            ]
+        )
+        == 0
+    )
     a, b = CB.Cobra(width=32, head_dim=16), CB.Cobra(width=32, head_dim=16)
     load_onnx_weights(a, first)
     load_onnx_weights(b, second)
@@ -202,19 +285,48 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     tile, ps = 64, 49.0
     # training: --size is the tile of the training views AND of the exported metadata
     cli = tmp_path / "cli.onnx"
-    assert CB.main(["--synthetic", "1.0", "--steps", "1", "--size", str(tile),
-                    "--batch-size", "2", "--width", "32", "--head-dim", "16", "--out", str(cli),
-                    "--threads", "1", "--log-dir", str(tmp_path / "runs"), "--progress", "none",
-                    "--checkpoint-every", "0"]) == 0
+    assert (
+        CB.main(
+            [
+                "--synthetic",
+                "1.0",
+                "--steps",
+                "1",
+                "--size",
+                str(tile),
+                "--batch-size",
+                "2",
+                "--width",
+                "32",
+                "--head-dim",
+                "16",
+                "--out",
+                str(cli),
+                "--threads",
+                "1",
+                "--log-dir",
+                str(tmp_path / "runs"),
+                "--progress",
+                "none",
+                "--checkpoint-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert read_spec(cli).tile_size == tile
     assert CB.FrontDataset([], 1, size=tile, synthetic=1.0)[0][0].shape == (1, tile, tile)
     # a model with non-trivial output, exported with that tile
     m = tiny().eval()
     with torch.no_grad():
-        m.head.offset.weight.normal_(0, 0.5)     # lines spanning ~10-25 px
+        m.head.offset.weight.normal_(0, 0.5)  # lines spanning ~10-25 px
     path = tmp_path / "m.onnx"
-    CB.export(m, CB.model_spec(m, pixel_size_m=ps, provenance={"method": "cobra"},
-                               tile_size=tile), str(path), size=tile)
+    CB.export(
+        m,
+        CB.model_spec(m, pixel_size_m=ps, provenance={"method": "cobra"}, tile_size=tile),
+        str(path),
+        size=tile,
+    )
     # a non-square window (multiples of 16, so the plugin reads exactly this grid)
     h, w = 48, 96
     s = FR.synthetic_front(np.random.default_rng(3), 96)
@@ -233,8 +345,7 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     x0, y0 = 500000.0, 8600000.0
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32620)
-    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "w.tif"), w, h, 1,
-                                              gdal.GDT_Float32)
+    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "w.tif"), w, h, 1, gdal.GDT_Float32)
     gt = (x0, ps, 0.0, y0, 0.0, -ps)
     ds.SetGeoTransform(gt)
     ds.SetProjection(srs.ExportToWkt())
@@ -244,12 +355,19 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     lyr = vds.CreateLayer("box", srs=srs, geom_type=ogr.wkbPolygon)
     ring = [(x0, y0), (x0 + w * ps, y0), (x0 + w * ps, y0 - h * ps), (x0, y0 - h * ps), (x0, y0)]
     feat = ogr.Feature(lyr.GetLayerDefn())
-    feat.SetGeometry(ogr.CreateGeometryFromWkt(
-        "POLYGON((" + ",".join(f"{a} {b}" for a, b in ring) + "))"))
+    feat.SetGeometry(
+        ogr.CreateGeometryFromWkt("POLYGON((" + ",".join(f"{a} {b}" for a, b in ring) + "))")
+    )
     lyr.CreateFeature(feat)
     vds = None
-    res = run_tracing(TraceRequest(str(tmp_path / "w.tif"), str(path), str(tmp_path / "box.gpkg"),
-                                   str(tmp_path / "out.gpkg")))
+    res = run_tracing(
+        TraceRequest(
+            str(tmp_path / "w.tif"),
+            str(path),
+            str(tmp_path / "box.gpkg"),
+            str(tmp_path / "out.gpkg"),
+        )
+    )
     f = res.fronts[0]
     assert f.window == (w, h)
     for got, want in zip(f.iterations, ev):
@@ -259,15 +377,35 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
 def test_resume_continues_a_run_with_the_views_it_would_have_seen(tmp_path):
     from arctic_assist.training.checkpoint import load_checkpoint_file
 
-    common = ["--synthetic", "1.0", "--size", "64", "--batch-size", "2", "--width", "32",
-              "--head-dim", "16", "--threads", "1", "--progress", "none",
-              "--checkpoint-every", "2", "--log-dir", str(tmp_path / "runs"),
-              "--run-name", "c"]
+    common = [
+        "--synthetic",
+        "1.0",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--width",
+        "32",
+        "--head-dim",
+        "16",
+        "--threads",
+        "1",
+        "--progress",
+        "none",
+        "--checkpoint-every",
+        "2",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "c",
+    ]
     assert CB.main(common + ["--steps", "2", "--out", str(tmp_path / "a.onnx")]) == 0
     ckpts = tmp_path / "runs" / "c" / "checkpoints"
     assert load_checkpoint_file(ckpts / "last.ckpt")["global_step"] == 2
-    assert CB.main(common + ["--steps", "4", "--resume", "last",
-                             "--out", str(tmp_path / "b.onnx")]) == 0
+    assert (
+        CB.main(common + ["--steps", "4", "--resume", "last", "--out", str(tmp_path / "b.onnx")])
+        == 0
+    )
     assert load_checkpoint_file(ckpts / "last.ckpt")["global_step"] == 4
     # the resumed run's first view is the uninterrupted run's view number 2 x batch
     a = CB.FrontDataset([], length=8, size=64, synthetic=1.0)
@@ -276,8 +414,10 @@ def test_resume_continues_a_run_with_the_views_it_would_have_seen(tmp_path):
 
 
 def test_orientation_free_and_spacing_losses():
-    y = torch.tensor(C.pixel_to_normalized(FR.synthetic_front(np.random.default_rng(1), 64)
-                                           .front, 64, 64), dtype=torch.float32)[None]
+    y = torch.tensor(
+        C.pixel_to_normalized(FR.synthetic_front(np.random.default_rng(1), 64).front, 64, 64),
+        dtype=torch.float32,
+    )[None]
     pred = [y * 0.9, y.flip(1) * 0.95]
     fixed = CB.contour_losses(pred, y, vertex_weight=1.0)
     free = CB.contour_losses(pred, y, vertex_weight=1.0, orientation="free")

@@ -34,8 +34,9 @@ def test_orientation_glacier_on_the_left():
     # curved (U-shaped) front: the glacier inside the U
     t = np.linspace(0, np.pi, 50)
     u = np.stack([50 + 40 * np.cos(t), 50 + 40 * np.sin(t)], 1)  # bulging downwards
-    assert FR.glacier_side_sign(FR.orient_front(u, np.array([50.0, 10.0])),
-                                np.array([50.0, 10.0])) > 0
+    assert (
+        FR.glacier_side_sign(FR.orient_front(u, np.array([50.0, 10.0])), np.array([50.0, 10.0])) > 0
+    )
 
 
 def _mask_with_line(h=60, w=80):
@@ -43,7 +44,7 @@ def _mask_with_line(h=60, w=80):
     xs = np.arange(5, 75)
     ys = (30 + 8 * np.sin(xs / 10)).round().astype(int)
     m[ys, xs] = True
-    for x0, x1 in zip(xs[:-1], xs[1:]):   # make it 8-connected
+    for x0, x1 in zip(xs[:-1], xs[1:]):  # make it 8-connected
         y0, y1 = ys[x0 - 5], ys[x1 - 5]
         for y in range(min(y0, y1), max(y0, y1) + 1):
             m[y, x0] = True
@@ -54,8 +55,8 @@ def test_mask_to_polyline_orders_the_pixels():
     m = _mask_with_line()
     line = FR.mask_to_polyline(m)
     assert {tuple(p) for p in line.astype(int)} <= {(x, y) for y, x in zip(*np.nonzero(m))}
-    assert len(set(line[:, 0].astype(int))) == 70          # every column visited
-    assert np.abs(np.diff(line, axis=0)).max() <= 1       # consecutive pixels touch
+    assert len(set(line[:, 0].astype(int))) == 70  # every column visited
+    assert np.abs(np.diff(line, axis=0)).max() <= 1  # consecutive pixels touch
     ends = sorted([line[0, 0], line[-1, 0]])
     assert ends == [5, 74]
 
@@ -107,8 +108,9 @@ def test_rot90_keeps_order_and_positions():
 
 def test_augment_moves_vertices_with_the_image():
     rng = np.random.default_rng(0)
-    front = FR.resample_polyline(np.stack([np.linspace(150, 20, 64),
-                                           60 + 20 * np.sin(np.linspace(0, 3, 64))], 1))
+    front = FR.resample_polyline(
+        np.stack([np.linspace(150, 20, 64), 60 + 20 * np.sin(np.linspace(0, 3, 64))], 1)
+    )
     img = np.zeros((1, 120, 180), np.float32)
     d = C.densify(front, 0.2)
     for dy in (-1, 0, 1):
@@ -132,18 +134,19 @@ def test_synthetic_front_glacier_on_the_left():
         mid = f[20:44]
         t = np.gradient(mid, axis=0)
         t /= np.linalg.norm(t, axis=1, keepdims=True) + 1e-9
-        left = np.stack([t[:, 1], -t[:, 0]], 1)         # screen-left with y down
+        left = np.stack([t[:, 1], -t[:, 0]], 1)  # screen-left with y down
         a = mid + 6 * left
         b = mid - 6 * left
         ok = ((a >= 0) & (a <= 95)).all(1) & ((b >= 0) & (b <= 95)).all(1)
         va = FR.bilinear(s.image, a[ok, 0], a[ok, 1])[0]
         vb = FR.bilinear(s.image, b[ok, 0], b[ok, 1])[0]
-        assert np.median(va) > np.median(vb)                # bright ice on the left
+        assert np.median(va) > np.median(vb)  # bright ice on the left
 
 
-@pytest.mark.skipif(not __import__("os").path.isdir(
-    "../shared/data/calving/frontlearning/train/images"),
-    reason="shared FrontLearning data not present (../shared/data)")
+@pytest.mark.skipif(
+    not __import__("os").path.isdir("../shared/data/calving/frontlearning/train/images"),
+    reason="shared FrontLearning data not present (../shared/data)",
+)
 def test_read_frontlearning_real_data():
     ss = FR.read_frontlearning("../shared/data/calving/frontlearning/train")
     assert len(ss) >= 100

@@ -36,8 +36,11 @@ def packed(tiny_dataset, tmp_path_factory):
         s = FR.synthetic_front(rng, size=96)
         s.name, s.group = f"s{i}.png", ("g1" if i == 0 else "g0")
         samples.append(s)
-    pack_fronts(samples, out / "cobra.npz",
-                source={"labels": "labels_1px", "glacier_side": "bottom", "n": FR.N_VERTICES})
+    pack_fronts(
+        samples,
+        out / "cobra.npz",
+        source={"labels": "labels_1px", "glacier_side": "bottom", "n": FR.N_VERTICES},
+    )
     return out
 
 
@@ -47,8 +50,13 @@ def test_packed_folder_reads_like_the_folder(tiny_dataset, packed):
 
     p = load_dataset(packed / "rts.npz")
     assert (p.bands, p.dtype, p.normalization, p.nodata, p.crs, p.pixel_size_m) == (
-        tiny_dataset.bands, tiny_dataset.dtype, tiny_dataset.normalization,
-        tiny_dataset.nodata, tiny_dataset.crs, tiny_dataset.pixel_size_m)
+        tiny_dataset.bands,
+        tiny_dataset.dtype,
+        tiny_dataset.normalization,
+        tiny_dataset.nodata,
+        tiny_dataset.crs,
+        tiny_dataset.pixel_size_m,
+    )
     assert len(p.chips) == len(tiny_dataset.chips) and p.unlabelled
     for a, b in zip(tiny_dataset.chips, p.chips):
         (ia, ma), (ib, mb) = tiny_dataset.read_chip(a), p.read_chip(b)
@@ -84,8 +92,13 @@ print('ok')
 
 
 def test_packed_path_needs_no_gdal(packed):
-    r = subprocess.run([sys.executable, "-c", _NO_GDAL, str(packed)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _NO_GDAL, str(packed)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
 
 
@@ -94,8 +107,9 @@ def test_pack_cli_refuses_other_outputs(tiny_dataset, tmp_path):
 
     with pytest.raises(SystemExit):
         dispatch(["pack", "--data", str(tiny_dataset.root), "--out", str(tmp_path / "x.zip")])
-    assert dispatch(["pack", "--data", str(tiny_dataset.root),
-                     "--out", str(tmp_path / "x.npz")]) == 0
+    assert (
+        dispatch(["pack", "--data", str(tiny_dataset.root), "--out", str(tmp_path / "x.npz")]) == 0
+    )
     assert (tmp_path / "x.npz").is_file()
 
 
@@ -127,12 +141,25 @@ def test_gpu_train_script_cpu_test_mode(packed, tmp_path):
     block.mkdir()
     (block / "sitecustomize.py").write_text(_BLOCKER)
     out = tmp_path / "out"
-    env = dict(os.environ, PACK=str(packed), PYTHON=sys.executable,
-               PYTHONPATH=os.pathsep.join([str(block), str(ROOT)]),
-               COBRA_HOLDOUT="g1", COBRA_SIZE="64", COBRA_BATCH="2", RTS_BATCH="2")
+    env = dict(
+        os.environ,
+        PACK=str(packed),
+        PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join([str(block), str(ROOT)]),
+        COBRA_HOLDOUT="g1",
+        COBRA_SIZE="64",
+        COBRA_BATCH="2",
+        RTS_BATCH="2",
+    )
     env.pop("STEPS", None)
-    r = subprocess.run(["nice", "-n", "10", "bash", str(SCRIPT), "--cpu-test", str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["nice", "-n", "10", "bash", str(SCRIPT), "--cpu-test", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (out / "logs").glob("*.log"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + logs
 

@@ -160,10 +160,30 @@ def test_tile_is_capped_at_the_chip_size(tiny_dataset, tmp_path):
     from arctic_assist.training.train import build_parser, largest_chip, train
 
     assert largest_chip(tiny_dataset, "train") == 32
-    a = build_parser("supervised").parse_args([
-        "--data", str(tiny_dataset.root), "--out", str(tmp_path / "m.onnx"), "--width", "4",
-        "--tile", "192", "--batch-labelled", "2", "--steps", "1", "--progress", "none",
-        "--log-dir", str(tmp_path / "runs"), "--checkpoint-every", "0", "--accelerator", "cpu"])
+    a = build_parser("supervised").parse_args(
+        [
+            "--data",
+            str(tiny_dataset.root),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--width",
+            "4",
+            "--tile",
+            "192",
+            "--batch-labelled",
+            "2",
+            "--steps",
+            "1",
+            "--progress",
+            "none",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--checkpoint-every",
+            "0",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     res = train("supervised", a)
     assert read_spec(res["output"]).provenance["train_tile"] == 32
 

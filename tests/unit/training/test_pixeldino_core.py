@@ -103,6 +103,7 @@ def test_ema_schedule_is_tied_to_the_run_length():
     start, end = short.ema_schedule()
     # 600 steps: the teacher averages ~30 steps at the start, ~120 at the end
     assert (start, end) == pytest.approx((1 - 20 / 600, 1 - 5 / 600))
+
     # the exported teacher holds almost nothing of the first half of the run
     # (with the paper's 0.996 -> 1 squeezed into 600 steps: most of it)
     def weight_of_first_half(s0, s1):
@@ -110,13 +111,16 @@ def test_ema_schedule_is_tied_to_the_run_length():
         for s in range(300, 600):
             w *= ema_momentum(s, 600, s0, s1)
         return w
+
     assert weight_of_first_half(start, end) < 0.05
     assert weight_of_first_half(0.996, 1.0) > 0.6
     # 200k steps: the paper's schedule
     assert TrainConfig(total_steps=200_000).ema_schedule() == (0.996, 1.0)
     const = config_from_args(
-        "pixeldino", build_parser("pixeldino").parse_args(
-            base + ["--ema-start", "0.996", "--ema-end", "0.996"]), 4)
+        "pixeldino",
+        build_parser("pixeldino").parse_args(base + ["--ema-start", "0.996", "--ema-end", "0.996"]),
+        4,
+    )
     lams = [ema_momentum(s, const.total_steps, *const.ema_schedule()) for s in (0, 300, 599)]
     assert lams == pytest.approx([0.996] * 3)
 
@@ -138,9 +142,11 @@ def test_warm_up_step_is_supervised_only_and_skips_the_teacher(monkeypatch):
     m.log = lambda name, value, **k: logged.__setitem__(name, float(value))
     calls = []
     monkeypatch.setattr(m.teacher, "pseudo_logits", lambda x: calls.append(x))
-    batch = {"x_l": torch.rand(2, 4, 32, 32),
-             "y_l": (torch.rand(2, 32, 32) > 0.5).to(torch.uint8),
-             "x_u": torch.rand(2, 4, 32, 32)}
+    batch = {
+        "x_l": torch.rand(2, 4, 32, 32),
+        "y_l": (torch.rand(2, 32, 32) > 0.5).to(torch.uint8),
+        "x_u": torch.rand(2, 4, 32, 32),
+    }
     loss = m.training_step(batch, 0)
     assert not calls and "loss_dino" not in logged
     assert float(loss.detach()) == pytest.approx(logged["loss_sup"])
@@ -160,7 +166,8 @@ def test_dice_by_hand_and_ignore():
     both = segmentation_loss(logits, target, TrainConfig(loss="bce_dice", dice_weight=1.0))
     assert float(both) == pytest.approx(float(bce_ignore(logits, target)) + expected, rel=1e-6)
     assert float(segmentation_loss(logits, target, TrainConfig(loss="bce"))) == pytest.approx(
-        float(bce_ignore(logits, target)))
+        float(bce_ignore(logits, target))
+    )
 
 
 def test_bce_ignore_by_hand():

@@ -26,7 +26,8 @@ def dp_forward(cost: np.ndarray, gamma: float) -> tuple[float, np.ndarray]:
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             r[i, j] = cost[i - 1, j - 1] + _softmin(
-                np.array([r[i - 1, j - 1], r[i - 1, j], r[i, j - 1]]), gamma)
+                np.array([r[i - 1, j - 1], r[i - 1, j], r[i, j - 1]]), gamma
+            )
     return float(r[n, m]), r
 
 
@@ -35,7 +36,7 @@ def dp_grad(cost: np.ndarray, gamma: float) -> np.ndarray:
     n, m = cost.shape
     _, r = dp_forward(cost, gamma)
     dd = np.zeros((n + 2, m + 2))
-    dd[1:n + 1, 1:m + 1] = cost
+    dd[1 : n + 1, 1 : m + 1] = cost
     e = np.zeros((n + 2, m + 2))
     e[n + 1, m + 1] = 1.0
     r[:, m + 1] = -np.inf
@@ -47,7 +48,7 @@ def dp_grad(cost: np.ndarray, gamma: float) -> np.ndarray:
             b = np.exp((r[i, j + 1] - r[i, j] - dd[i, j + 1]) / gamma)
             c = np.exp((r[i + 1, j + 1] - r[i, j] - dd[i + 1, j + 1]) / gamma)
             e[i, j] = e[i + 1, j] * a + e[i, j + 1] * b + e[i + 1, j + 1] * c
-    return e[1:n + 1, 1:m + 1]
+    return e[1 : n + 1, 1 : m + 1]
 
 
 @pytest.mark.parametrize("gamma", [0.001, 0.1, 1.0])
@@ -91,14 +92,12 @@ def test_gradcheck_points():
     rng = np.random.default_rng(3)
     x = torch.tensor(rng.normal(size=(2, 5, 2)), requires_grad=True)
     y = torch.tensor(rng.normal(size=(2, 4, 2)), requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: soft_dtw(a, b, 0.1), (x, y), eps=1e-6,
-                                    atol=1e-5)
+    assert torch.autograd.gradcheck(lambda a, b: soft_dtw(a, b, 0.1), (x, y), eps=1e-6, atol=1e-5)
 
 
 def test_gamma_0001_gradients_finite_float32():
     rng = np.random.default_rng(4)
-    x = torch.tensor(rng.uniform(-1, 1, size=(3, 64, 2)), dtype=torch.float32,
-                     requires_grad=True)
+    x = torch.tensor(rng.uniform(-1, 1, size=(3, 64, 2)), dtype=torch.float32, requires_grad=True)
     y = torch.tensor(rng.uniform(-1, 1, size=(3, 64, 2)), dtype=torch.float32)
     loss = soft_dtw(x, y, 0.001).mean()
     loss.backward()
