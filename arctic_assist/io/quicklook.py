@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .raster import _gdal
+from .raster import _gdal, srs_traditional
 
 
 def _stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -68,8 +68,7 @@ def render(
     mem.SetProjection(src.GetProjection())
     for i, arr in enumerate(rgb):
         mem.GetRasterBand(i + 1).WriteArray(arr)
-    target = osr.SpatialReference(wkt=src.GetProjection())
-    target.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    target = srs_traditional(src.GetProjection())
     for path, colour in overlays:
         _burn_outlines(mem, target, str(path), colour, line_width)
     out_png = Path(out_png)
@@ -96,8 +95,7 @@ def _burn_outlines(mem, target: osr.SpatialReference, path: str, colour, width: 
         srs = layer.GetSpatialRef()
         transform = None
         if srs is not None:
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            transform = osr.CoordinateTransformation(srs, target)
+            transform = osr.CoordinateTransformation(srs_traditional(srs), target)
         for feat in layer:
             geom = feat.GetGeometryRef()
             if geom is None:

@@ -34,7 +34,7 @@ from osgeo import gdal, ogr, osr
 
 from ..core.errors import CanceledError, InputError
 from .leftovers import pid_alive
-from .raster import _gdal
+from .raster import _gdal, srs_traditional
 
 LOG = logging.getLogger(__name__)
 REVIEWED = ("accepted", "edited")
@@ -71,9 +71,7 @@ def _srs_of(ds: gdal.Dataset, path: str) -> osr.SpatialReference:
             f"RASTERS: {path} has no coordinate reference system; assign one "
             "(Raster > Projections > Assign Projection) and run again."
         )
-    srs = osr.SpatialReference(wkt=wkt)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
+    return srs_traditional(wkt)
 
 
 def _stable_timestamp(paths: Sequence[str]) -> str:
@@ -115,7 +113,7 @@ def collect_labels(
     srs = layer.GetSpatialRef()
     if srs is None:
         raise InputError(f"LABELS: {labels_path} has no coordinate reference system.")
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    srs = srs_traditional(srs)
     transform = None if srs.IsSame(target) else osr.CoordinateTransformation(srs, target)
     has_status = layer.GetLayerDefn().GetFieldIndex("status") >= 0
     if only_reviewed and not has_status:
@@ -467,8 +465,7 @@ def _count_on_rasters(
         poly.AddGeometry(ring)
         wkt = ds.GetProjection()
         if wkt:
-            srs = osr.SpatialReference(wkt=wkt)
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            srs = srs_traditional(wkt)
             if not srs.IsSame(target):
                 poly = poly.Clone()
                 poly.Segmentize(max(abs(gt[1]) * w, abs(gt[5]) * h) / 20)
@@ -666,8 +663,7 @@ def reviewed_area(
     _gdal()
     src = ogr.Open(labels_path)
     layer = src.GetLayerByName(layer_name) if layer_name else src.GetLayer(0)
-    srs = layer.GetSpatialRef()
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    srs = srs_traditional(layer.GetSpatialRef())
     transform = None if srs.IsSame(target) else osr.CoordinateTransformation(srs, target)
     has_status = layer.GetLayerDefn().GetFieldIndex("status") >= 0
     decided = REVIEWED + ("rejected",)
