@@ -40,6 +40,16 @@ def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParame
     return parameter
 
 
+def device_parameter(name: str = "DEVICE") -> QgsProcessingParameterEnum:
+    """The device choice (auto / cpu / cuda; numbers 0 / 1 / 2 for ``qgis_process``) of
+    every algorithm that runs a model, one definition for all, flagged advanced."""
+    from ..core.onnx_model import DEVICES
+
+    return advanced(
+        QgsProcessingParameterEnum(name, "Device", options=list(DEVICES), defaultValue=0)
+    )
+
+
 def require_gpkg(path: str, parameter: str) -> str:
     """Outputs are GeoPackages on disk, never memory layers or other formats."""
     if not path or path.startswith("memory:") or not path.lower().endswith(".gpkg"):

@@ -23,10 +23,10 @@ from .. import settings
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    device_parameter,
     VECTOR_FORMATS,
     ArcticAssistAlgorithm,
     StyleLoader,
-    advanced,
     require_gpkg,
 )
 
@@ -198,13 +198,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 defaultValue=FILTER_SIZES.index(DEFAULT_FILTER),
             )
         )
-        self.addParameter(
-            advanced(
-                QgsProcessingParameterEnum(
-                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
-                )
-            )
-        )
+        self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon

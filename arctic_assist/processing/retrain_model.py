@@ -43,7 +43,7 @@ from ..io.training_run import (
     stopped_message,
     stream,
 )
-from .base import ArcticAssistAlgorithm, advanced
+from .base import ArcticAssistAlgorithm, advanced, device_parameter
 
 TASK_LABELS = {
     "segmentation": "Thaw slumps (PixelDINO segmentation)",
@@ -145,13 +145,7 @@ class RetrainModel(ArcticAssistAlgorithm):
                 minValue=1,
             )
         )
-        self.addParameter(
-            advanced(
-                QgsProcessingParameterEnum(
-                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
-                )
-            )
-        )
+        self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             advanced(
                 QgsProcessingParameterString(

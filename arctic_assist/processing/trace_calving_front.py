@@ -7,7 +7,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
@@ -18,10 +17,10 @@ from .. import settings
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    device_parameter,
     VECTOR_FORMATS,
     ArcticAssistAlgorithm,
     StyleLoader,
-    advanced,
     require_gpkg,
 )
 
@@ -78,13 +77,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 defaultValue=settings.default_model_path("contour"),
             )
         )
-        self.addParameter(
-            advanced(
-                QgsProcessingParameterEnum(
-                    self.DEVICE, "Device", options=list(DEVICES), defaultValue=0
-                )
-            )
-        )
+        self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine
