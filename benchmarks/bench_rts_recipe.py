@@ -65,30 +65,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 
 def prepare(data: Path, work: Path, chip: int, holdout_row: int) -> Path:
-    from arctic_assist.io.training_data import build_dataset
+    """The Peel folder of ``make models-rts`` (majority vote, top half train, bottom half
+    test), built once under ``work``."""
+    from arctic_assist.training.bundled import prepare as prepare_bundled
 
-    out = work / f"peel_top_chip{chip}"
-    if (out / "manifest.json").is_file():
-        return out
-    peel = data / "rts" / "peel"
-    shps = sorted(str(p) for p in (peel / "labels_by_expert").glob("expert_*.shp"))
-
-    def split(ri, x, y, w, h):
-        return "test" if y >= holdout_row else ("train" if y + h <= holdout_row else None)
-
-    build_dataset(
-        [peel / "peel_s2_bgrn_10m.tif"],
-        shps,
-        out,
-        chip,
-        band_names=["B2", "B3", "B4", "B8"],
-        aoi_path=peel / "peel_aoi.geojson",
-        nodata=0,
-        regions=["peel"],
-        split_fn=split,
-        label_mode="majority",
-    )
-    return out
+    out = work / f"chip{chip}"
+    if not (out / "peel" / "manifest.json").is_file():
+        prepare_bundled(data, out, holdout_row=holdout_row, chip=chip, synthetic_scenes=0)
+    return out / "peel"
 
 
 def run(name: str, seed: int, a: argparse.Namespace, folder: Path) -> dict:
