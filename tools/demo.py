@@ -1,9 +1,11 @@
-"""make demo: detect thaw slumps headless with qgis_process on a generated synthetic scene.
+"""make demo: detect thaw slumps headless with qgis_process on the shipped sample image.
 
-Generates one synthetic Sentinel-2-like scene (4 bands, uint16, 10 m; with its true RTS
-polygons), runs ``qgis_process.bin run arctic_assist:detect_thaw_slumps`` against a
-throw-away profile, and writes the proposals plus a PNG quicklook (yellow: truth,
-red: proposals) into demo/ (or the folder given).
+Runs ``qgis_process.bin run arctic_assist:detect_thaw_slumps`` with the bundled model on
+``resources/sample/peel_s2_bgrn_10m.tif`` (a real Sentinel-2 crop of the Peel Plateau,
+MIT, see the README beside it) against a throw-away profile, and writes the proposals
+GeoPackage, the probability GeoTIFF and a PNG quicklook (red: proposals) into demo/ (or
+the folder given). ``--synthetic`` runs on a generated synthetic scene instead (yellow:
+its true slumps).
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ def main() -> int:
     from arctic_assist.training import synthetic
     from support import link_checkout_plugin, make_profile, qgis_env
 
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "demo").resolve()
+    args = [a for a in sys.argv[1:] if a != "--synthetic"]
+    out = Path(args[0] if args else REPO / "demo").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    raw, label, _ = synthetic.make_scene(synthetic.REGIONS["D"], size=512, seed=7)
-    tif, truth = synthetic.write_scene(
-        out, "demo_scene", raw, label, synthetic.geotransform(0, 512)
-    )
+    overlays = []
+    if "--synthetic" in sys.argv[1:]:
+        raw, label, _ = synthetic.make_scene(synthetic.REGIONS["D"], size=512, seed=7)
+        tif, truth = synthetic.write_scene(
+            out, "demo_scene", raw, label, synthetic.geotransform(0, 512)
+        )
+        overlays.append((truth, (255, 220, 0)))
+    else:
+        tif = REPO / "resources" / "sample" / "peel_s2_bgrn_10m.tif"
     proposals = out / "demo_proposals.gpkg"
     if proposals.exists():
         proposals.unlink()
@@ -55,7 +63,7 @@ def main() -> int:
         tif,
         out / "demo_quicklook.png",
         bands=(3, 2, 1),
-        overlays=[(truth, (255, 220, 0)), (proposals, (255, 40, 40))],
+        overlays=[*overlays, (proposals, (255, 40, 40))],
     )
     print(f"proposals: {proposals}\nquicklook: {png}")
     return 0
