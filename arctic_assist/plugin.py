@@ -144,7 +144,7 @@ class ArcticAssistPlugin:
 
         if self.review_panel is None:
             self.review_panel = ReviewPanel(self.iface)
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.review_panel)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review_panel)
             self.review_panel.show()
         else:
             self.review_panel.setVisible(not self.review_panel.isVisible())

@@ -71,7 +71,9 @@ def save(layer, renderer, name, label_expr=None):
         settings.setFormat(fmt)
         layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
         layer.setLabelsEnabled(True)
-    msg, ok = layer.saveNamedStyle(str(OUT / name), QgsMapLayer.Symbology | QgsMapLayer.Labeling)
+    msg, ok = layer.saveNamedStyle(
+        str(OUT / name), QgsMapLayer.StyleCategory.Symbology | QgsMapLayer.StyleCategory.Labeling
+    )
     if not ok:
         raise SystemExit(f"could not save {name}: {msg}")
 

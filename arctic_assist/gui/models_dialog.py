@@ -122,12 +122,12 @@ class ModelsDialog(QDialog):
             models.register(path, settings.user_models_dir())
         except Exception as exc:  # shown to the user
             box = QMessageBox(
-                QMessageBox.Warning,
+                QMessageBox.Icon.Warning,
                 "Arctic Assist",
                 f"This model cannot be used:\n{exc}",
                 parent=self,
             )
-            box.setTextFormat(Qt.PlainText)  # the message may quote the model file
+            box.setTextFormat(Qt.TextFormat.PlainText)  # the message may quote the model file
             box.exec_()
             return
         self.reload()

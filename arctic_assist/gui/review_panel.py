@@ -137,10 +137,10 @@ class ReviewPanel(QgsDockWidget):
         self.table = QTableWidget(0, 4, body)
         self.table.setObjectName("ArcticAssistReviewTable")
         self.table.setHorizontalHeaderLabels(["id", "score", "size", "status"])
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         layout.addWidget(self.table, 1)
 
@@ -157,7 +157,7 @@ class ReviewPanel(QgsDockWidget):
             button.clicked.connect(slot)
             buttons.addWidget(button)
             sc = QShortcut(QKeySequence(shortcut), self)
-            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(slot)
             self.buttons[key] = button
         layout.addLayout(buttons)
@@ -209,7 +209,7 @@ class ReviewPanel(QgsDockWidget):
                 continue
             score = feat["score"] if has_score and feat["score"] is not None else float("nan")
             geom = feat.geometry()
-            if geom.type() == QgsWkbTypes.PolygonGeometry:
+            if geom.type() == QgsWkbTypes.GeometryType.PolygonGeometry:
                 size = f"{geom.area():.0f} m2"
             else:
                 size = f"{geom.length():.0f} m"
@@ -219,7 +219,7 @@ class ReviewPanel(QgsDockWidget):
         for i, (fid, score, size, status) in enumerate(rows):
             for j, text in enumerate((str(fid), f"{score:.2f}", size, status)):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.UserRole, fid)
+                item.setData(Qt.ItemDataRole.UserRole, fid)
                 self.table.setItem(i, j, item)
             self.fids.append(fid)
         self.summary.setText(", ".join(f"{k}: {v}" for k, v in counts.items()))

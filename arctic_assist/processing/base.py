@@ -36,7 +36,7 @@ VECTOR_FORMATS = ["gpkg", "shp", "geojson"]
 
 def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
     """``parameter`` flagged advanced (shown under *Advanced parameters* in the dialog)."""
-    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     return parameter
 
 

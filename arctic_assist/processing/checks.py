@@ -25,7 +25,11 @@ def _fmt(v: float) -> str:
 def _range_text(p) -> str:
     lo, hi = p.minimum(), p.maximum()
     has_lo, has_hi = abs(lo) < _NO_LIMIT, abs(hi) < _NO_LIMIT
-    kind = "a whole number" if p.dataType() == QgsProcessingParameterNumber.Integer else "a number"
+    kind = (
+        "a whole number"
+        if p.dataType() == QgsProcessingParameterNumber.Type.Integer
+        else "a number"
+    )
     if has_lo and has_hi:
         return f"{kind} from {_fmt(lo)} to {_fmt(hi)}"
     if has_lo:
@@ -44,7 +48,7 @@ def _number(p, value: Any) -> str | None:
         v = float(value)
     except ValueError:
         return f"{p.name()} must be {_range_text(p)}; got '{value}'."
-    integer = p.dataType() == QgsProcessingParameterNumber.Integer
+    integer = p.dataType() == QgsProcessingParameterNumber.Type.Integer
     if not math.isfinite(v) or v < p.minimum() or v > p.maximum() or (integer and v != int(v)):
         return f"{p.name()} must be {_range_text(p)}; got {value}."
     return None
@@ -156,7 +160,7 @@ def explain_parameter(p, value: Any) -> str | None:
         for path in _paths(value):
             return _raster(p.name(), path)
     if kind == "multilayer":
-        check = _raster if p.layerType() == QgsProcessing.TypeRaster else None
+        check = _raster if p.layerType() == QgsProcessing.SourceType.TypeRaster else None
         for path in _paths(value):
             msg = (
                 check(p.name(), path)

@@ -138,7 +138,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.MASK,
                 "Limit to polygons (mask)",
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             )
         )
@@ -146,7 +146,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
                 "Probability threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
                 minValue=0.0,
                 maxValue=1.0,
@@ -156,7 +156,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
                 "Minimum polygon area (m2)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 defaultValue=500.0,
                 minValue=0.0,
             )
@@ -165,7 +165,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.SIMPLIFY,
                 "Simplification tolerance (m)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 defaultValue=5.0,
                 minValue=0.0,
             )
@@ -174,7 +174,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_SEGMENT,
                 "Remove segments smaller than (pixels)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=DEFAULT_MIN_SEGMENT,
                 minValue=0,
                 maxValue=1_000_000,
@@ -184,7 +184,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.FILL_HOLES,
                 "Fill holes smaller than (pixels)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=DEFAULT_FILL_HOLES,
                 minValue=0,
                 maxValue=1_000_000,
@@ -201,7 +201,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, "Thaw slump proposals", QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, "Thaw slump proposals", QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
         self.addParameter(

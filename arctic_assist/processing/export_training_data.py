@@ -65,19 +65,22 @@ class ExportTrainingData(ArcticAssistAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.LABELS,
                 "Labels (reviewed proposals)",
-                [QgsProcessing.TypeVectorPolygon, QgsProcessing.TypeVectorLine],
+                [
+                    QgsProcessing.SourceType.TypeVectorPolygon,
+                    QgsProcessing.SourceType.TypeVectorLine,
+                ],
             )
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                self.RASTERS, "Source rasters", QgsProcessing.TypeRaster
+                self.RASTERS, "Source rasters", QgsProcessing.SourceType.TypeRaster
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSource(
                 self.AOI,
                 "Reviewed area (optional)",
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             )
         )
@@ -85,7 +88,7 @@ class ExportTrainingData(ArcticAssistAlgorithm):
             QgsProcessingParameterMultipleLayers(
                 self.UNLABELLED,
                 "Unlabelled rasters (optional)",
-                QgsProcessing.TypeRaster,
+                QgsProcessing.SourceType.TypeRaster,
                 optional=True,
             )
         )
@@ -93,7 +96,7 @@ class ExportTrainingData(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.CHIP_SIZE,
                 "Chip size (pixels)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=128,
                 minValue=16,
                 maxValue=4096,

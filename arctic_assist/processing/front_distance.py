@@ -46,19 +46,19 @@ class FrontDistanceAlgorithm(ArcticAssistAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.INPUT, "Fronts", [QgsProcessing.TypeVectorLine]
+                self.INPUT, "Fronts", [QgsProcessing.SourceType.TypeVectorLine]
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.REFERENCE, "Reference fronts", [QgsProcessing.TypeVectorLine]
+                self.REFERENCE, "Reference fronts", [QgsProcessing.SourceType.TypeVectorLine]
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.STEP,
                 "Densification step (m)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 defaultValue=10.0,
                 minValue=0.01,
             )

@@ -118,7 +118,9 @@ class RetrainModel(ArcticAssistAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(
             QgsProcessingParameterFile(
-                self.DATA, "Training-data folder", behavior=QgsProcessingParameterFile.Folder
+                self.DATA,
+                "Training-data folder",
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
             )
         )
         self.addParameter(
@@ -140,7 +142,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             QgsProcessingParameterNumber(
                 self.STEPS,
                 "Training steps",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=600,
                 minValue=1,
             )
@@ -158,7 +160,7 @@ class RetrainModel(ArcticAssistAlgorithm):
                 QgsProcessingParameterNumber(
                     self.SEED,
                     "Random seed",
-                    QgsProcessingParameterNumber.Integer,
+                    QgsProcessingParameterNumber.Type.Integer,
                     defaultValue=0,
                     minValue=0,
                     maxValue=2**31 - 1,

@@ -65,7 +65,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.AOI, "Terminus boxes (AOI)", [QgsProcessing.TypeVectorPolygon]
+                self.AOI, "Terminus boxes (AOI)", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
         self.addParameter(
@@ -80,14 +80,14 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, "Calving fronts", QgsProcessing.TypeVectorLine
+                self.OUTPUT, "Calving fronts", QgsProcessing.SourceType.TypeVectorLine
             )
         )
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT_ITERATIONS,
                 "Snake iterations",
-                QgsProcessing.TypeVectorLine,
+                QgsProcessing.SourceType.TypeVectorLine,
                 optional=True,
                 createByDefault=False,
             )

@@ -17,7 +17,7 @@ ADVANCED = ("DEVICE", "PYTHON")
 
 
 def _is_advanced(p: QgsProcessingParameterDefinition) -> bool:
-    return bool(p.flags() & QgsProcessingParameterDefinition.FlagAdvanced)
+    return bool(p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced)
 
 
 def test_device_and_python_are_advanced_everywhere(qgis_app, provider):
