@@ -38,6 +38,8 @@ from .raster import _gdal, srs_traditional
 
 LOG = logging.getLogger(__name__)
 REVIEWED = ("accepted", "edited")
+#: what an expert decided on: without an AOI, the surroundings of these are 'reviewed'
+DECIDED = (*REVIEWED, "rejected")
 BUILDER = "arctic_assist:export_training_data"
 #: a file inside every temporary folder of ours: only folders holding it are ever removed
 TEMP_MARKER = ".arctic_assist_export_temporary"
@@ -87,11 +89,15 @@ def collect_labels(
     target: osr.SpatialReference,
     out_path: Path,
     only_reviewed: bool,
+    decided: list | None = None,
 ) -> tuple[str, int, int, dict[str, int]]:
     """Copy the usable label features to ``out_path`` in the raster's CRS.
 
     Returns (kind 'polygon'|'line', n written, n repaired, counts per status).
     Invalid geometries are repaired (MakeValid); ones that cannot be repaired are reported.
+    ``decided``, if given, receives (in the raster's CRS, repaired) the geometries of the
+    features the expert decided on (:data:`DECIDED`; every feature when ONLY_REVIEWED is
+    off), for :func:`reviewed_area`: the layer is read once.
     """
     _gdal()
     src = ogr.Open(labels_path)
@@ -131,7 +137,10 @@ def collect_labels(
     for feat in sorted(layer, key=lambda f: f.GetFID()):
         status = (feat.GetField("status") if has_status else None) or "unreviewed"
         counts[status] = counts.get(status, 0) + 1
-        if only_reviewed and has_status and status not in REVIEWED:
+        selective = only_reviewed and has_status
+        exported = not (selective and status not in REVIEWED)
+        is_decided = decided is not None and not (selective and status not in DECIDED)
+        if not (exported or is_decided):
             continue
         geom = feat.GetGeometryRef()
         if geom is None or geom.IsEmpty():
@@ -140,15 +149,21 @@ def collect_labels(
         if not geom.IsValid():
             fixed = geom.MakeValid()
             if fixed is None or fixed.IsEmpty() or not fixed.IsValid():
+                if not exported:  # a rejected shape: it only widens the reviewed area
+                    continue
                 raise InputError(
                     f"LABELS: feature {feat.GetFID()} of {labels_path} has an "
                     "invalid geometry that cannot be repaired; fix it with the "
                     "vertex tool or 'Fix geometries'."
                 )
             geom = fixed
-            repaired += 1
+            repaired += int(exported)
         if transform is not None:
             geom.Transform(transform)
+        if is_decided:
+            decided.append(geom.Clone())
+        if not exported:
+            continue
         parts = []
         if kind == "polygon":
             polys = ogr.ForceToMultiPolygon(geom)
@@ -272,8 +287,9 @@ def export_training_data(
     work = _make_work_dir(out)
     try:
         labels_tmp = work / "_labels.gpkg"
+        decided: list | None = None if aoi_path else []
         kind, n, repaired, counts = collect_labels(
-            labels_path, labels_layer, target, labels_tmp, only_reviewed
+            labels_path, labels_layer, target, labels_tmp, only_reviewed, decided
         )
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         if repaired:
@@ -313,16 +329,7 @@ def export_training_data(
         if kind == "polygon" and not aoi_path:
             # unreviewed is not background: without an AOI only the surroundings of what
             # the expert looked at (accepted, edited and rejected features) are labelled
-            aoi_path = str(
-                reviewed_area(
-                    labels_path,
-                    labels_layer,
-                    target,
-                    first,
-                    work / "_reviewed_area.gpkg",
-                    only_reviewed,
-                )
-            )
+            aoi_path = str(reviewed_area(decided, target, first, work / "_reviewed_area.gpkg"))
             provenance["reviewed_area"] = (
                 f"features reviewed, buffered by {REVIEW_BUFFER_PX} px (no AOI given)"
             )
@@ -647,47 +654,22 @@ def _swap_in(new: Path, out: Path) -> None:
 
 
 def reviewed_area(
-    labels_path: str,
-    layer_name: str | None,
-    target: osr.SpatialReference,
-    raster: gdal.Dataset,
-    out_path: Path,
-    only_reviewed: bool,
+    decided: list, target: osr.SpatialReference, raster: gdal.Dataset, out_path: Path
 ) -> Path:
-    """The area an expert reviewed, when no AOI says so: every feature they decided on
-    (status accepted, edited or rejected; every feature when ONLY_REVIEWED is off) grown by
-    :data:`REVIEW_BUFFER_PX` pixels of ``raster``, in ``target``'s CRS, written to
-    ``out_path`` (GeoPackage, one multipolygon). Pixels outside it are 'ignore': the slumps
-    the model missed elsewhere in the scene are not taught as background, and rejected
-    proposals (false positives) are background."""
+    """The area an expert reviewed, when no AOI says so: the features they decided on
+    (``decided``, from :func:`collect_labels`) grown by :data:`REVIEW_BUFFER_PX` pixels of
+    ``raster``, in ``target``'s CRS, written to ``out_path`` (GeoPackage, one multipolygon).
+    Pixels outside it are 'ignore': the slumps the model missed elsewhere in the scene are
+    not taught as background, and rejected proposals (false positives) are background."""
     _gdal()
-    src = ogr.Open(labels_path)
-    layer = src.GetLayerByName(layer_name) if layer_name else src.GetLayer(0)
-    srs = srs_traditional(layer.GetSpatialRef())
-    transform = None if srs.IsSame(target) else osr.CoordinateTransformation(srs, target)
-    has_status = layer.GetLayerDefn().GetFieldIndex("status") >= 0
-    decided = REVIEWED + ("rejected",)
     gt = raster.GetGeoTransform()
     distance = REVIEW_BUFFER_PX * max(abs(gt[1]), abs(gt[5]))
-    area = ogr.Geometry(ogr.wkbMultiPolygon)
-    parts = []
-    layer.ResetReading()
-    for feat in layer:
-        if has_status and only_reviewed and (feat.GetField("status") or "") not in decided:
-            continue
-        geom = feat.GetGeometryRef()
-        if geom is None or geom.IsEmpty():
-            continue
-        geom = geom.Clone()
-        if not geom.IsValid():
-            geom = geom.MakeValid()
-            if geom is None or geom.IsEmpty():
-                continue
-        if transform is not None:
-            geom.Transform(transform)
-        parts.append(geom.Buffer(distance, 8))
-    for g in parts:
-        area = area.Union(g) if not area.IsEmpty() else g.Clone()
+    grown = ogr.Geometry(ogr.wkbMultiPolygon)
+    for geom in decided:
+        buffered = ogr.ForceToMultiPolygon(geom.Buffer(distance, 8))
+        for i in range(buffered.GetGeometryCount()):
+            grown.AddGeometry(buffered.GetGeometryRef(i))
+    area = grown.UnionCascaded() if grown.GetGeometryCount() else grown
     out_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out_path))
     out = out_ds.CreateLayer("reviewed_area", target, ogr.wkbMultiPolygon)
     f = ogr.Feature(out.GetLayerDefn())
