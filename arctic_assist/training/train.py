@@ -277,13 +277,14 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
     error (the pseudo-class head, not exported, starts fresh). ``.ckpt``: a checkpoint.
     """
     target = module.student
+    # models and checkpoints from before the network standardised its input were trained
+    # on the identity statistics; newer ones overwrite these when loaded
+    target.in_mean.zero_()
+    target.in_std.fill_(1.0)
     if str(path).lower().endswith(".onnx"):
         from .export import load_onnx_weights
 
-        # pseudo_head: not exported; in_mean/in_std: absent from models exported before the
-        # network standardised its input (those were trained on the identity)
-        target.in_mean.zero_()
-        target.in_std.fill_(1.0)
+        # pseudo_head: not exported
         load_onnx_weights(target, path, optional=("pseudo_head.", "in_mean", "in_std"))
     else:
         from .checkpoint import load_checkpoint_file
@@ -292,11 +293,8 @@ def warm_start(module: torch.nn.Module, path: str) -> None:
         state = state.get("state_dict", state)
         teacher = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("teacher.")}
         student = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("student.")}
-        weights = teacher or student or state
-        if "in_mean" not in weights:  # a checkpoint from before input standardisation
-            target.in_mean.zero_()
-            target.in_std.fill_(1.0)
-            weights = {**weights, "in_mean": target.in_mean, "in_std": target.in_std}
+        weights = {"in_mean": target.in_mean, "in_std": target.in_std}
+        weights.update(teacher or student or state)
         # the whole network, pseudo-class head included, and PixelDINO's centre: a warm
         # start from a checkpoint keeps what the base run learned for the unlabelled term
         target.load_state_dict(weights)
