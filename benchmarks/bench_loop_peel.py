@@ -42,19 +42,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 from osgeo import gdal, ogr, osr  # noqa: E402
 
-from arctic_assist.io.training_data import rasterize_polygons, supersampled_grid  # noqa: E402
+from peel_reference import HOLDOUT_ROW, PeelReference  # noqa: E402
 
 gdal.UseExceptions()
 ogr.UseExceptions()
-FINE = 4  # 10 m / 4 = 2.5 m
-HOLDOUT_ROW = 128  # the Peel crop is 251 px high: rows >= 128 are never trained on
 METHODS = {"pixeldino": 0, "supervised": 1}  # retrain_model's METHOD numbers
-
-
-def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
-    p, t = pred.astype(bool) & inside, truth.astype(bool) & inside
-    union = (p | t).sum()
-    return float((p & t).sum() / union) if union else float("nan")
 
 
 def qgis_run(alg: str, params: dict, env: dict) -> float:
@@ -169,16 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(store.read_text()) if (a.resume and store.is_file()) else []
 
     raster = gdal.Open(str(raster_path))
-    grid = supersampled_grid(raster, FINE)
-    inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
-    votes = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts)
-    majority = votes * 2 > len(experts)
-    bottom = np.zeros_like(inside)
-    bottom[HOLDOUT_ROW * FINE :] = True
-    scored = inside & bottom
-
-    def score(gpkg: Path) -> float:
-        return iou(rasterize_polygons(gpkg, grid), majority, scored)
+    ref = PeelReference.load(peel)
+    grid, majority, score = ref.grid, ref.majority, ref.score
 
     before = work / "before.gpkg"
     if not before.is_file():

