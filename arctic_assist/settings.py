@@ -32,6 +32,19 @@ def default_model_path(task: str) -> str:
 
 
 def training_python() -> str:
-    """The interpreter that has torch (the project's venv by default)."""
+    """The interpreter the user chose for the training ('' = none chosen: the training
+    environment of this profile, see :func:`training_env_root`)."""
     value = QgsSettings().value(f"{PREFIX}/training_python", "", type=str)
     return value or ""
+
+
+def set_training_python(path: str) -> None:
+    QgsSettings().setValue(f"{PREFIX}/training_python", path or "")
+
+
+def training_env_root() -> Path:
+    """``<profile>/arctic_assist/training_env``: where *Create training environment* makes
+    the venv that retraining runs in."""
+    from .io.training_env import envs_root
+
+    return envs_root(QgsApplication.qgisSettingsDirPath())

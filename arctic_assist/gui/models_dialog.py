@@ -1,4 +1,5 @@
-"""Models dialog: bundled and user models with their model card; the default per task."""
+"""Models dialog: bundled and user models with their model card; the default per task;
+the training environment that Retrain model uses (:mod:`.training_env_box`)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class ModelsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName(self.OBJECT_NAME)
         self.setWindowTitle("Arctic Assist models")
-        self.resize(760, 420)
+        self.resize(760, 560)
         self.list = QListWidget(self)
         self.list.setObjectName("ArcticAssistModelsList")
         self.card = QTextBrowser(self)
@@ -72,8 +73,12 @@ class ModelsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.default_button)
         buttons.addWidget(close)
+        from .training_env_box import TrainingEnvironmentBox
+
+        self.training_env = TrainingEnvironmentBox(self)
         layout = QVBoxLayout(self)
-        layout.addLayout(top)
+        layout.addLayout(top, 1)
+        layout.addWidget(self.training_env)
         layout.addLayout(buttons)
         self.list.currentItemChanged.connect(lambda *_: self.show_card())
         self.default_button.clicked.connect(self.make_default)

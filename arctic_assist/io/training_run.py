@@ -83,19 +83,17 @@ def build_command(
 
 
 def check_python(python: str) -> None:
-    probe = None
-    if shutil.which(python) or os.path.isfile(python):
-        probe = subprocess.run(
-            [python, "-c", "import torch, lightning; from osgeo import gdal"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if probe is None or probe.returncode != 0:
+    """Refuse an interpreter that cannot run the training, naming what it lacks."""
+    from .training_env import TRAINING_MODULES, probe
+
+    result = probe(python)
+    if not result.get("ok"):
         raise InputError(
-            f"PYTHON: '{python}' cannot import torch, lightning and GDAL (osgeo). Point "
-            "PYTHON (or the plugin setting) at the interpreter of an environment made by "
-            "'make setup' (e.g. <checkout>/.venv/bin/python)."
+            f"PYTHON: '{python}' cannot run the training ({result.get('error')}); it needs "
+            f"{', '.join(TRAINING_MODULES)}. Create the training environment (Models "
+            "dialog, or the algorithm arctic_assist:setup_training_environment), or point "
+            "PYTHON at an interpreter that has them (e.g. <checkout>/.venv/bin/python after "
+            "'make setup')."
         )
 
 
@@ -106,10 +104,11 @@ def stream(cmd: list[str], feedback, work_dir: str) -> None:
     ``pushInfo``, ``pushConsoleInfo``). The process runs in its own process group (session
     on POSIX), which :func:`stop` ends as a whole; its stderr goes to ``work_dir/stderr.log``.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_parent(), env.get("PYTHONPATH", "")) if p
-    )
+    from .training_env import clean_env
+
+    # QGIS's own Python paths stay out: the training imports this plugin and its own
+    # environment's packages, nothing else
+    env = clean_env({"PYTHONPATH": package_parent()})
     env["PYTHONUNBUFFERED"] = "1"
     env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
     Path(work_dir).mkdir(parents=True, exist_ok=True)

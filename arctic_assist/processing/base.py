@@ -140,6 +140,8 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
     GROUP_ID = ""
     ICON = "arctic_assist.svg"
     HELP = ""
+    #: False where an algorithm runs without ONNX Runtime and numpy in QGIS's Python
+    NEEDS_INFERENCE_PACKAGES = True
 
     def name(self) -> str:
         return self.NAME
@@ -211,7 +213,7 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        message = dependency_message()
+        message = dependency_message() if self.NEEDS_INFERENCE_PACKAGES else None
         if message:
             raise QgsProcessingException(message)
         try:

@@ -16,6 +16,7 @@ def algorithm_classes() -> list[type]:
     from .export_training_data import ExportTrainingData
     from .front_distance import FrontDistanceAlgorithm
     from .retrain_model import RetrainModel
+    from .setup_training_environment import SetupTrainingEnvironment
     from .trace_calving_front import TraceCalvingFront
 
     return [
@@ -24,6 +25,7 @@ def algorithm_classes() -> list[type]:
         FrontDistanceAlgorithm,
         ExportTrainingData,
         RetrainModel,
+        SetupTrainingEnvironment,
     ]
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsProcessingOutputFile,
+    QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -34,6 +36,7 @@ from .. import about, settings
 from ..core.errors import ArcticAssistError, CanceledError, InputError
 from ..core.onnx_model import DEVICES
 from ..core.spec import TASKS
+from ..io.training_env import current_python
 from ..io.training_run import (
     build_command,
     check_python,
@@ -52,21 +55,31 @@ TASK_LABELS = {
 METHODS = ["pixeldino", "supervised", "supervised_aug", "fixmatchseg", "adversarial"]
 
 
-def default_python() -> str:
-    """The configured interpreter, else the checkout's .venv, else python3 on PATH.
+def training_interpreter() -> tuple[str, str]:
+    """The interpreter the training runs in when PYTHON is empty, and where it comes from.
 
-    The checkout is looked for both at the plugin folder and where its files really are:
-    ``make install-plugin`` (and the tests) install the plugin as links into the checkout,
-    so the plugin folder itself holds no ``.venv``.
+    In this order: the one chosen in the Models dialog (plugin setting); the training
+    environment created in this QGIS profile (Models dialog or
+    ``arctic_assist:setup_training_environment``); the checkout's .venv (``make setup``);
+    python3 on PATH. The checkout is looked for both at the plugin folder and where its
+    files really are: ``make install-plugin`` (and the tests) install the plugin as links
+    into the checkout, so the plugin folder itself holds no ``.venv``.
     """
     configured = settings.training_python()
     if configured:
-        return configured
+        return configured, "chosen in the Models dialog"
+    created = current_python(settings.training_env_root())
+    if created:
+        return created, "the training environment of this profile"
     for root in (about.plugin_root(), Path(__file__).resolve().parents[2]):
         venv = root / ".venv" / "bin" / "python"
         if venv.is_file():
-            return str(venv)
-    return shutil.which("python3") or sys.executable
+            return str(venv), "the checkout's .venv, made by make setup"
+    return shutil.which("python3") or sys.executable, "python3 on PATH"
+
+
+def default_python() -> str:
+    return training_interpreter()[0]
 
 
 class RetrainModel(ArcticAssistAlgorithm):
@@ -85,6 +98,8 @@ class RetrainModel(ArcticAssistAlgorithm):
     PYTHON = "PYTHON"
     SEED = "SEED"
     OUTPUT = "OUTPUT"
+    REGISTERED = "REGISTERED"
+    METRICS = "METRICS"
 
     HELP = (
         "<p>Retrains a model on a training-data folder written by <i>Export training data</i>"
@@ -92,8 +107,12 @@ class RetrainModel(ArcticAssistAlgorithm):
         "exports a new self-describing ONNX model.</p>"
         "<p>Training runs the bundled PyTorch code (<code>python -m arctic_assist.training"
         "</code>) in a separate Python that has torch: <b>PYTHON</b> (advanced; default: "
-        "the plugin setting, else the project's .venv). It uses a CUDA GPU when one is "
-        "present (DEVICE, advanced: auto), the CPU otherwise.</p><ul>"
+        "the interpreter chosen in the Models dialog, else the training environment made by "
+        "<i>Create training environment</i> (Models dialog) or <i>Set up training "
+        "environment</i> in this profile, else the checkout's .venv). It uses a CUDA GPU "
+        "when one is present (DEVICE, advanced: auto), the CPU otherwise. The training data "
+        "is handed over packed into one .npz file, so that environment needs neither GDAL "
+        "nor QGIS.</p><ul>"
         "<li><b>TASK</b>: thaw slumps (PixelDINO segmentation) or calving fronts (COBRA).</li>"
         "<li><b>METHOD</b>: supervised (default) or pixeldino (semi-supervised: it also "
         "learns from the unlabelled rest of the scene) or another baseline (supervised_aug, "
@@ -172,6 +191,10 @@ class RetrainModel(ArcticAssistAlgorithm):
                 self.OUTPUT, "New model", fileFilter="ONNX model (*.onnx)"
             )
         )
+        self.addOutput(
+            QgsProcessingOutputFile(self.REGISTERED, "The model's copy in the user models folder")
+        )
+        self.addOutput(QgsProcessingOutputString(self.METRICS, "Validation metrics (table)"))
 
     def execute(self, parameters: dict[str, Any], context, feedback) -> dict[str, Any]:
         from ..io.models import read_spec, register
@@ -210,6 +233,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             "base_model": str(Path(base_model).resolve()) if base_model else None,
         }
         resume = prepare_run_dir(Path(work_dir), run_info, feedback.pushInfo)
+        packed = self.pack(data, Path(work_dir), resume, feedback)
         export_dir = Path(work_dir) / "export"
         shutil.rmtree(export_dir, ignore_errors=True)  # a killed run's partial export
         export_dir.mkdir(parents=True)
@@ -218,7 +242,7 @@ class RetrainModel(ArcticAssistAlgorithm):
             python,
             task,
             method,
-            data,
+            packed,
             partial,
             steps,
             device,
@@ -258,4 +282,28 @@ class RetrainModel(ArcticAssistAlgorithm):
         )
         for row in table:
             feedback.pushInfo(row)
-        return {self.OUTPUT: output, "REGISTERED": str(registered), "METRICS": "\n".join(table)}
+        return {
+            self.OUTPUT: output,
+            self.REGISTERED: str(registered),
+            self.METRICS: "\n".join(table),
+        }
+
+    @staticmethod
+    def pack(data: str, work_dir: Path, resume: str | None, feedback) -> str:
+        """DATA as one .npz in the run folder, which the training reads with numpy alone."""
+        from ..training.packed import pack_training_folder
+
+        out = work_dir / "data.npz"
+        feedback.pushInfo(f"Packing the training data into {out} ...")
+        try:
+            header = pack_training_folder(data, out)
+        except InputError as exc:
+            if resume:
+                kept = " The earlier run's checkpoint is kept."
+            else:
+                shutil.rmtree(work_dir, ignore_errors=True)
+                kept = " Nothing was trained and nothing was kept."
+            raise InputError(f"DATA: {str(exc).rstrip('.')}.{kept}") from None
+        n = len(header.get("chips") or header.get("samples") or [])
+        feedback.pushInfo(f"Packed {n} chips ({out.stat().st_size / 1e6:.1f} MB).")
+        return str(out)

@@ -712,42 +712,9 @@ def load_samples(args: argparse.Namespace) -> list[FR.FrontSample]:
 
 
 def load_data_dir(path: str) -> list[FR.FrontSample]:
-    """Training-data folder (:mod:`arctic_assist.training.data`, task 'contour') -> samples.
-
-    Chips are read raw (the model standardises its input in the graph; nodata pixels get
-    the mean of the valid ones); polylines go from the folder's corner-origin pixel
-    coordinates to pixel-centre coordinates and are resampled to 64 vertices **in their
-    given order** (fronts exported from reviewed COBRA proposals keep the glacier on the
-    left). ``group`` is the chip's region; chips of split 'val'/'test' are marked in
-    ``meta['split']`` and held out.
-    """
-    from . import data as D  # shared infrastructure
-
-    ds = D.load_dataset(path)
-    if ds.task != "contour":
-        raise D.DatasetError(f"{path}: task is '{ds.task}'; COBRA trains on 'contour' data")
-    out = []
-    for chip in ds.chips:
-        if chip.polyline is None:
-            continue
-        raw = D.read_raster(chip.image).astype(np.float32)
-        bad = D.nodata_mask(raw, ds.nodata)
-        if bad.any() and (~bad).any():
-            raw[:, bad] = raw[:, ~bad].mean(axis=1)[:, None]
-        line = np.asarray(chip.polyline, dtype=np.float64) - 0.5
-        out.append(
-            FR.FrontSample(
-                image=raw,
-                front=FR.resample_polyline(line),
-                name=chip.image.name,
-                group=chip.region,
-                pixel_size_m=ds.pixel_size_m,
-                meta={"split": chip.split},
-            )
-        )
-    if not out:
-        raise D.DatasetError(f"{path}: no chip with a polyline")
-    return out
+    """Training-data folder or its packed ``.npz`` (task 'contour') -> samples
+    (:func:`.fronts.read_training_folder`)."""
+    return FR.read_training_folder(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -993,7 +960,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.frontlearning:
         sources.append("FrontLearning (Mohajerani et al. 2019, MIT), labels " + args.labels)
     if args.data:
-        sources.append(f"Arctic Assist labels {os.path.basename(os.path.normpath(args.data))}")
+        sources.append(f"Arctic Assist labels {FR.training_data_name(args.data)}")
     if args.synthetic > 0:
         sources.append(f"synthetic fronts ({100 * args.synthetic:.0f} % of tiles)")
     provenance = {

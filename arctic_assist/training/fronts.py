@@ -264,6 +264,60 @@ def read_frontlearning(
     return out
 
 
+def read_training_folder(path: str) -> list[FrontSample]:
+    """Training-data folder (:mod:`arctic_assist.io.training_data`, task 'contour') or the
+    ``.npz`` that :func:`.packed.pack_training_folder` made of one -> samples.
+
+    Chips are read raw (the model standardises its input in the graph; nodata pixels get
+    the mean of the valid ones); polylines go from the folder's corner-origin pixel
+    coordinates to pixel-centre coordinates and are resampled to 64 vertices **in their
+    given order** (fronts exported from reviewed COBRA proposals keep the glacier on the
+    left). ``group`` is the chip's region; chips of split 'val'/'test' are marked in
+    ``meta['split']`` and held out. Numpy only for the ``.npz``; GDAL (at call time) for a
+    folder.
+    """
+    if str(path).lower().endswith(".npz") and os.path.isfile(path):
+        from .packed import load_packed_fronts
+
+        return load_packed_fronts(path)
+    from ..io.raster import read_raster
+    from ..io.training_data import DatasetError, load_dataset, nodata_mask
+
+    ds = load_dataset(path)
+    if ds.task != "contour":
+        raise DatasetError(f"{path}: task is '{ds.task}'; COBRA trains on 'contour' data")
+    out = []
+    for chip in ds.chips:
+        if chip.polyline is None:
+            continue
+        raw = read_raster(chip.image).astype(np.float32)
+        bad = nodata_mask(raw, ds.nodata)
+        if bad.any() and (~bad).any():
+            raw[:, bad] = raw[:, ~bad].mean(axis=1)[:, None]
+        line = np.asarray(chip.polyline, dtype=np.float64) - 0.5
+        out.append(
+            FrontSample(
+                image=raw,
+                front=resample_polyline(line),
+                name=chip.image.name,
+                group=chip.region,
+                pixel_size_m=ds.pixel_size_m,
+                meta={"split": chip.split},
+            )
+        )
+    if not out:
+        raise DatasetError(f"{path}: no chip with a polyline")
+    return out
+
+
+def training_data_name(path: str) -> str:
+    """The name of a training-data folder for provenance: the folder's own name, also when
+    the trainer reads the ``.npz`` packed from it (its header names the folder)."""
+    from .packed import source_path
+
+    return os.path.basename(os.path.normpath(source_path(path)))
+
+
 def _thin_columns(mask: np.ndarray) -> np.ndarray:
     """Crude thinning of a thick, mostly horizontal line: one pixel per column."""
     thin = np.zeros_like(mask)

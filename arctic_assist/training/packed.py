@@ -94,6 +94,22 @@ def is_packed(path: str | Path) -> bool:
     return str(path).lower().endswith(".npz") and Path(path).is_file()
 
 
+def source_path(path: str | Path) -> str:
+    """Where training data came from, for a model's provenance: a folder as it is, a packed
+    file as the folder it was packed from (when its header names one; retrain_model's
+    packed file lives in a run folder that is removed afterwards)."""
+    if is_packed(path):
+        try:
+            doc = read_header(path)
+        except (OSError, ValueError, DatasetError):
+            doc = {}
+        for part in ("provenance", "source"):
+            origin = (doc.get(part) or {}).get("packed_from")
+            if isinstance(origin, str) and origin:
+                return origin
+    return str(Path(path).resolve())
+
+
 # ----------------------------------------------------------------------------- segmentation
 
 
@@ -328,6 +344,31 @@ def load_packed_fronts(
     return out
 
 
+# ----------------------------------------------------------------------------- any folder
+
+
+def pack_training_folder(folder: str | Path, out: str | Path) -> dict[str, Any]:
+    """An exported training-data folder of either task -> ``out`` (.npz); the header.
+
+    Segmentation: :func:`pack_dataset`; contour: the fronts as
+    :func:`.fronts.read_training_folder` reads them, :func:`pack_fronts`. This is how
+    ``arctic_assist:retrain_model`` hands its DATA to the training environment, which then
+    needs neither GDAL nor QGIS.
+    """
+    from . import fronts as FR
+    from .data import load_dataset
+
+    folder = Path(folder)
+    data = load_dataset(folder)
+    if data.task == "segmentation":
+        return pack_dataset(data, out)
+    return pack_fronts(
+        FR.read_training_folder(str(folder)),
+        out,
+        source={"packed_from": str(folder.resolve()), "task": data.task, "n": FR.N_VERTICES},
+    )
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -338,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "(--frontlearning) into one .npz that trains without GDAL (e.g. on a GPU server).",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="segmentation training-data folder (manifest.json)")
+    src.add_argument("--data", help="training-data folder of either task (manifest.json)")
     src.add_argument("--frontlearning", help="FrontLearning train folder (images/, labels_1px/)")
     p.add_argument("--labels", default="labels_1px", help="FrontLearning label folder")
     p.add_argument("--glacier-side", default="bottom", help="FrontLearning: glacier side")
@@ -347,10 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     if not a.out.lower().endswith(".npz"):
         p.error("--out must end with .npz")
     if a.data:
-        from .data import load_dataset
-
-        header = pack_dataset(load_dataset(a.data), a.out)
-        counts = {"chips": len(header["chips"]), "unlabelled": len(header["unlabelled"])}
+        header = pack_training_folder(a.data, a.out)
+        counts = (
+            {"chips": len(header["chips"]), "unlabelled": len(header["unlabelled"])}
+            if header["kind"] == "training_data"
+            else {"samples": len(header["samples"])}
+        )
     else:
         from . import fronts as FR
 

@@ -28,6 +28,7 @@ from .common import (
 from ..core.spec import IGNORE
 from ..io.training_data import TrainingData, Unlabelled
 from .data import TileSampler, load_dataset
+from .packed import source_path
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)
@@ -422,7 +423,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         "normalization": data.normalization,
         "nodata": data.nodata,
         "pixel_size_m": data.pixel_size_m,
-        "training_data": str(Path(a.data).resolve()),
+        "training_data": source_path(a.data),
     }
     module = make_method(cfg, meta)
     if a.base_model:

@@ -10,6 +10,7 @@ ALGORITHMS = [
     "arctic_assist:front_distance",
     "arctic_assist:export_training_data",
     "arctic_assist:retrain_model",
+    "arctic_assist:setup_training_environment",
 ]
 
 

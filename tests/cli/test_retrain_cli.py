@@ -37,7 +37,8 @@ def test_python_without_torch_is_named(cli_env, tmp_path):
         cli_env,
     )
     assert proc.returncode != 0
-    assert "cannot import torch" in proc.stdout + proc.stderr
+    assert "'/bin/false' cannot run the training" in proc.stdout + proc.stderr
+    assert "Create the training environment" in proc.stdout + proc.stderr
     assert not out.exists()
 
 

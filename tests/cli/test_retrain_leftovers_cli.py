@@ -69,6 +69,8 @@ def test_failed_run_leaves_nothing(cli_env, tmp_path):
     proc = run_qgis_process(args(bad, out, 2), cli_env)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in text, text
+    # refused while packing the data for the training environment, before any training
+    assert "DATA: " in text and "manifest.json: field 'format'" in text, text
     assert "nothing was kept" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data"]
 

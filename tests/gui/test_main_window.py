@@ -28,4 +28,11 @@ def test_toolbar_in_real_main_window(tmp_path):
     assert all(a["enabled"] and a["has_icon"] for a in result["actions"])
     assert "arctic_assist:detect_thaw_slumps" in result["algorithms"]
     assert (out / "main_window.png").stat().st_size > 10_000
+    # the Models dialog's Training environment section (issue 14): the interpreter that
+    # Retrain model uses (here the checkout's .venv) and what it offers, probed in a task
+    models = result["models_dialog"]
+    assert models is not None, "the Models dialog did not open from its toolbar button"
+    assert ".venv/bin/python" in models["in_use"] and models["probe_ok"], models
+    assert "torch 2." in models["status"], models
+    assert (out / "models_dialog.png").stat().st_size > 10_000
     assert proc.returncode == 0

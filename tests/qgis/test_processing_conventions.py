@@ -64,6 +64,9 @@ def test_retrain_result_shows_metrics_as_a_table(qgis_app, provider, monkeypatch
 
     monkeypatch.setattr(retrain_model, "stream", fake_stream)
     monkeypatch.setattr(retrain_model, "check_python", lambda python: None)
+    monkeypatch.setattr(  # the folder below is a manifest only: nothing to pack
+        retrain_model.RetrainModel, "pack", staticmethod(lambda data, *_: data)
+    )
     monkeypatch.setattr(settings, "user_models_dir", lambda: tmp_path / "user_models")
     data = tmp_path / "data"
     data.mkdir()
@@ -84,3 +87,26 @@ def test_retrain_result_shows_metrics_as_a_table(qgis_app, provider, monkeypatch
     ours = [line for line in feedback.lines if not line.startswith("Results:")]  # QGIS's own
     assert not any("{" in line or "None" in line for line in ours)
     assert Path(result["REGISTERED"]).is_file()
+    # every result key is a declared output (so that the modeler can chain them)
+    declared = {
+        o.name()
+        for o in qgis_app.processingRegistry()
+        .algorithmById("arctic_assist:retrain_model")
+        .outputDefinitions()
+    }
+    assert set(result) <= declared, set(result) - declared
+
+
+def test_every_algorithm_declares_its_outputs(qgis_app, provider):
+    """The result keys an algorithm returns beyond its destination parameters are declared
+    outputs (QgsProcessingOutput*), so the graphical modeler can chain them."""
+    registry = qgis_app.processingRegistry()
+    expected = {
+        "retrain_model": {"OUTPUT", "REGISTERED", "METRICS"},
+        "setup_training_environment": {"PYTHON", "TORCH", "DEVICE"},
+        "front_distance": {"MEAN_DISTANCE", "PER_FEATURE"},
+    }
+    for name, keys in expected.items():
+        alg = registry.algorithmById(f"arctic_assist:{name}")
+        assert alg is not None, name
+        assert keys <= {o.name() for o in alg.outputDefinitions()}, name

@@ -1,6 +1,8 @@
 """The import graph the README's layout section states: core imports nothing of ours but
-core; io imports core (and ``about``); processing never imports gui or training; gui never
-imports training; training never imports processing or gui."""
+core; io imports core (and ``about``); processing never imports gui, and of training only
+its torch-free data modules (the packed format and the front reader, with which
+retrain_model packs DATA for the training environment); gui never imports training;
+training never imports processing or gui."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ ROOMS = ("core", "io", "processing", "gui", "training")
 ALLOWED = {
     "core": {"core"},
     "io": {"core", "io", "about"},
-    "processing": {"core", "io", "processing", "about", "settings", "deps"},
+    "processing": {"core", "io", "processing", "about", "settings", "deps", "training"},
     "gui": {"core", "io", "processing", "gui", "about", "settings"},
     "training": {"core", "io", "training"},
 }
@@ -53,3 +55,39 @@ def test_room_imports_only_what_the_readme_says(room):
         if extra:
             bad[str(path.relative_to(PKG))] = sorted(extra)
     assert not bad, f"{room} imports outside its allowed rooms: {bad}"
+
+
+#: the training modules that import no torch (numpy, and GDAL at call time), which
+#: processing may use
+TORCH_FREE_TRAINING = {"packed", "fronts", "data"}
+
+
+def test_processing_uses_only_the_torch_free_training_modules():
+    used = {}
+    for path in sorted((PKG / "processing").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "training":
+                    used.setdefault(path.name, set()).add(".".join(parts[1:]) or "?")
+    assert used, "retrain_model packs DATA with training.packed"
+    bad = {f: m - TORCH_FREE_TRAINING for f, m in used.items() if m - TORCH_FREE_TRAINING}
+    assert not bad, bad
+
+
+def test_torch_free_training_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    names = ", ".join(f"arctic_assist.training.{m}" for m in sorted(TORCH_FREE_TRAINING))
+    code = (
+        f"import sys, {names}; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PKG.parent,
+        check=True,
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -6,6 +6,7 @@ QGIS with exit code 0 (all good) or 1.
 
 import json
 import os
+import time
 import traceback
 
 from qgis.PyQt.QtCore import QTimer
@@ -39,8 +40,53 @@ def check() -> None:
         result["algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
         window.grab().save(os.path.join(OUT, "main_window.png"))
         result["ok"] = bool(result["plugin_loaded"] and result["toolbar"] and result["actions"])
+        open_models_dialog(toolbar, result)
+        return
     except Exception:  # reported to the test
         result["error"] = traceback.format_exc()
+    finish(result)
+
+
+def open_models_dialog(toolbar, result) -> None:
+    """The Models dialog from its toolbar button; once its Training environment section
+    has probed the interpreter, grab it (README screenshot) and record what it says."""
+    from qgis.PyQt.QtWidgets import QDialog
+
+    for action in toolbar.actions():
+        if action.objectName() == "ArcticAssistModels":
+            action.trigger()
+    dialog = iface.mainWindow().findChild(QDialog, "ArcticAssistModelsDialog")
+    if dialog is None:
+        result["ok"] = False
+        result["models_dialog"] = None
+        finish(result)
+        return
+    from arctic_assist.gui.training_env_box import TrainingEnvironmentBox
+
+    box = dialog.findChild(TrainingEnvironmentBox, TrainingEnvironmentBox.OBJECT_NAME)
+    started = time.monotonic()
+
+    def poll() -> None:
+        try:
+            if box.last_probe is None and time.monotonic() - started < 120:
+                QTimer.singleShot(200, poll)
+                return
+            dialog.grab().save(os.path.join(OUT, "models_dialog.png"))
+            result["models_dialog"] = {
+                "in_use": box.in_use.text(),
+                "status": box.status.text(),
+                "probe_ok": bool(box.last_probe and box.last_probe.get("ok")),
+            }
+            dialog.close()
+        except Exception:  # reported to the test (a slot must not raise into Qt)
+            result["ok"] = False
+            result["error"] = traceback.format_exc()
+        finish(result)
+
+    poll()
+
+
+def finish(result) -> None:
     with open(os.path.join(OUT, "result.json"), "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)
     # QGIS 3.22 can crash in its own teardown when layers are still loaded: unload first

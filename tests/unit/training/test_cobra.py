@@ -184,6 +184,20 @@ def test_data_folder_contour_chips(tmp_path):
     ref = FR.synthetic_front(np.random.default_rng(0), 64).front
     np.testing.assert_allclose(samples[0].front, FR.resample_polyline(ref), atol=1e-9)
 
+    # packed for a training environment without GDAL (retrain_model): the same samples
+    from arctic_assist.training.packed import pack_training_folder
+
+    npz = tmp_path.parent / "contour.npz"
+    header = pack_training_folder(tmp_path, npz)
+    assert header["kind"] == "fronts" and header["source"]["packed_from"] == str(tmp_path)
+    packed = CB.load_data_dir(str(npz))
+    assert [s.meta["split"] for s in packed] == [s.meta["split"] for s in samples]
+    for a, b in zip(packed, samples, strict=True):
+        assert (a.name, a.group, a.pixel_size_m) == (b.name, b.group, b.pixel_size_m)
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.front, b.front)
+    assert FR.training_data_name(str(npz)) == tmp_path.name
+
 
 def test_dataset_items_and_heatmap():
     ds = CB.FrontDataset([], length=4, size=64, synthetic=1.0)
