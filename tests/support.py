@@ -95,6 +95,10 @@ def run_qgis_script(
     link_checkout_plugin(plugins)
     config = make_profile(tmp_path / "config")
     env = qgis_env(config, plugins, ARCTIC_ASSIST_GUI_OUT=str(out_dir), **(extra_env or {}))
+    # the scripts share tests/gui/scripts/loop_support.py
+    env["PYTHONPATH"] = os.pathsep.join(
+        (str(REPO / "tests" / "gui" / "scripts"), env["PYTHONPATH"])
+    )
     env.pop("QT_QPA_PLATFORM", None)  # a real X server (Xvfb), not offscreen
     cmd = [
         "xvfb-run",

@@ -217,7 +217,8 @@ class ReviewPanel(QgsDockWidget):
         rows.sort(key=lambda r: (-(r[1] if r[1] == r[1] else -1.0), r[0]))
         self.table.setRowCount(len(rows))
         for i, (fid, score, size, status) in enumerate(rows):
-            for j, text in enumerate((str(fid), f"{score:.2f}", size, status)):
+            shown = f"{score:.2f}" if score == score else "–"  # fronts have no score
+            for j, text in enumerate((str(fid), shown, size, status)):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, fid)
                 self.table.setItem(i, j, item)

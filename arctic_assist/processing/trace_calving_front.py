@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import os
 from typing import Any
 
@@ -136,10 +138,13 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
             f"{result.count} front(s) written to {output} "
             f"(provider {result.provider}, run {result.run_id})"
         )
+        # "<name> (<raster layer>, <HH:MM:SS>)": traces of several runs stay apart in the
+        # layer tree, as detect_thaw_slumps names its proposals
+        when = datetime.now().strftime("%H:%M:%S")
         for path, name in ((output, "Calving fronts"), (iterations, "Snake iterations")):
             if path and context.willLoadLayerOnCompletion(path):
                 details = context.layerToLoadOnCompletionDetails(path)
-                details.name = name
+                details.name = f"{name} ({layer.name()}, {when})"
                 details.setPostProcessor(StyleLoader.create("calving_fronts.qml"))
         outputs: dict[str, Any] = {
             self.OUTPUT: output,
