@@ -20,7 +20,7 @@ export DATA
 help:
 	@echo "make setup           install QGIS 3.22, xvfb (Debian) and the pinned venv (.venv)"
 	@echo "make test            every test tier: unit, qgis, cli, gui"
-	@echo "make lint            ruff check and ruff format --check"
+	@echo "make lint            ruff check, ruff format --check, flake8-qgis's QGIS rules"
 	@echo "make package         dist/arctic_assist-<version>.zip"
 	@echo "make install-plugin  link this checkout into your QGIS profile and enable it"
 	@echo "make bench           benchmarks (numbers, not pass/fail)"
@@ -58,6 +58,7 @@ test-gui:
 lint:
 	$(PY) -m ruff check arctic_assist tests benchmarks tools
 	$(PY) -m ruff format --check arctic_assist tests benchmarks tools
+	$(PY) -m flake8 arctic_assist tests benchmarks tools
 
 package:
 	$(PY) tools/package.py dist

@@ -133,6 +133,6 @@ class ModelsDialog(QDialog):
                 parent=self,
             )
             box.setTextFormat(Qt.TextFormat.PlainText)  # the message may quote the model file
-            box.exec_()
+            box.exec()
             return
         self.reload()
