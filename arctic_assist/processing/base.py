@@ -8,7 +8,9 @@ dependencies first, and forwards progress and Cancel between Processing and the 
 from __future__ import annotations
 
 import errno
+import html
 import logging
+import re
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .. import about
@@ -146,17 +149,56 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
     def name(self) -> str:
         return self.NAME
 
+    @staticmethod
+    def tr(text: str) -> str:
+        """Translatable text (context 'ArcticAssist'; no translations are shipped yet)."""
+        return QCoreApplication.translate("ArcticAssist", text)
+
     def displayName(self) -> str:
-        return self.DISPLAY
+        return self.tr(self.DISPLAY)
 
     def group(self) -> str:
-        return self.GROUP
+        return self.tr(self.GROUP)
 
     def groupId(self) -> str:
         return self.GROUP_ID
 
     def shortHelpString(self) -> str:
-        return self.HELP + self.enum_help()
+        return self.tr(self.HELP) + self.enum_help()
+
+    def parameter_help(self, name: str) -> str:
+        """The help of one parameter, as plain text, from the ``<li>`` item of :attr:`HELP`
+        that names it in bold (the one place each parameter is documented): the text after
+        ``<b>NAME</b>`` up to the next parameter named in bold, or, for names listed
+        together (``<b>EXTENT</b>, <b>MASK</b>: ...``), the text they share."""
+        tag = f"<b>{name}</b>"
+        for item in re.findall(r"<li>(.*?)</li>", self.HELP, flags=re.S):
+            if tag not in item:
+                continue
+            parts = re.split(r"<b>[A-Z][A-Z0-9_]*</b>", item.split(tag, 1)[1])
+            for part in parts:
+                text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", part)))
+                text = text.strip(" ,:;")
+                # "(advanced): x" -> "x"; "(m2): x" -> "x (m2)"
+                m = re.match(r"^\(([^()]*)\)\s*:?\s*(.+)$", text, flags=re.S)
+                if m:
+                    note, rest = m.groups()
+                    if note == "advanced":
+                        text = rest
+                    else:
+                        text = f"{rest.rstrip('.')} ({note})" + ("." if rest.endswith(".") else "")
+                if text:
+                    return text[0].upper() + text[1:]
+        return ""
+
+    def addParameter(self, parameter, createOutput: bool = True) -> bool:
+        """Every parameter gets a translatable description and its help (tooltip in the
+        dialog, ``help()`` for the modeler and scripts) from :meth:`parameter_help`."""
+        parameter.setDescription(self.tr(parameter.description()))
+        text = self.parameter_help(parameter.name())
+        if text:
+            parameter.setHelp(self.tr(text))
+        return super().addParameter(parameter, createOutput)
 
     def enum_help(self) -> str:
         """qgis_process on QGIS 3.22 takes an option's number, not its name: list them."""

@@ -51,6 +51,8 @@ class ExportTrainingData(ArcticAssistAlgorithm):
         "'accepted') or give an AOI.</li>"
         "<li><b>UNLABELLED</b>: optional further rasters for the unlabelled pool.</li>"
         "<li><b>CHIP_SIZE</b>: chip size in pixels.</li>"
+        "<li><b>ONLY_REVIEWED</b>: use only features whose status is 'accepted' or "
+        "'edited' (default); off: every feature of LABELS is a label.</li>"
         "<li><b>OUTPUT</b>: a new or empty folder, or a previous export (replaced as a "
         "whole at the end). A folder holding anything else is refused and left untouched: "
         "the export never deletes files it did not write.</li></ul>"
