@@ -20,6 +20,8 @@ export DATA
 help:
 	@echo "make setup           install QGIS 3.22, xvfb (Debian) and the pinned venv (.venv)"
 	@echo "make test            every test tier: unit, qgis, cli, gui"
+	@echo "make test-ltr        tests/qgis and tests/cli on QGIS 3.40 LTR (a cached Debian 13 root)"
+	@echo "make ltr-root        only build that root (/var/cache/arctic-assist/ltr-root)"
 	@echo "make lint            ruff check, ruff format --check, flake8-qgis's QGIS rules"
 	@echo "make package         dist/arctic_assist-<version>.zip"
 	@echo "make install-plugin  link this checkout into your QGIS profile and enable it"

@@ -1,5 +1,6 @@
 """retrain_model through qgis_process: bad input gives one message and a non-zero exit."""
 
+import pytest
 from support import run_qgis_process
 
 
@@ -42,6 +43,7 @@ def test_python_without_torch_is_named(cli_env, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.needs_torch
 def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     """No PYTHON given: qgis_process runs Debian's python, and the plugin folder is made of
     links into the checkout (as `make install-plugin` lays it out); the training must still

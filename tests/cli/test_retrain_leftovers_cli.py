@@ -48,6 +48,7 @@ def args(data, out, steps, *extra):
     ]
 
 
+@pytest.mark.needs_torch
 def test_finished_run_leaves_only_the_model_named_after_itself(cli_env, data, tmp_path):
     from arctic_assist.core.onnx_model import read_model_spec
 
@@ -61,6 +62,7 @@ def test_finished_run_leaves_only_the_model_named_after_itself(cli_env, data, tm
     assert metrics and "val" in metrics, metrics
 
 
+@pytest.mark.needs_torch  # PYTHON (sys.executable) is probed for torch first
 def test_failed_run_leaves_nothing(cli_env, tmp_path):
     bad = tmp_path / "bad_data"
     bad.mkdir()
@@ -75,6 +77,7 @@ def test_failed_run_leaves_nothing(cli_env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data"]
 
 
+@pytest.mark.needs_torch  # PYTHON (sys.executable) is probed for torch first
 def test_run_folder_that_is_not_ours_is_refused(cli_env, data, tmp_path):
     out = tmp_path / "m.onnx"
     (tmp_path / "m_run").mkdir()
@@ -84,6 +87,7 @@ def test_run_folder_that_is_not_ours_is_refused(cli_env, data, tmp_path):
     assert (tmp_path / "m_run" / "my_notes.txt").read_text() == "mine"
 
 
+@pytest.mark.needs_torch
 def test_rerun_resumes_from_the_checkpoint(cli_env, data, tmp_path):
     """A checkpoint of the same data and method in <OUTPUT>_run: the rerun continues from
     it (the training's start event reports its step), and the folder is removed at the end."""
@@ -149,6 +153,7 @@ def _training_pids(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.needs_torch
 def test_killed_qgis_process_takes_the_training_with_it(cli_env, data, tmp_path):
     out = tmp_path / "killed.onnx"
     proc = subprocess.Popen(

@@ -16,6 +16,8 @@ import zipfile
 import pytest
 from support import REPO, make_profile, qgis_env, run_qgis_process
 
+pytestmark = pytest.mark.needs_torch  # the environment installs torch and trains
+
 
 @pytest.fixture(scope="module")
 def zip_profile(tmp_path_factory):

@@ -32,6 +32,7 @@ def wait_for_probe(box, timeout=120.0):
     return box.last_probe
 
 
+@pytest.mark.needs_torch
 def test_shows_the_interpreter_and_what_it_offers(qgis_app, chosen, tmp_path):
     from arctic_assist.gui.training_env_box import TrainingEnvironmentBox
 
