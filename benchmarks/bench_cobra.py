@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", action="store_true", help="(kept for make cobra-demo)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON only")
     p.add_argument(
+        "--refine",
+        type=int,
+        default=C.REFINE_PASSES,
+        help="refinement passes on crops around the front (the plugin's REFINE; 0: the "
+        "model's answer on the box as drawn)",
+    )
+    p.add_argument(
         "--qgis-process",
         action="store_true",
         help="also trace and measure through qgis_process (the headless plugin)",
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(out),
                 iterations_path=str(its),
                 run_id="bench",
+                refine_passes=args.refine,
             )
         )
         times.append(time.perf_counter() - t0)
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     vals = sorted(dists.values())
     numbers = {
         "model": f"{res.model_name} {res.model_version}",
+        "refine_passes": args.refine,
         "provider": res.provider,
         "window_px": list(f.window),
         "length_m": round(f.length_m, 1),
@@ -120,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     numbers["png"] = args.png
     if args.qgis_process:
         numbers.update(
-            through_qgis_process(raster, box, Path(args.model), refs[list(dists).index(best)], tmp)
+            through_qgis_process(
+                raster, box, Path(args.model), refs[list(dists).index(best)], tmp, args.refine
+            )
         )
     if args.json:
         print(json.dumps(numbers))
@@ -130,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, tmp: Path) -> dict:
+def through_qgis_process(
+    raster: Path, box: Path, model: Path, reference: str, tmp: Path, refine: int
+) -> dict:
     """``qgis_process.bin run arctic_assist:trace_calving_front`` in the box, then
     ``arctic_assist:front_distance`` to ``reference``, against a throw-away profile."""
     import re
@@ -151,6 +164,7 @@ def through_qgis_process(raster: Path, box: Path, model: Path, reference: str, t
             f"AOI={box}",
             f"MODEL={model}",
             "DEVICE=1",
+            f"REFINE={refine}",
             f"OUTPUT={out}",
         ],  # DEVICE 1 = cpu
         ["arctic_assist:front_distance", f"INPUT={out}", f"REFERENCE={reference}"],

@@ -181,6 +181,79 @@ def fit_window(height: int, width: int, tile: int) -> TileFit:
 # ----------------------------------------------------------------------------- boxes
 
 
+#: tracing: after the first run on the whole window, the window is cropped around the
+#: predicted front so that the front spans REFINE_FILL of the crop - the scale of the
+#: training views (fronts.py: the front at 0.85 x 0.7-1.4 of the tile) - and traced again,
+#: REFINE_PASSES times. Chosen on training images (README, issue 13): the window as drawn
+#: shows a front at a fifth of the tile, a scale the model rarely saw.
+REFINE_PASSES = 2
+REFINE_FILL = 1.0
+#: a crop is never smaller than the model's tile: window pixels are at the model's pixel
+#: size, so refinement may undo the downsampling of a large window but never upsamples
+#: beyond the resolution the model was trained at (a box drawn at about the tile's size,
+#: e.g. Harald Moltke Brae's 128 x 112 px, is traced as drawn)
+
+
+def run_fitted(run, image: np.ndarray, tile: int) -> list[np.ndarray]:
+    """Every iteration's polyline in ``image``'s pixels: ``image`` (C, H, W) fitted into
+    the model's ``tile`` (:func:`fit_window`), ``run`` (batch (1, C, tile, tile) -> list
+    of (V, 2) contours in [-1, 1] tile units) applied, the result mapped back."""
+    fit = fit_window(image.shape[-2], image.shape[-1], tile)
+    x = fit.image(image)[None].astype(np.float32)
+    return [fit.model_to_window(np.asarray(s, dtype=np.float64)) for s in run(x)]
+
+
+def refine_box(
+    line: np.ndarray, height: int, width: int, fill: float = REFINE_FILL, min_side: int = 16
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the square crop, centred on ``line``'s bounding box, in which the
+    line's longer extent is ``fill`` of the side, at least ``min_side`` px; shifted to lie
+    inside the window where it can and clipped to it."""
+    lo, hi = line.min(axis=0), line.max(axis=0)
+    centre = (lo + hi) / 2.0
+    side = max(float(np.max(hi - lo)) / fill, float(min_side))
+
+    def span(c: float, size: int) -> tuple[int, int]:
+        if side >= size:
+            return 0, size
+        a = int(np.floor(min(max(c - side / 2, 0.0), size - side)))
+        return a, int(min(size, np.ceil(a + side)))
+
+    x0, x1 = span(centre[0], width)
+    y0, y1 = span(centre[1], height)
+    return x0, y0, x1, y1
+
+
+def trace_window(
+    run,
+    image: np.ndarray,
+    tile: int,
+    passes: int = REFINE_PASSES,
+    fill: float = REFINE_FILL,
+    simple: bool = True,
+) -> list[np.ndarray]:
+    """A calving front in a (C, H, W) window: every iteration's polyline of the last
+    pass, in window pixels; the one procedure of the plugin (:mod:`arctic_assist.io.trace`)
+    and of the held-out evaluation (``training/cobra.py``).
+
+    The first pass sees the whole window; each of ``passes`` more sees the crop of
+    :func:`refine_box` around the previous line, never smaller than the tile (no
+    upsampling beyond the model's pixel size). ``simple``: the final line's vertices
+    are re-ordered so that it does not cross itself (:func:`untangle`).
+    """
+    h, w = image.shape[-2:]
+    steps = run_fitted(run, image, tile)
+    for _ in range(max(0, int(passes))):
+        x0, y0, x1, y1 = refine_box(steps[-1], h, w, fill, min_side=tile)
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            break  # the window itself: nothing to refine
+        offset = np.array([x0, y0], dtype=np.float64)
+        steps = [s + offset for s in run_fitted(run, image[:, y0:y1, x0:x1], tile)]
+    if simple:
+        steps[-1] = untangle(steps[-1])
+    return steps
+
+
 def convex_hull(points: np.ndarray) -> np.ndarray:
     """Counter-clockwise convex hull (Andrew's monotone chain) of ``(N, 2)`` points."""
     pts = np.unique(np.asarray(points, dtype=np.float64), axis=0)
@@ -391,6 +464,46 @@ def self_intersections(line: np.ndarray) -> int:
         cross &= ~coll | overlap
     i, j = np.triu_indices(len(a), k=2)  # non-adjacent pairs
     return int(cross[i, j].sum())
+
+
+def _crossing_pairs(p: np.ndarray) -> np.ndarray:
+    """(i, j) of non-adjacent segments i, j (i < j) of polyline ``p`` that cross properly."""
+    a, b = p[:-1], p[1:]
+
+    def orient(o, q, r):
+        return (q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1]) - (q[..., 1] - o[..., 1]) * (
+            r[..., 0] - o[..., 0]
+        )
+
+    A, B, P, Q = a[:, None], b[:, None], a[None], b[None]
+    cross = (orient(A, B, P) * orient(A, B, Q) < 0) & (orient(P, Q, A) * orient(P, Q, B) < 0)
+    i, j = np.triu_indices(len(a), k=2)
+    keep = cross[i, j]
+    return np.stack([i[keep], j[keep]], axis=1)
+
+
+def untangle(line: np.ndarray, max_moves: int | None = None) -> np.ndarray:
+    """The same vertices in an order whose polyline does not cross itself (2-opt).
+
+    Each proper crossing of segments (i, i+1) and (j, j+1) is removed by reversing the
+    vertices i+1..j, which replaces the two crossing segments by two that do not cross;
+    every such move makes the polyline strictly shorter, so it ends. The end points and
+    every vertex stay where they are (nothing is moved, only re-ordered): a calving front
+    is a simple curve from one fjord wall to the other, and a model whose vertices hedge
+    across it (issue 13) gives the same points in a walkable order. ``max_moves`` bounds
+    the work (default 4 x the vertex count squared).
+    """
+    p = np.array(line, dtype=np.float64, copy=True)
+    if len(p) < 4:
+        return p
+    budget = max_moves if max_moves is not None else 4 * len(p) ** 2
+    for _ in range(budget):
+        pairs = _crossing_pairs(p)
+        if not len(pairs):
+            break
+        i, j = pairs[0]
+        p[i + 1 : j + 1] = p[i + 1 : j + 1][::-1].copy()
+    return p
 
 
 def path_length_ratio(pred: np.ndarray, ref: np.ndarray) -> float:

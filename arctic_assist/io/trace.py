@@ -44,6 +44,9 @@ class TraceRequest:
     layer_name: str = "calving_fronts"
     aoi_layer: str | None = None  # layer name in aoi_path (default: the first)
     bands: list[int] | None = None  # 1-based raster bands (default: the first n)
+    # crops around the front traced again after the whole box (core.contour.trace_window);
+    # 0: the model's answer on the box as drawn
+    refine_passes: int = C.REFINE_PASSES
 
 
 @dataclass
@@ -343,11 +346,13 @@ def run_tracing(
             for c in range(arr.shape[0]):
                 arr[c][~valid] = float(arr[c][valid].mean())
         # the window fitted into the model's tile: the geometry it was trained and
-        # evaluated on (core.contour.fit_window, shared with training/cobra.py)
-        fit = C.fit_window(h, w, spec.tile_size)
-        x = fit.image(normalize(arr, spec))[None].astype(np.float32)
-        steps = model.run(x)
-        iters_work = [C.pixel_to_map(fit.model_to_window(s), gt) for s in steps]
+        # evaluated on (core.contour.fit_window, shared with training/cobra.py),
+        # and refined on crops around the front, the final line untangled
+        # (core.contour.trace_window: the procedure the held-out numbers measure)
+        steps = C.trace_window(
+            model.run, normalize(arr, spec), spec.tile_size, passes=req.refine_passes
+        )
+        iters_work = [C.pixel_to_map(s, gt) for s in steps]
         iters = [transform_points(s, work, rsrs) for s in iters_work]
         fronts.append(
             TracedFront(

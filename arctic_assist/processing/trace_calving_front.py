@@ -11,14 +11,17 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
 from .. import settings
+from ..core import contour as C
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    advanced,
     device_parameter,
     VECTOR_FORMATS,
     ArcticAssistAlgorithm,
@@ -38,6 +41,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
     AOI = "AOI"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
+    REFINE = "REFINE"
     OUTPUT = "OUTPUT"
     OUTPUT_ITERATIONS = "OUTPUT_ITERATIONS"
 
@@ -54,6 +58,11 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "<li><b>AOI</b>: polygon layer, one box per terminus (the toolbar's map tool draws "
         "one).</li>"
         "<li><b>MODEL</b>: ONNX contour model; default: the bundled COBRA model.</li>"
+        "<li><b>REFINE</b> (advanced): after the snake has run on the whole box, the box "
+        "is cropped around the traced front (the front spanning the crop, the scale the "
+        "model was trained at) and traced again, this many times (default 2; 0: the "
+        "model's answer on the box as drawn). The final line's vertices are put in an "
+        "order that does not cross itself.</li>"
         "<li><b>DEVICE</b> (advanced): auto, cpu or cuda; the provider that ran is stored on "
         "each line.</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
         "provider, source, run_id, created, length_m, convergence (displacement of the last "
@@ -77,6 +86,18 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 extension="onnx",
                 optional=True,
                 defaultValue=settings.default_model_path("contour"),
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.REFINE,
+                    "Refinement passes on crops around the front",
+                    QgsProcessingParameterNumber.Type.Integer,
+                    defaultValue=C.REFINE_PASSES,
+                    minValue=0,
+                    maxValue=5,
+                )
             )
         )
         self.addParameter(device_parameter(self.DEVICE))
@@ -129,6 +150,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 output_path=output,
                 iterations_path=iterations,
                 device=device,
+                refine_passes=self.parameterAsInt(parameters, self.REFINE, context),
             ),
             progress=progress,
             is_canceled=is_canceled,

@@ -419,13 +419,17 @@ def onnx_runner(path: str):
     return run, int(m.spec.tile_size)
 
 
-def predict_window(run, image: np.ndarray, tile: int) -> list[np.ndarray]:
-    """Every iteration's polyline in window pixels for a whole (C, H, W) window, fitted
-    into the model's tile with :func:`arctic_assist.core.contour.fit_window`, the one
-    geometry shared with training views and the plugin (:mod:`arctic_assist.io.trace`)."""
-    fit = C.fit_window(image.shape[-2], image.shape[-1], tile)
-    x = fit.image(image)[None].astype(np.float32)
-    return [fit.model_to_window(s) for s in run(x)]
+def predict_window(
+    run, image: np.ndarray, tile: int, passes: int | None = None, simple: bool = True
+) -> list[np.ndarray]:
+    """Every iteration's polyline in window pixels for a whole (C, H, W) window, as the
+    plugin traces it (:func:`arctic_assist.core.contour.trace_window`: fitted into the
+    model's tile, refined on crops around the front, untangled), the one geometry shared
+    with training views and :mod:`arctic_assist.io.trace`. ``passes=0, simple=False``: the
+    model's raw answer on the whole window."""
+    return C.trace_window(
+        run, image, tile, C.REFINE_PASSES if passes is None else passes, simple=simple
+    )
 
 
 def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
@@ -435,7 +439,7 @@ def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
 
 
 def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
-    """Held-out metrics, each image fitted into the ``tile`` as the plugin does.
+    """Held-out metrics, each image traced as the plugin does (:func:`predict_window`).
 
     ``model`` is a :class:`Cobra` or a runner (``torch_runner`` / ``onnx_runner``). In px
     of the original image (and m where the pixel size is known): mean symmetric
@@ -451,7 +455,11 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
         run = torch_runner(model)
     per_iter: list[list[float]] = []
     mvd, msd, msd_m, base, crossing, ratio, oriented = [], [], [], [], [], [], []
+    raw_d, raw_x = [], []
     for s in samples:
+        raw = predict_window(run, s.image, tile, passes=0, simple=False)[-1]
+        raw_d.append(C.mean_symmetric_distance(raw, s.front, step=0.5))
+        raw_x.append(C.self_intersections(raw))
         steps = predict_window(run, s.image, tile)
         pred = steps[-1]
         per_iter.append([C.mean_symmetric_distance(p, s.front, step=0.5) for p in steps])
@@ -483,6 +491,11 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
         "crossings_mean": float(np.mean(crossing)) if crossing else nan,
         "length_ratio_mean": float(np.mean(ratio)) if ratio else nan,
         "oriented_share": float(np.mean(oriented)) if oriented else nan,
+        # the model alone: one pass on the whole window, vertices in the model's order
+        "raw_distance_px": float(np.mean(raw_d)) if raw_d else nan,
+        "raw_self_intersecting": int(sum(c > 0 for c in raw_x)),
+        "raw_crossings_mean": float(np.mean(raw_x)) if raw_x else nan,
+        "refine_passes": C.REFINE_PASSES,
     }
     if msd_m:
         out["mean_distance_m"] = float(np.mean(msd_m))

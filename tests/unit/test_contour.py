@@ -138,3 +138,51 @@ def test_self_intersections_and_length_ratio():
     # collinear, overlapping back-track counts; collinear disjoint does not
     assert C.self_intersections(np.array([[0, 0], [1, 0], [2, 0], [3, 0], [0.5, 0]])) >= 1
     assert C.path_length_ratio(zig, straight) == pytest.approx(C.polyline_length(zig) / 10.0)
+
+
+def test_untangle_removes_every_crossing_and_keeps_the_vertices():
+    rng = np.random.default_rng(0)
+    for n in (4, 16, 64):
+        line = rng.uniform(0, 100, size=(n, 2))  # a random walk crosses itself a lot
+        assert n == 4 or C.self_intersections(line) > 0
+        out = C.untangle(line)
+        assert C.self_intersections(out) == 0
+        # the same points (only re-ordered), the same end points, a shorter path
+        assert sorted(map(tuple, out)) == sorted(map(tuple, line))
+        np.testing.assert_array_equal(out[0], line[0])
+        np.testing.assert_array_equal(out[-1], line[-1])
+        assert C.polyline_length(out) <= C.polyline_length(line) + 1e-9
+    simple = np.stack([np.linspace(0, 10, 20), np.sin(np.linspace(0, 3, 20))], axis=1)
+    np.testing.assert_array_equal(C.untangle(simple), simple)  # nothing to do
+
+
+def test_refine_box_frames_the_line_at_the_training_scale():
+    line = np.array([[40.0, 50.0], [80.0, 60.0]])  # 40 x 10 px, centre (60, 55)
+    x0, y0, x1, y1 = C.refine_box(line, 200, 300, fill=1.0)
+    assert (x0, x1) == (40, 80) and (y0, y1) == (35, 75)  # a 40 px square around it
+    x0, y0, x1, y1 = C.refine_box(line, 200, 300, fill=0.5)
+    assert (x1 - x0, y1 - y0) == (80, 80)
+    # clipped to the window; a degenerate line falls back to the whole window
+    assert C.refine_box(np.array([[1.0, 1.0], [30.0, 2.0]]), 200, 300, fill=0.5)[:2] == (0, 0)
+    assert C.refine_box(np.array([[5.0, 5.0], [5.0, 5.0]]), 10, 10) == (0, 0, 10, 10)
+
+
+def test_trace_window_refines_on_a_crop_and_maps_back():
+    """A runner that always answers the tile's middle line: after refinement the line
+    lies in the middle of the crop around the first answer, in window pixels."""
+    tile = 32
+    calls = []
+
+    def run(x):
+        calls.append(x.shape)
+        v = np.stack([np.linspace(-0.5, 0.5, 8), np.zeros(8)], axis=1)
+        return [v, v]
+
+    img = np.zeros((1, 64, 128), dtype=np.float32)
+    steps = C.trace_window(run, img, tile, passes=2)
+    assert len(calls) == 3 and all(c == (1, 1, tile, tile) for c in calls)
+    assert len(steps) == 2 and steps[-1].shape == (8, 2)
+    first = C.run_fitted(run, img, tile)[-1]
+    # the same place, up to the crop boxes' whole pixels
+    np.testing.assert_allclose(steps[-1].mean(axis=0), first.mean(axis=0), atol=2.5)
+    assert C.self_intersections(steps[-1]) == 0

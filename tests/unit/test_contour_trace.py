@@ -205,7 +205,9 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     out = tmp / "fronts.gpkg"
     its = tmp / "iters.gpkg"
     res = run_tracing(
-        TraceRequest(raster, model, aoi, str(out), iterations_path=str(its), run_id="r1")
+        TraceRequest(
+            raster, model, aoi, str(out), iterations_path=str(its), run_id="r1", refine_passes=0
+        )
     )
     assert res.count == 1 and res.run_id == "r1"
     f = res.fronts[0]

@@ -381,7 +381,7 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
             str(tmp_path / "box.gpkg"),
             str(tmp_path / "out.gpkg"),
         )
-    )
+    )  # refined and untangled, as the evaluation does by default
     f = res.fronts[0]
     assert f.window == (w, h)
     for got, want in zip(f.iterations, ev):
