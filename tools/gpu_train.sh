@@ -73,6 +73,7 @@ COBRA_HOLDOUT=${COBRA_HOLDOUT:-$(mkvar COBRA_HOLDOUT 023006)}
 COBRA_SYNTHETIC=${COBRA_SYNTHETIC:-$(mkvar COBRA_SYNTHETIC 0.3)}
 COBRA_SIZE=${COBRA_SIZE:-$(mkvar COBRA_SIZE 128)}
 COBRA_VERTEX_WEIGHT=${COBRA_VERTEX_WEIGHT:-$(mkvar COBRA_VERTEX_WEIGHT 1.0)}
+COBRA_SPACING_WEIGHT=${COBRA_SPACING_WEIGHT:-$(mkvar COBRA_SPACING_WEIGHT 0)}
 every() { local n=$(( $1 / $2 )); [ "$n" -ge 1 ] && echo "$n" || echo 0; }
 
 for f in "$PACK/rts.npz" "$PACK/cobra.npz"; do
@@ -109,6 +110,7 @@ cobra_cmd() {
   CMD=("$PYTHON" -m arctic_assist.training cobra --frontlearning "$PACK/cobra.npz" \
     --holdout "$COBRA_HOLDOUT" --synthetic "$COBRA_SYNTHETIC" --steps "$steps" \
     --batch-size "$COBRA_BATCH" --size "$COBRA_SIZE" --vertex-weight "$COBRA_VERTEX_WEIGHT" \
+    --spacing-weight "$COBRA_SPACING_WEIGHT" \
     --log-dir "$WORK/runs" --run-name "$name" --checkpoint-every "$(every "$steps" 4)" \
     --out "$model" --accelerator "$ACCELERATOR" --precision "$PRECISION" \
     --num-workers "$WORKERS" --threads "$THREADS" --progress json "$@")
