@@ -36,8 +36,17 @@ def card_html(entry: models.ModelEntry, is_default: bool) -> str:
     e = _text
     if entry.spec is None:
         return f"<h3>{e(entry.path.name)}</h3><p><b>Cannot be used:</b> {e(entry.error)}</p>"
+
+    def cell(key: str, value: object) -> str:
+        if key == "metrics" and isinstance(value, dict):  # the table a person reads
+            from ..io.training_run import metrics_lines
+
+            lines = metrics_lines(value)[1:] or ["none"]
+            return "<br>".join(e(line.strip()) for line in lines)
+        return e(value)
+
     rows = "".join(
-        f"<tr><th align='left'>{e(k)}</th><td>{e(v)}</td></tr>"
+        f"<tr><th align='left'>{e(k)}</th><td>{cell(k, v)}</td></tr>"
         for k, v in entry.spec.card().items()
     )
     flag = " <i>(default for this task)</i>" if is_default else ""
