@@ -230,8 +230,6 @@ class RetrainModel(ArcticAssistAlgorithm):
             raise InputError(f"OUTPUT: cannot create folder '{out_dir}': {exc}") from None
         if not os.access(out_dir, os.W_OK):
             raise InputError(f"OUTPUT: folder '{out_dir}' is not writable.")
-        check_python(python)
-
         work_dir = str(Path(output).with_suffix("")) + "_run"
         run_info = {
             "data": str(Path(data).resolve()),
@@ -239,8 +237,16 @@ class RetrainModel(ArcticAssistAlgorithm):
             "method": method if task == "segmentation" else "cobra",
             "base_model": str(Path(base_model).resolve()) if base_model else None,
         }
+        # the run folder and the data are checked first (their messages name what to fix
+        # there), then the interpreter
         resume = prepare_run_dir(Path(work_dir), run_info, feedback.pushInfo)
         packed = self.pack(data, Path(work_dir), resume, feedback)
+        try:
+            check_python(python)
+        except InputError:
+            if not resume:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            raise
         export_dir = Path(work_dir) / "export"
         shutil.rmtree(export_dir, ignore_errors=True)  # a killed run's partial export
         export_dir.mkdir(parents=True)

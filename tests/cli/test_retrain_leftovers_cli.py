@@ -62,7 +62,6 @@ def test_finished_run_leaves_only_the_model_named_after_itself(cli_env, data, tm
     assert metrics and "val" in metrics, metrics
 
 
-@pytest.mark.needs_torch  # PYTHON (sys.executable) is probed for torch first
 def test_failed_run_leaves_nothing(cli_env, tmp_path):
     bad = tmp_path / "bad_data"
     bad.mkdir()
@@ -77,7 +76,6 @@ def test_failed_run_leaves_nothing(cli_env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data"]
 
 
-@pytest.mark.needs_torch  # PYTHON (sys.executable) is probed for torch first
 def test_run_folder_that_is_not_ours_is_refused(cli_env, data, tmp_path):
     out = tmp_path / "m.onnx"
     (tmp_path / "m_run").mkdir()
