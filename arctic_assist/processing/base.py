@@ -22,6 +22,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -50,6 +51,20 @@ def device_parameter(name: str = "DEVICE") -> QgsProcessingParameterEnum:
 
     return advanced(
         QgsProcessingParameterEnum(name, "Device", options=list(DEVICES), defaultValue=0)
+    )
+
+
+def model_parameter(task: str, name: str = "MODEL") -> QgsProcessingParameterFile:
+    """The ONNX model of an algorithm of ``task``: optional, its default the task's default
+    model (chosen in the Models dialog, else the bundled one)."""
+    from .. import settings
+
+    return QgsProcessingParameterFile(
+        name,
+        "ONNX model",
+        extension="onnx",
+        optional=True,
+        defaultValue=settings.default_model_path(task),
     )
 
 
@@ -277,6 +292,19 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
         raise NotImplementedError
 
     # helpers shared by the algorithms -------------------------------------------------
+    def model_path(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, task: str, name="MODEL"
+    ) -> str:
+        """The model file asked for (else the task's default model); it must exist."""
+        import os
+
+        from .. import settings
+
+        path = self.parameterAsFile(parameters, name, context) or settings.default_model_path(task)
+        if not os.path.isfile(path):
+            raise InputError(f"{name}: file '{path}' does not exist.")
+        return path
+
     @staticmethod
     def callbacks(feedback: QgsProcessingFeedback):
         """(progress, is_canceled, log) callables for the QGIS-free core."""

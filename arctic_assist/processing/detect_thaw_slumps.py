@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
@@ -12,17 +11,16 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
-from .. import settings
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    model_parameter,
     device_parameter,
     VECTOR_FORMATS,
     ArcticAssistAlgorithm,
@@ -112,16 +110,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        default_model = settings.default_model_path("segmentation")
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL,
-                "ONNX model",
-                extension="onnx",
-                defaultValue=default_model,
-                optional=True,
-            )
-        )
+        self.addParameter(model_parameter("segmentation", self.MODEL))
         self.addParameter(
             QgsProcessingParameterBand(
                 self.BANDS,
@@ -215,11 +204,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         if layer is None:
             raise InputError("INPUT: the raster layer could not be opened.")
         raster_path = layer.source()
-        model_path = self.parameterAsFile(
-            parameters, self.MODEL, context
-        ) or settings.default_model_path("segmentation")
-        if not os.path.isfile(model_path):
-            raise InputError(f"MODEL: file '{model_path}' does not exist.")
+        model_path = self.model_path(parameters, context, "segmentation", self.MODEL)
         bands = (
             parse_bands(parameters.get(self.BANDS))
             or self.parameterAsInts(parameters, self.BANDS, context)

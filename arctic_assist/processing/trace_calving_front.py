@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import os
 from typing import Any
 
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
-from .. import settings
 from ..core import contour as C
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    model_parameter,
     advanced,
     device_parameter,
     VECTOR_FORMATS,
@@ -79,15 +77,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 self.AOI, "Terminus boxes (AOI)", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL,
-                "ONNX model",
-                extension="onnx",
-                optional=True,
-                defaultValue=settings.default_model_path("contour"),
-            )
-        )
+        self.addParameter(model_parameter("contour", self.MODEL))
         self.addParameter(
             advanced(
                 QgsProcessingParameterNumber(
@@ -120,11 +110,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("INPUT: the raster layer could not be opened.")
-        model_path = self.parameterAsFile(
-            parameters, self.MODEL, context
-        ) or settings.default_model_path("contour")
-        if not os.path.isfile(model_path):
-            raise InputError(f"MODEL: file '{model_path}' does not exist.")
+        model_path = self.model_path(parameters, context, "contour", self.MODEL)
         aoi_path = self.parameterAsCompatibleSourceLayerPath(
             parameters, self.AOI, context, VECTOR_FORMATS, VECTOR_FORMATS[0], feedback
         )
