@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", action="store_true", help="(kept for make cobra-demo)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON only")
     p.add_argument(
+        "--box-scale",
+        type=float,
+        default=1.0,
+        help="trace in the reference box scaled about its centroid (e.g. 1.3: more context)",
+    )
+    p.add_argument(
         "--refine",
         type=int,
         default=C.REFINE_PASSES,
@@ -66,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: model {args.model} not found (make models-cobra)")
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench_cobra_"))
+    if args.box_scale != 1.0:
+        box = scaled_box(box, args.box_scale, tmp / "box_scaled.gpkg")
     out = Path(args.out) if args.out else tmp / "front.gpkg"
     its = tmp / "iterations.gpkg"
     times = []
@@ -97,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = {
         "model": f"{res.model_name} {res.model_version}",
         "refine_passes": args.refine,
+        "box_scale": args.box_scale,
         "provider": res.provider,
         "window_px": list(f.window),
         "length_m": round(f.length_m, 1),
@@ -139,6 +148,31 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in numbers.items():
             print(f"{k:>26}: {v}")
     return 0
+
+
+def scaled_box(box: Path, scale: float, out: Path) -> Path:
+    """The first polygon of ``box`` scaled by ``scale`` about its centroid, as a GeoPackage."""
+    from osgeo import ogr
+
+    src = ogr.Open(str(box))
+    layer = src.GetLayer(0)
+    feature = layer.GetNextFeature()  # kept alive while its geometry is cloned
+    geom = feature.GetGeometryRef().Clone()
+    c = geom.Centroid()
+    ring = geom.GetGeometryRef(0)
+    pts = [
+        (c.GetX() + scale * (ring.GetX(i) - c.GetX()), c.GetY() + scale * (ring.GetY(i) - c.GetY()))
+        for i in range(ring.GetPointCount())
+    ]
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(out))
+    lyr = ds.CreateLayer("box", layer.GetSpatialRef(), ogr.wkbPolygon)
+    feat = ogr.Feature(lyr.GetLayerDefn())
+    feat.SetGeometry(
+        ogr.CreateGeometryFromWkt("POLYGON((" + ",".join(f"{x} {y}" for x, y in pts) + "))")
+    )
+    lyr.CreateFeature(feat)
+    ds = src = None
+    return out
 
 
 def through_qgis_process(
