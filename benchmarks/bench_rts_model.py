@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,45 @@ def area_share(gpkg: Path, raster: Path) -> float:
     return float(rasterize_polygons(gpkg, supersampled_grid(ds, FINE)).mean())
 
 
+@contextmanager
+def test_time_flips(on: bool):
+    """While active, every ONNX prediction of the plugin is the mean over 4 flips."""
+    if not on:
+        yield
+        return
+    from arctic_assist.core.onnx_model import OnnxModel
+
+    plain = OnnxModel.predict
+
+    def flipped(self, batch):
+        out = plain(self, batch)
+        for axes in ((-1,), (-2,), (-2, -1)):
+            out = out + np.flip(plain(self, np.ascontiguousarray(np.flip(batch, axes))), axes)
+        return out / 4.0
+
+    OnnxModel.predict = flipped
+    try:
+        yield
+    finally:
+        OnnxModel.predict = plain
+
+
+def measure(model, i, raster, negative, ref, arts_mask, work) -> dict:
+    pred = rasterize_polygons(detect(model, raster, work / f"peel_{i}.gpkg"), ref.grid)
+    return {
+        "peel_bottom_iou": iou(pred, ref.majority, ref.inside & ref.bottom),
+        "peel_top_iou": iou(pred, ref.majority, ref.inside & ~ref.bottom),
+        "arts_iou": iou(pred, arts_mask, np.ones_like(ref.inside))
+        if arts_mask is not None
+        else None,
+        "negative_scene_share": (
+            area_share(detect(model, negative, work / f"neg_{i}.gpkg"), negative)
+            if negative.is_file()
+            else None
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("DATA", str(ROOT.parent / "shared" / "data")))
@@ -60,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="+", default=[str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx")]
     )
     p.add_argument("--json-out", default=None)
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="also each model with test-time flips (the mean of the prediction on the tile, "
+        "flipped left-right, up-down and both; 4 x the inference), a lever of issue 12",
+    )
     a = p.parse_args(argv)
     data = Path(a.data)
     peel = data / "rts" / "peel"
@@ -70,25 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {raster} not found (shared data absent)")
         return 0
     ref = PeelReference.load(peel)
-    grid, inside, majority, bottom = ref.grid, ref.inside, ref.majority, ref.bottom
-    arts_mask = rasterize_polygons(arts, grid) if arts.is_file() else None
-    whole = np.ones_like(inside)
+    arts_mask = rasterize_polygons(arts, ref.grid) if arts.is_file() else None
     work = Path(tempfile.mkdtemp(prefix="bench_rts_model_"))
     rows = []
-    for i, model in enumerate(a.models):
-        peel_out = detect(model, raster, work / f"peel_{i}.gpkg")
-        pred = rasterize_polygons(peel_out, grid)
-        row = {
-            "model": model,
-            "peel_bottom_iou": iou(pred, majority, inside & bottom),
-            "peel_top_iou": iou(pred, majority, inside & ~bottom),
-            "arts_iou": iou(pred, arts_mask, whole) if arts_mask is not None else None,
-            "negative_scene_share": (
-                area_share(detect(model, negative, work / f"neg_{i}.gpkg"), negative)
-                if negative.is_file()
-                else None
-            ),
-        }
+    runs = [(m, False) for m in a.models] + ([(m, True) for m in a.models] if a.tta else [])
+    for i, (model, flips) in enumerate(runs):
+        with test_time_flips(flips):
+            row = measure(model, i, raster, negative, ref, arts_mask, work)
+        row["model"] = model + (" + flips" if flips else "")
         rows.append(row)
     print(
         "model | Peel bottom half IoU | Peel top half IoU (trained on) | ARTS IoU | "
