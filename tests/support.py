@@ -161,3 +161,38 @@ def write_raster(
             band.SetDescription(descriptions[i])
     ds = None
     return Path(path)
+
+
+def small_training_data(tmp_path: Path):
+    """A real (tiny) segmentation training-data folder: a synthetic scene with its label
+    polygons, 32 px chips, the top-left chip held out as 'val'."""
+    from arctic_assist.io.training_data import build_dataset
+    from arctic_assist.training import synthetic
+
+    idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
+    return build_dataset(
+        [idx["A"][0]["tif"]],
+        [idx["A"][0]["labels"]],
+        tmp_path / "ds",
+        32,
+        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
+    )
+
+
+def run_gui_loop(tmp_path: Path, script: str, artifacts: str, env: dict[str, str]):
+    """Run a GUI loop script (tests/gui/scripts) in the real QGIS window; returns
+    (process, result.json as a dict, the artifacts folder with its screenshots)."""
+    import json
+
+    out = ARTIFACTS / artifacts
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    proc = run_qgis_script(tmp_path, script, out, timeout=900, extra_env=env)
+    result_file = out / "result.json"
+    assert result_file.exists(), (
+        f"QGIS did not finish the script:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    result = json.loads(result_file.read_text())
+    assert result.get("error") is None, result["error"]
+    return proc, result, out

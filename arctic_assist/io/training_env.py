@@ -26,12 +26,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -232,44 +230,18 @@ def pip_arguments(build: str, torch_index: str | None, platform: str = sys.platf
 
 
 def _lines(cmd: list[str], env: dict[str, str], canceled: Callable[[], bool]) -> Iterator[str]:
-    """Run ``cmd`` in a process group of its own and yield its output lines; stop it (the
-    whole group) on Cancel or when the caller stops iterating. Raises on a non-zero exit."""
-    from .training_run import new_group, stop
+    """Run ``cmd`` in a process group of its own and yield its output lines (stderr
+    merged); stop it on Cancel or when the caller stops. Raises on a non-zero exit."""
+    from .training_run import new_group, output_lines
 
     proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        **new_group(),
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **new_group()
     )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.put(raw.rstrip())
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
     tail: list[str] = []
-    try:
-        while True:
-            if canceled():
-                raise CanceledError("Canceled.")
-            try:
-                line = lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            tail = (tail + [line])[-15:]
-            yield line
-        proc.wait()
-    except BaseException:
-        stop(proc, grace_s=5.0)
-        raise
+    for raw in output_lines(proc, canceled, "Canceled."):
+        line = raw.rstrip()
+        tail = (tail + [line])[-15:]
+        yield line
     if proc.returncode != 0:
         detail = "\n".join(t for t in tail if t.strip())
         raise ArcticAssistError(

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,38 @@ def check_python(python: str) -> None:
         )
 
 
+def output_lines(
+    proc: subprocess.Popen, is_canceled: Callable[[], bool], canceled_message: str
+) -> Iterator[str]:
+    """The lines of ``proc``'s stdout as they come (a thread reads them), checking Cancel
+    5 x a second; on Cancel, an error or when the caller stops, the process (its group:
+    :func:`new_group`) is stopped. Returns once the process has ended."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        while True:
+            if is_canceled():
+                raise CanceledError(canceled_message)
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            yield line
+        proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
+
+
 def stream(cmd: list[str], feedback, work_dir: str) -> None:
     """Run the training, forward its JSON progress, honour Cancel (checked 5x a second).
 
@@ -113,35 +145,13 @@ def stream(cmd: list[str], feedback, work_dir: str) -> None:
     env["ARCTIC_ASSIST_DIE_WITH_PARENT"] = "1"  # see training/__main__.die_with_parent
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     stderr_path = Path(work_dir) / "stderr.log"
-    lines: queue.Queue[str | None] = queue.Queue()
     with stderr_path.open("w", encoding="utf-8") as stderr:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, **new_group()
         )
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                lines.put(raw)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
         error_message = None
-        try:
-            while True:
-                if feedback.isCanceled():
-                    raise CanceledError("Training canceled.")
-                try:
-                    line = lines.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if line is None:
-                    break
-                error_message = handle_line(line.strip(), feedback) or error_message
-            proc.wait()
-        except BaseException:
-            stop(proc)
-            raise
+        for line in output_lines(proc, feedback.isCanceled, "Training canceled."):
+            error_message = handle_line(line.strip(), feedback) or error_message
     if proc.returncode != 0:
         tail = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
         detail = (

@@ -1,7 +1,7 @@
 """retrain_model through qgis_process: bad input gives one message and a non-zero exit."""
 
 import pytest
-from support import run_qgis_process
+from support import run_qgis_process, small_training_data
 
 
 def test_data_folder_without_manifest(cli_env, tmp_path):
@@ -23,25 +23,10 @@ def test_data_folder_without_manifest(cli_env, tmp_path):
     assert not out.exists()
 
 
-def _small_dataset(tmp_path):
-    """A real (tiny) training-data folder: synthetic scene, labels, 32 px chips."""
-    from arctic_assist.io.training_data import build_dataset
-    from arctic_assist.training import synthetic
-
-    idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
-    return build_dataset(
-        [idx["A"][0]["tif"]],
-        [idx["A"][0]["labels"]],
-        tmp_path / "ds",
-        32,
-        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
-    )
-
-
 def test_python_without_torch_is_named(cli_env, tmp_path):
     """Valid data, an interpreter that cannot train: one message naming it and the way
     out, after the data was checked; nothing left behind."""
-    data = _small_dataset(tmp_path)
+    data = small_training_data(tmp_path)
     out = tmp_path / "out" / "new.onnx"
     proc = run_qgis_process(
         [
@@ -66,7 +51,7 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     """No PYTHON given: qgis_process runs Debian's python, and the plugin folder is made of
     links into the checkout (as `make install-plugin` lays it out); the training must still
     run in the checkout's .venv (not python3 from PATH) and register a usable model."""
-    data = _small_dataset(tmp_path)
+    data = small_training_data(tmp_path)
     out = tmp_path / "new.onnx"
     env = dict(cli_env, PATH="/usr/bin:/bin")  # a PATH whose python3 has no torch
     proc = run_qgis_process(

@@ -13,25 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from support import QGIS_PROCESS, run_qgis_process
+from support import QGIS_PROCESS, run_qgis_process, small_training_data
 
 ALG = "arctic_assist:retrain_model"
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from arctic_assist.training import synthetic
-    from arctic_assist.io.training_data import build_dataset
-
-    root = tmp_path_factory.mktemp("retrain_data")
-    idx = synthetic.generate(root / "scenes", {"A": 1}, size=64, seed=3)
-    return build_dataset(
-        [idx["A"][0]["tif"]],
-        [idx["A"][0]["labels"]],
-        root / "ds",
-        32,
-        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
-    ).root
+    return small_training_data(tmp_path_factory.mktemp("retrain_data")).root
 
 
 def args(data, out, steps, *extra):

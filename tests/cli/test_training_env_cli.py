@@ -14,7 +14,7 @@ import sys
 import zipfile
 
 import pytest
-from support import REPO, make_profile, qgis_env, run_qgis_process
+from support import REPO, make_profile, qgis_env, run_qgis_process, small_training_data
 
 pytestmark = pytest.mark.needs_torch  # the environment installs torch and trains
 
@@ -61,17 +61,7 @@ def test_setup_environment_then_retrain_without_python(zip_profile, tmp_path):
     )
     assert probe.returncode != 0 and "osgeo" in probe.stderr, probe.stderr
 
-    from arctic_assist.io.training_data import build_dataset
-    from arctic_assist.training import synthetic
-
-    idx = synthetic.generate(tmp_path / "scenes", {"A": 1}, size=64, seed=3)
-    data = build_dataset(
-        [idx["A"][0]["tif"]],
-        [idx["A"][0]["labels"]],
-        tmp_path / "ds",
-        32,
-        split_fn=lambda ri, x, y, w, h: "val" if x == 0 and y == 0 else "train",
-    )
+    data = small_training_data(tmp_path)
     out = tmp_path / "new.onnx"
     proc = run_qgis_process(
         [

@@ -1,11 +1,10 @@
 """The whole expert loop in a real QGIS window under Xvfb (issue: the expert loop)."""
 
-import json
 import shutil
 import sys
 
 import pytest
-from support import ARTIFACTS, REPO, run_qgis_script, shared_data
+from support import REPO, run_gui_loop, shared_data
 
 pytestmark = pytest.mark.skipif(
     shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (make setup installs it)"
@@ -19,30 +18,19 @@ def test_detect_review_export_retrain_detect(tmp_path):
         pytest.skip("../shared/data is absent: the loop runs on the real Peel image")
     if not MODEL.exists():
         pytest.skip("models/rts_pixeldino_s2_bgrn.onnx is missing: run 'make models'")
-    out = ARTIFACTS / "gui_loop"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_qgis_script(
+    proc, result, out = run_gui_loop(
         tmp_path,
         "expert_loop.py",
-        out,
-        timeout=900,
-        extra_env={
+        "gui_loop",
+        {
             "AA_RASTER": str(raster),
             "AA_MODEL": str(MODEL),
             "AA_PYTHON": sys.executable,
             "AA_WORK": str(work),
         },
     )
-    result_file = out / "result.json"
-    assert result_file.exists(), (
-        f"QGIS did not finish the script:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    result = json.loads(result_file.read_text())
-    assert result.get("error") is None, result["error"]
     stages = [s["stage"] for s in result["stages"]]
     assert stages == ["detect", "review", "export", "retrain", "detect_again"]
     assert (work / "retrained.onnx").exists()

@@ -1,12 +1,11 @@
 """The glacier half of the expert loop in a real QGIS window under Xvfb (issue 13): trace a
 calving front with the map tool, review it in the dock, export, retrain COBRA, trace again."""
 
-import json
 import shutil
 import sys
 
 import pytest
-from support import ARTIFACTS, REPO, run_qgis_script, shared_data
+from support import REPO, run_gui_loop, shared_data
 
 pytestmark = pytest.mark.skipif(
     shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (make setup installs it)"
@@ -20,18 +19,13 @@ def test_trace_review_export_retrain_trace(tmp_path):
     box = hmb / "box" / "harald_moltke_brae.shp"
     if not raster.exists() or not box.exists():
         pytest.skip("../shared/data is absent: the loop runs on the real Harald Moltke image")
-    out = ARTIFACTS / "gui_front_loop"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_qgis_script(
+    proc, result, out = run_gui_loop(
         tmp_path,
         "front_loop.py",
-        out,
-        timeout=900,
-        extra_env={
+        "gui_front_loop",
+        {
             "AA_RASTER": str(raster),
             "AA_BOX": str(box),
             "AA_MODEL": str(MODEL),
@@ -39,12 +33,6 @@ def test_trace_review_export_retrain_trace(tmp_path):
             "AA_WORK": str(work),
         },
     )
-    result_file = out / "result.json"
-    assert result_file.exists(), (
-        f"QGIS did not finish the script:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    result = json.loads(result_file.read_text())
-    assert result.get("error") is None, result["error"]
     stages = {s["stage"]: s for s in result["stages"]}
     assert list(stages) == [
         "trace_drag",
