@@ -231,6 +231,7 @@ def trace_window(
     passes: int = REFINE_PASSES,
     fill: float = REFINE_FILL,
     simple: bool = True,
+    first: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """A calving front in a (C, H, W) window: every iteration's polyline of the last
     pass, in window pixels; the one procedure of the plugin (:mod:`arctic_assist.io.trace`)
@@ -239,10 +240,11 @@ def trace_window(
     The first pass sees the whole window; each of ``passes`` more sees the crop of
     :func:`refine_box` around the previous line, never smaller than the tile (no
     upsampling beyond the model's pixel size). ``simple``: the final line's vertices
-    are re-ordered so that it does not cross itself (:func:`untangle`).
+    are re-ordered so that it does not cross itself (:func:`untangle`). ``first``: the
+    first pass's result (:func:`run_fitted` on the whole window) when already computed.
     """
     h, w = image.shape[-2:]
-    steps = run_fitted(run, image, tile)
+    steps = list(first) if first is not None else run_fitted(run, image, tile)
     for _ in range(max(0, int(passes))):
         x0, y0, x1, y1 = refine_box(steps[-1], h, w, fill, min_side=tile)
         if (x0, y0, x1, y1) == (0, 0, w, h):

@@ -217,15 +217,6 @@ def stopped_message(work_dir: Path, how: str) -> str:
     )
 
 
-def has_split(data: str, split: str) -> bool:
-    try:
-        doc = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True  # the training reports a bad manifest itself
-    chips = doc.get("chips") if isinstance(doc, dict) else None
-    return any(isinstance(c, dict) and c.get("split") == split for c in chips or [])
-
-
 def handle_line(line: str, feedback) -> str | None:
     """Forward one line of the training's stdout; returns an error message if it is one."""
     if not line:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import html
 import logging
+import os
 import re
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,6 +68,12 @@ def model_parameter(task: str, name: str = "MODEL") -> QgsProcessingParameterFil
         optional=True,
         defaultValue=settings.default_model_path(task),
     )
+
+
+def loaded_layer_name(name: str, raster_layer) -> str:
+    """The name of an output layer loaded into the project: "<name> (<raster layer>,
+    <HH:MM:SS>)", so that the layers of several runs stay apart in the layer tree."""
+    return f"{name} ({raster_layer.name()}, {datetime.now().strftime('%H:%M:%S')})"
 
 
 def require_gpkg(path: str, parameter: str) -> str:
@@ -296,8 +304,6 @@ class ArcticAssistAlgorithm(QgsProcessingAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, task: str, name="MODEL"
     ) -> str:
         """The model file asked for (else the task's default model); it must exist."""
-        import os
-
         from .. import settings
 
         path = self.parameterAsFile(parameters, name, context) or settings.default_model_path(task)

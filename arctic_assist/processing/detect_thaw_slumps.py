@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from qgis.core import (
@@ -20,6 +19,7 @@ from qgis.core import (
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    loaded_layer_name,
     model_parameter,
     device_parameter,
     VECTOR_FORMATS,
@@ -264,7 +264,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             # the source and the time tell two runs apart in the layer tree
-            details.name = f"{LAYER_NAME} ({layer.name()}, {datetime.now().strftime('%H:%M:%S')})"
+            details.name = loaded_layer_name(LAYER_NAME, layer)
             details.setPostProcessor(StyleLoader.create("thaw_slumps.qml"))
         outputs: dict[str, Any] = {
             self.OUTPUT: output,

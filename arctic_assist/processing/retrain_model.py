@@ -40,7 +40,6 @@ from ..io.training_env import current_python
 from ..io.training_run import (
     build_command,
     check_python,
-    has_split,
     metrics_lines,
     prepare_run_dir,
     stopped_message,
@@ -240,7 +239,15 @@ class RetrainModel(ArcticAssistAlgorithm):
         # the run folder and the data are checked first (their messages name what to fix
         # there), then the interpreter
         resume = prepare_run_dir(Path(work_dir), run_info, feedback.pushInfo)
-        packed = self.pack(data, Path(work_dir), resume, feedback)
+        packed, header = self.pack(data, Path(work_dir), resume, feedback)
+        fronts = header.get("kind") == "fronts"
+        if fronts != (task == "contour"):
+            if not resume:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            raise InputError(
+                f"TASK: DATA holds {'calving fronts' if fronts else 'thaw-slump masks'}; "
+                f"choose TASK '{TASK_LABELS['contour' if fronts else 'segmentation']}'."
+            )
         try:
             check_python(python)
         except InputError:
@@ -263,7 +270,9 @@ class RetrainModel(ArcticAssistAlgorithm):
             work_dir,
             self.parameterAsInt(parameters, self.SEED, context),
         )
-        if task == "segmentation" and not has_split(data, "val"):
+        if task == "segmentation" and not any(
+            c.get("split") == "val" for c in header.get("chips", [])
+        ):
             cmd[cmd.index("--eval-split") + 1] = "train"
             feedback.pushWarning(
                 "DATA has no 'val' chips (too few chips to hold some out): the model's "
@@ -302,8 +311,9 @@ class RetrainModel(ArcticAssistAlgorithm):
         }
 
     @staticmethod
-    def pack(data: str, work_dir: Path, resume: str | None, feedback) -> str:
-        """DATA as one .npz in the run folder, which the training reads with numpy alone."""
+    def pack(data: str, work_dir: Path, resume: str | None, feedback) -> tuple[str, dict]:
+        """DATA as one .npz in the run folder, which the training reads with numpy alone;
+        (its path, its header: the task's kind and the chips with their splits)."""
         from ..training.packed import pack_training_folder
 
         out = work_dir / "data.npz"
@@ -319,4 +329,4 @@ class RetrainModel(ArcticAssistAlgorithm):
             raise InputError(f"DATA: {str(exc).rstrip('.')}.{kept}") from None
         n = len(header.get("chips") or header.get("samples") or [])
         feedback.pushInfo(f"Packed {n} chips ({out.stat().st_size / 1e6:.1f} MB).")
-        return str(out)
+        return str(out), header

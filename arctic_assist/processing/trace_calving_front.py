@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from typing import Any
 
 from qgis.core import (
@@ -18,6 +16,7 @@ from ..core import contour as C
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    loaded_layer_name,
     model_parameter,
     advanced,
     device_parameter,
@@ -146,13 +145,10 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
             f"{result.count} front(s) written to {output} "
             f"(provider {result.provider}, run {result.run_id})"
         )
-        # "<name> (<raster layer>, <HH:MM:SS>)": traces of several runs stay apart in the
-        # layer tree, as detect_thaw_slumps names its proposals
-        when = datetime.now().strftime("%H:%M:%S")
         for path, name in ((output, "Calving fronts"), (iterations, "Snake iterations")):
             if path and context.willLoadLayerOnCompletion(path):
                 details = context.layerToLoadOnCompletionDetails(path)
-                details.name = f"{name} ({layer.name()}, {when})"
+                details.name = loaded_layer_name(name, layer)
                 details.setPostProcessor(StyleLoader.create("calving_fronts.qml"))
         outputs: dict[str, Any] = {
             self.OUTPUT: output,

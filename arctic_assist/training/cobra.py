@@ -419,19 +419,6 @@ def onnx_runner(path: str):
     return run, int(m.spec.tile_size)
 
 
-def predict_window(
-    run, image: np.ndarray, tile: int, passes: int | None = None, simple: bool = True
-) -> list[np.ndarray]:
-    """Every iteration's polyline in window pixels for a whole (C, H, W) window, as the
-    plugin traces it (:func:`arctic_assist.core.contour.trace_window`: fitted into the
-    model's tile, refined on crops around the front, untangled), the one geometry shared
-    with training views and :mod:`arctic_assist.io.trace`. ``passes=0, simple=False``: the
-    model's raw answer on the whole window."""
-    return C.trace_window(
-        run, image, tile, C.REFINE_PASSES if passes is None else passes, simple=simple
-    )
-
-
 def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
     """Baseline: a straight line across the middle of the window (left to right)."""
     h, w = shape
@@ -439,7 +426,8 @@ def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
 
 
 def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
-    """Held-out metrics, each image traced as the plugin does (:func:`predict_window`).
+    """Held-out metrics, each image traced as the plugin does
+    (:func:`arctic_assist.core.contour.trace_window`).
 
     ``model`` is a :class:`Cobra` or a runner (``torch_runner`` / ``onnx_runner``). In px
     of the original image (and m where the pixel size is known): mean symmetric
@@ -457,10 +445,11 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
     mvd, msd, msd_m, base, crossing, ratio, oriented = [], [], [], [], [], [], []
     raw_d, raw_x = [], []
     for s in samples:
-        raw = predict_window(run, s.image, tile, passes=0, simple=False)[-1]
+        first = C.run_fitted(run, s.image, tile)  # the model alone, then refined from it
+        raw = first[-1]
         raw_d.append(C.mean_symmetric_distance(raw, s.front, step=0.5))
         raw_x.append(C.self_intersections(raw))
-        steps = predict_window(run, s.image, tile)
+        steps = C.trace_window(run, s.image, tile, C.REFINE_PASSES, first=first)
         pred = steps[-1]
         per_iter.append([C.mean_symmetric_distance(p, s.front, step=0.5) for p in steps])
         d = per_iter[-1][-1]
@@ -720,14 +709,8 @@ def load_samples(args: argparse.Namespace) -> list[FR.FrontSample]:
     if args.frontlearning:
         samples += FR.read_frontlearning(args.frontlearning, labels=args.labels)
     if args.data:
-        samples += load_data_dir(args.data)
+        samples += FR.read_training_folder(args.data)
     return samples
-
-
-def load_data_dir(path: str) -> list[FR.FrontSample]:
-    """Training-data folder or its packed ``.npz`` (task 'contour') -> samples
-    (:func:`.fronts.read_training_folder`)."""
-    return FR.read_training_folder(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,3 +71,27 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default
     assert out.is_file() and not (tmp_path / "new.onnx.part.onnx").exists()
+
+
+def test_task_that_does_not_match_the_data_is_named(cli_env, tmp_path):
+    """Thaw-slump data with TASK = calving fronts: one message naming the TASK to choose,
+    before any interpreter is probed; nothing left behind."""
+    data = small_training_data(tmp_path)
+    out = tmp_path / "out" / "new.onnx"
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:retrain_model",
+            "--",
+            f"DATA={data.root}",
+            "TASK=1",
+            f"OUTPUT={out}",
+            "PYTHON=/bin/false",
+        ],
+        cli_env,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in text
+    assert "TASK: DATA holds thaw-slump masks; choose TASK 'Thaw slumps" in text, text
+    assert "/bin/false" not in text.split("Inputs")[-1].split("PYTHON:")[-1].split("\n", 1)[-1]
+    assert not any((tmp_path / "out").iterdir())

@@ -65,7 +65,17 @@ def test_retrain_result_shows_metrics_as_a_table(qgis_app, provider, monkeypatch
     monkeypatch.setattr(retrain_model, "stream", fake_stream)
     monkeypatch.setattr(retrain_model, "check_python", lambda python: None)
     monkeypatch.setattr(  # the folder below is a manifest only: nothing to pack
-        retrain_model.RetrainModel, "pack", staticmethod(lambda data, *_: data)
+        retrain_model.RetrainModel,
+        "pack",
+        staticmethod(
+            lambda data, *_: (
+                data,
+                {
+                    "kind": "training_data",
+                    "chips": json.loads((Path(data) / "manifest.json").read_text())["chips"],
+                },
+            )
+        ),
     )
     monkeypatch.setattr(settings, "user_models_dir", lambda: tmp_path / "user_models")
     data = tmp_path / "data"

@@ -177,7 +177,7 @@ def test_data_folder_contour_chips(tmp_path):
         "chips": chips,
     }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    samples = CB.load_data_dir(str(tmp_path))
+    samples = FR.read_training_folder(str(tmp_path))
     assert len(samples) == 3 and samples[0].pixel_size_m == 30.0
     train, test = CB._split_holdout(samples, "")
     assert len(train) == 2 and len(test) == 1
@@ -190,7 +190,7 @@ def test_data_folder_contour_chips(tmp_path):
     npz = tmp_path.parent / "contour.npz"
     header = pack_training_folder(tmp_path, npz)
     assert header["kind"] == "fronts" and header["source"]["packed_from"] == str(tmp_path)
-    packed = CB.load_data_dir(str(npz))
+    packed = FR.read_training_folder(str(npz))
     assert [s.meta["split"] for s in packed] == [s.meta["split"] for s in samples]
     for a, b in zip(packed, samples, strict=True):
         assert (a.name, a.group, a.pixel_size_m) == (b.name, b.group, b.pixel_size_m)
@@ -351,10 +351,10 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     np.testing.assert_allclose(timg, fit.image(img))
     np.testing.assert_allclose(mat, fit.matrix())
     # held-out evaluation path (torch) vs. onnx runner at the metadata tile
-    ev = CB.predict_window(CB.torch_runner(m), img, tile)
+    ev = C.trace_window(CB.torch_runner(m), img, tile)
     run, meta_tile = CB.onnx_runner(str(path))
     assert meta_tile == tile
-    np.testing.assert_allclose(CB.predict_window(run, img, meta_tile)[-1], ev[-1], atol=1e-3)
+    np.testing.assert_allclose(C.trace_window(run, img, meta_tile)[-1], ev[-1], atol=1e-3)
     # the plugin: a GeoTIFF of the window and a box on exactly its extent
     x0, y0 = 500000.0, 8600000.0
     srs = osr.SpatialReference()
