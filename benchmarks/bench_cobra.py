@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         "model's answer on the box as drawn)",
     )
     p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="trace one orientation only (the plugin's MIRROR off)",
+    )
+    p.add_argument(
         "--qgis-process",
         action="store_true",
         help="also trace and measure through qgis_process (the headless plugin)",
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 iterations_path=str(its),
                 run_id="bench",
                 refine_passes=args.refine,
+                mirror=not args.no_mirror,
             )
         )
         times.append(time.perf_counter() - t0)
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = {
         "model": f"{res.model_name} {res.model_version}",
         "refine_passes": args.refine,
+        "mirror": not args.no_mirror,
         "box_scale": args.box_scale,
         "provider": res.provider,
         "window_px": list(f.window),
@@ -139,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.qgis_process:
         numbers.update(
             through_qgis_process(
-                raster, box, Path(args.model), refs[list(dists).index(best)], tmp, args.refine
+                raster,
+                box,
+                Path(args.model),
+                refs[list(dists).index(best)],
+                tmp,
+                args.refine,
+                not args.no_mirror,
             )
         )
     if args.json:
@@ -176,7 +189,13 @@ def scaled_box(box: Path, scale: float, out: Path) -> Path:
 
 
 def through_qgis_process(
-    raster: Path, box: Path, model: Path, reference: str, tmp: Path, refine: int
+    raster: Path,
+    box: Path,
+    model: Path,
+    reference: str,
+    tmp: Path,
+    refine: int,
+    mirror: bool = True,
 ) -> dict:
     """``qgis_process.bin run arctic_assist:trace_calving_front`` in the box, then
     ``arctic_assist:front_distance`` to ``reference``, against a throw-away profile."""
@@ -199,6 +218,7 @@ def through_qgis_process(
             f"MODEL={model}",
             "DEVICE=1",
             f"REFINE={refine}",
+            f"MIRROR={str(mirror).lower()}",
             f"OUTPUT={out}",
         ],  # DEVICE 1 = cpu
         ["arctic_assist:front_distance", f"INPUT={out}", f"REFERENCE={reference}"],

@@ -188,6 +188,9 @@ def fit_window(height: int, width: int, tile: int) -> TileFit:
 #: shows a front at a fifth of the tile, a scale the model rarely saw.
 REFINE_PASSES = 2
 REFINE_FILL = 1.0
+#: tracing: the window is traced as given and mirrored, the line on the stronger image
+#: edge kept (:func:`trace_window`); chosen on training images (README, issue 13)
+MIRROR = True
 #: a crop is never smaller than the model's tile: window pixels are at the model's pixel
 #: size, so refinement may undo the downsampling of a large window but never upsamples
 #: beyond the resolution the model was trained at (a box drawn at about the tile's size,
@@ -224,6 +227,54 @@ def refine_box(
     return x0, y0, x1, y1
 
 
+def mirrored(run):
+    """``run`` applied to the left-right mirror of its input, its contours mapped back:
+    x negated and the vertex order reversed, so that the glacier stays on the same side of
+    the line (the training labels' convention, mirrored views included)."""
+
+    def run_mirror(x: np.ndarray) -> list[np.ndarray]:
+        out = run(np.ascontiguousarray(x[..., ::-1]))
+        return [np.stack([-np.asarray(o)[:, 0], np.asarray(o)[:, 1]], axis=1)[::-1] for o in out]
+
+    return run_mirror
+
+
+def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D array (edges replicated)."""
+    r = max(1, int(round(3 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = np.pad(img, r, mode="edge")
+    rows = sum(k[i] * pad[i : i + img.shape[0], :] for i in range(2 * r + 1))
+    return sum(k[i] * rows[:, i : i + img.shape[1]] for i in range(2 * r + 1))
+
+
+def edge_strength(image: np.ndarray, line: np.ndarray, sigma: float = 1.5) -> float:
+    """How strong an image edge ``line`` lies on: the mean gradient magnitude of the
+    smoothed (C, H, W) ``image`` (channels averaged), sampled every half pixel along the
+    line, over the mean gradient magnitude of the whole window (unitless; 1 is an average
+    place). The image term of a classic active contour, used to choose between candidate
+    lines: a calving front is the sharpest long edge of its box (ice against water)."""
+    img = np.asarray(image, dtype=np.float64)
+    g = _smooth(img.reshape(-1, *img.shape[-2:]).mean(axis=0), sigma)
+    gy, gx = np.gradient(g)
+    mag = np.hypot(gx, gy).astype(np.float32)
+    pts = densify(np.asarray(line, dtype=np.float64), 0.5)
+    on_line = bilinear(mag[None], pts[:, 0], pts[:, 1], 0.0)[0]
+    return float(np.mean(on_line) / (float(mag.mean()) + 1e-12))
+
+
+def _refined(run, image: np.ndarray, tile: int, passes: int, fill: float, steps: list):
+    h, w = image.shape[-2:]
+    for _ in range(max(0, int(passes))):
+        x0, y0, x1, y1 = refine_box(steps[-1], h, w, fill, min_side=tile)
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            break  # the window itself: nothing to refine
+        offset = np.array([x0, y0], dtype=np.float64)
+        steps = [s + offset for s in run_fitted(run, image[:, y0:y1, x0:x1], tile)]
+    return steps
+
+
 def trace_window(
     run,
     image: np.ndarray,
@@ -232,6 +283,7 @@ def trace_window(
     fill: float = REFINE_FILL,
     simple: bool = True,
     first: list[np.ndarray] | None = None,
+    mirror: bool = MIRROR,
 ) -> list[np.ndarray]:
     """A calving front in a (C, H, W) window: every iteration's polyline of the last
     pass, in window pixels; the one procedure of the plugin (:mod:`arctic_assist.io.trace`)
@@ -239,18 +291,19 @@ def trace_window(
 
     The first pass sees the whole window; each of ``passes`` more sees the crop of
     :func:`refine_box` around the previous line, never smaller than the tile (no
-    upsampling beyond the model's pixel size). ``simple``: the final line's vertices
-    are re-ordered so that it does not cross itself (:func:`untangle`). ``first``: the
-    first pass's result (:func:`run_fitted` on the whole window) when already computed.
+    upsampling beyond the model's pixel size). ``mirror``: the same is done on the
+    window's left-right mirror (:func:`mirrored`) and the line on the stronger image edge
+    (:func:`edge_strength`) is kept. ``simple``: the final line's vertices are re-ordered
+    so that it does not cross itself (:func:`untangle`). ``first``: the first pass's
+    result (:func:`run_fitted` on the whole window) when already computed.
     """
-    h, w = image.shape[-2:]
     steps = list(first) if first is not None else run_fitted(run, image, tile)
-    for _ in range(max(0, int(passes))):
-        x0, y0, x1, y1 = refine_box(steps[-1], h, w, fill, min_side=tile)
-        if (x0, y0, x1, y1) == (0, 0, w, h):
-            break  # the window itself: nothing to refine
-        offset = np.array([x0, y0], dtype=np.float64)
-        steps = [s + offset for s in run_fitted(run, image[:, y0:y1, x0:x1], tile)]
+    steps = _refined(run, image, tile, passes, fill, steps)
+    if mirror:
+        other = mirrored(run)
+        alt = _refined(other, image, tile, passes, fill, run_fitted(other, image, tile))
+        if edge_strength(image, alt[-1]) > edge_strength(image, steps[-1]):
+            steps = alt
     if simple:
         steps[-1] = untangle(steps[-1])
     return steps

@@ -47,6 +47,8 @@ class TraceRequest:
     # crops around the front traced again after the whole box (core.contour.trace_window);
     # 0: the model's answer on the box as drawn
     refine_passes: int = C.REFINE_PASSES
+    # the box traced mirrored too, the line on the stronger image edge kept
+    mirror: bool = C.MIRROR
 
 
 @dataclass
@@ -350,7 +352,11 @@ def run_tracing(
         # and refined on crops around the front, the final line untangled
         # (core.contour.trace_window: the procedure the held-out numbers measure)
         steps = C.trace_window(
-            model.run, normalize(arr, spec), spec.tile_size, passes=req.refine_passes
+            model.run,
+            normalize(arr, spec),
+            spec.tile_size,
+            passes=req.refine_passes,
+            mirror=req.mirror,
         )
         iters_work = [C.pixel_to_map(s, gt) for s in steps]
         iters = [transform_points(s, work, rsrs) for s in iters_work]

@@ -6,6 +6,7 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -39,6 +40,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
     MODEL = "MODEL"
     DEVICE = "DEVICE"
     REFINE = "REFINE"
+    MIRROR = "MIRROR"
     OUTPUT = "OUTPUT"
     OUTPUT_ITERATIONS = "OUTPUT_ITERATIONS"
 
@@ -60,6 +62,9 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "model was trained at) and traced again, this many times (default 2; 0: the "
         "model's answer on the box as drawn). The final line's vertices are put in an "
         "order that does not cross itself.</li>"
+        "<li><b>MIRROR</b> (advanced): also trace the box mirrored left to right and keep "
+        "the line that lies on the stronger image edge (ice against water); on by default, "
+        "off: one orientation only, half the time.</li>"
         "<li><b>DEVICE</b> (advanced): auto, cpu or cuda; the provider that ran is stored on "
         "each line.</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
         "provider, source, run_id, created, length_m, convergence (displacement of the last "
@@ -86,6 +91,13 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                     defaultValue=C.REFINE_PASSES,
                     minValue=0,
                     maxValue=5,
+                )
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterBoolean(
+                    self.MIRROR, "Trace the mirrored box too", defaultValue=C.MIRROR
                 )
             )
         )
@@ -136,6 +148,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 iterations_path=iterations,
                 device=device,
                 refine_passes=self.parameterAsInt(parameters, self.REFINE, context),
+                mirror=self.parameterAsBool(parameters, self.MIRROR, context),
             ),
             progress=progress,
             is_canceled=is_canceled,

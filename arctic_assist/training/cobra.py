@@ -425,7 +425,9 @@ def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
     return FR.resample_polyline(np.array([[0.0, (h - 1) / 2.0], [w - 1.0, (h - 1) / 2.0]]), n)
 
 
-def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
+def evaluate(
+    model, samples: list[FR.FrontSample], tile: int, mirror: bool = C.MIRROR
+) -> dict[str, Any]:
     """Held-out metrics, each image traced as the plugin does
     (:func:`arctic_assist.core.contour.trace_window`).
 
@@ -449,7 +451,7 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
         raw = first[-1]
         raw_d.append(C.mean_symmetric_distance(raw, s.front, step=0.5))
         raw_x.append(C.self_intersections(raw))
-        steps = C.trace_window(run, s.image, tile, C.REFINE_PASSES, first=first)
+        steps = C.trace_window(run, s.image, tile, C.REFINE_PASSES, first=first, mirror=mirror)
         pred = steps[-1]
         per_iter.append([C.mean_symmetric_distance(p, s.front, step=0.5) for p in steps])
         d = per_iter[-1][-1]
@@ -485,6 +487,7 @@ def evaluate(model, samples: list[FR.FrontSample], tile: int) -> dict[str, Any]:
         "raw_self_intersecting": int(sum(c > 0 for c in raw_x)),
         "raw_crossings_mean": float(np.mean(raw_x)) if raw_x else nan,
         "refine_passes": C.REFINE_PASSES,
+        "mirror": bool(mirror),
     }
     if msd_m:
         out["mean_distance_m"] = float(np.mean(msd_m))
@@ -727,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL.onnx",
         help="no training: evaluate an exported COBRA model on the held-out "
         "images (--holdout) at its metadata's tile size; prints JSON",
+    )
+    p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="--evaluate: trace one orientation only (the plugin's MIRROR off)",
+    )
+    p.add_argument(
+        "--evaluate-train",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--evaluate: on N training images (drawn with --seed) instead of the held-out "
+        "ones, e.g. to choose a tracing option without looking at the held-out glacier",
     )
     p.add_argument("--holdout", default="", help="path/row groups to hold out (comma list)")
     p.add_argument(
@@ -998,11 +1014,16 @@ def _main(args: argparse.Namespace) -> int:
 def _evaluate_main(args: argparse.Namespace) -> int:
     """``--evaluate MODEL.onnx``: held-out metrics of an exported model, as JSON."""
     samples = load_samples(args)
-    _, test_s = _split_holdout(samples, args.holdout)
+    train_s, test_s = _split_holdout(samples, args.holdout)
+    if args.evaluate_train:
+        pick = np.random.default_rng(args.seed).choice(
+            len(train_s), min(args.evaluate_train, len(train_s)), replace=False
+        )
+        test_s = [train_s[i] for i in sorted(pick)]
     if not test_s:
         raise SystemExit("--evaluate: no held-out image (give --holdout GROUPS)")
     run, tile = onnx_runner(args.evaluate)
-    metrics = evaluate(run, test_s, tile)
+    metrics = evaluate(run, test_s, tile, mirror=not args.no_mirror)
     print(json.dumps(metrics, indent=1))
     if args.metrics_json:
         with open(args.metrics_json, "w") as fh:

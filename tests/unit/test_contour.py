@@ -179,10 +179,64 @@ def test_trace_window_refines_on_a_crop_and_maps_back():
         return [v, v]
 
     img = np.zeros((1, 64, 128), dtype=np.float32)
-    steps = C.trace_window(run, img, tile, passes=2)
+    steps = C.trace_window(run, img, tile, passes=2, mirror=False)
     assert len(calls) == 3 and all(c == (1, 1, tile, tile) for c in calls)
     assert len(steps) == 2 and steps[-1].shape == (8, 2)
     first = C.run_fitted(run, img, tile)[-1]
     # the same place, up to the crop boxes' whole pixels
     np.testing.assert_allclose(steps[-1].mean(axis=0), first.mean(axis=0), atol=2.5)
     assert C.self_intersections(steps[-1]) == 0
+
+
+def _vertical_line_runner(x_tile: float):
+    """A runner that always answers a vertical line at ``x_tile`` (tile units), top to
+    bottom, whatever the image: right in one orientation only."""
+
+    def run(x):
+        v = np.stack([np.full(16, x_tile), np.linspace(-0.8, 0.8, 16)], axis=1)
+        return [v, v]
+
+    return run
+
+
+def test_mirrored_runner_maps_its_answer_back_with_the_glacier_on_the_same_side():
+    run = C.mirrored(_vertical_line_runner(-0.5))
+    out = run(np.zeros((1, 1, 32, 32), dtype=np.float32))[-1]
+    # the line at -0.5 in the mirrored input is at +0.5 here, its vertex order reversed
+    np.testing.assert_allclose(out[:, 0], 0.5)
+    np.testing.assert_allclose(out[:, 1], np.linspace(0.8, -0.8, 16))
+
+    def bright_column(x):  # an equivariant runner: a line on the input's brightest column
+        col = int(np.argmax(x[0, 0].sum(axis=0)))
+        xt = 2.0 * col / (x.shape[-1] - 1) - 1.0
+        return [np.stack([np.full(4, xt), np.linspace(-1, 1, 4)], axis=1)]
+
+    img = np.zeros((1, 1, 32, 32), dtype=np.float32)
+    img[..., 9] = 1.0
+    got = C.mirrored(bright_column)(img)[-1]
+    np.testing.assert_allclose(got, bright_column(img)[-1][::-1], atol=1e-12)
+
+
+def test_edge_strength_is_high_on_an_edge_and_low_away_from_it():
+    img = np.zeros((1, 64, 64), dtype=np.float32)
+    img[:, :, 40:] = 1.0  # a step edge between columns 39 and 40
+    on = np.array([[39.5, 2.0], [39.5, 61.0]])
+    off = np.array([[10.0, 2.0], [10.0, 61.0]])
+    assert C.edge_strength(img, on) > 10.0  # an average place scores 1
+    assert C.edge_strength(img, off) < 0.01
+    # a constant image has no edge anywhere: no division by zero
+    assert C.edge_strength(np.ones((2, 16, 16)), on / 4) == 0.0
+
+
+def test_trace_window_keeps_the_orientation_whose_line_lies_on_the_edge():
+    """A model right in one orientation only: the mirrored trace wins where the image's
+    edge is on the mirrored side, and the identity wins where it is not."""
+    tile = 32
+    run = _vertical_line_runner(-0.5)  # tile x 7.75 of 31: window x ~15.5 of 63
+    for edge_col, want_x in ((48, 47.5), (16, 15.5)):
+        img = np.zeros((1, 64, 64), dtype=np.float32)
+        img[:, :, edge_col:] = 1.0
+        line = C.trace_window(run, img, tile, passes=0)[-1]
+        assert abs(float(np.median(line[:, 0])) - want_x) < 1.0
+        one = C.trace_window(run, img, tile, passes=0, mirror=False)[-1]
+        assert abs(float(np.median(one[:, 0])) - 15.5) < 1.0

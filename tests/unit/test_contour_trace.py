@@ -206,7 +206,14 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
     its = tmp / "iters.gpkg"
     res = run_tracing(
         TraceRequest(
-            raster, model, aoi, str(out), iterations_path=str(its), run_id="r1", refine_passes=0
+            raster,
+            model,
+            aoi,
+            str(out),
+            iterations_path=str(its),
+            run_id="r1",
+            refine_passes=0,
+            mirror=False,
         )
     )
     assert res.count == 1 and res.run_id == "r1"
