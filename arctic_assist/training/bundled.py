@@ -22,6 +22,7 @@ import argparse
 import glob
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..io.training_data import build_dataset, load_dataset, merge_datasets
@@ -39,6 +40,8 @@ def prepare(
     synthetic_scenes: int = 0,
     synthetic_size: int = 128,
     peel_weight: float = 4.0,
+    negatives: Sequence[Path] = (),
+    negative_share: float = 0.5,
 ):
     peel = data_root / "rts" / "peel"
     raster = peel / "peel_s2_bgrn_10m.tif"
@@ -62,8 +65,14 @@ def prepare(
         label_mode="majority",
         provenance={"labels": "majority vote of 12 experts (Nitze et al. 2024)"},
     )
+    folders, weights = [work / "peel"], [1.0]
+    if negatives:
+        folders.append(work / "negatives")
+        weights.append(
+            negative_weight(peel_ds, negative_dataset(negatives, work, chip), negative_share)
+        )
     if synthetic_scenes <= 0:
-        merged = merge_datasets(work / "merged", [work / "peel"], weights=[1.0])
+        merged = merge_datasets(work / "merged", folders, weights=weights)
         return merged, peel_ds, None
     idx = synthetic.generate(
         work / "synthetic",
@@ -76,9 +85,45 @@ def prepare(
     regions = [f"synthetic_{r}" for r in idx for _ in idx[r]]
     syn_ds = build_dataset(rasters, labels, work / "synthetic_ds", chip, nodata=0, regions=regions)
     merged = merge_datasets(
-        work / "merged", [work / "peel", work / "synthetic_ds"], weights=[peel_weight, 1.0]
+        work / "merged",
+        folders + [work / "synthetic_ds"],
+        weights=[w * peel_weight for w in weights] + [1.0],
     )
     return merged, peel_ds, syn_ds
+
+
+def negative_dataset(rasters: Sequence[Path], work: Path, chip: int):
+    """A training-data folder of scenes without thaw slumps: every valid pixel labelled
+    background (an empty label layer), not listed as unlabelled data."""
+    out = work / "negatives"
+    out.mkdir(parents=True, exist_ok=True)
+    empty = out / "no_thaw_slumps.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
+    return build_dataset(
+        [str(r) for r in rasters],
+        [empty],
+        out,
+        chip,
+        band_names=["B2", "B3", "B4", "B8"],
+        nodata=0,
+        regions=[f"negative_{Path(r).stem}" for r in rasters],
+        add_unlabelled=False,
+        provenance={"labels": "none: scenes without thaw slumps, every pixel background"},
+    )
+
+
+def negative_weight(peel, neg, share: float) -> float:
+    """Sampling weight of each negative chip so that ``share`` of the uniformly placed
+    training crops (by area, :class:`~.data.TileSampler`) come from the negative scenes;
+    the positive-aware crops all come from labelled slumps, so the share of all labelled
+    crops is about ``share x (1 - positive fraction)``."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"negative share must be in (0, 1), got {share}")
+
+    def area(d) -> float:
+        return float(sum(d.read_chip(c)[1].size for c in d.select("train")))
+
+    return share / (1.0 - share) * area(peel) / max(area(neg), 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic scenes per region beside Peel (0: Peel alone)",
     )
     p.add_argument(
+        "--negative-scene",
+        action="append",
+        default=[],
+        metavar="TIF",
+        help="a B2,B3,B4,B8 10 m scene without thaw slumps, every pixel labelled background "
+        "(repeatable; e.g. python -m arctic_assist.training.negatives)",
+    )
+    p.add_argument(
+        "--negative-share",
+        type=float,
+        default=0.5,
+        help="share of the uniformly placed training crops taken from the negative scenes",
+    )
+    p.add_argument(
         "--method", default="pixeldino", help="pixeldino (default) or a baseline (supervised, ...)"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -130,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             holdout_row=a.holdout_row,
             chip=a.chip,
             synthetic_scenes=a.synthetic_scenes,
+            negatives=[Path(n) for n in a.negative_scene],
+            negative_share=a.negative_share,
         )
     from .train import main as train_main
 

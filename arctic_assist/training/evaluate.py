@@ -34,7 +34,7 @@ def confusion(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.
 
 
 def scores(counts: Sequence[int]) -> dict[str, float]:
-    tp, fp, fn, _ = (int(v) for v in counts)
+    tp, fp, fn, _ = (float(v) if isinstance(v, (float, np.floating)) else int(v) for v in counts)
     iou = tp / (tp + fp + fn) if tp + fp + fn else float("nan")
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
@@ -107,15 +107,19 @@ def pooled_counts_by_threshold(
     data: TrainingData,
     split: str | None,
     thresholds: Sequence[float],
+    weighted: bool = False,
 ) -> list[np.ndarray]:
     """Pooled [TP, FP, FN, TN] over the chips of ``split``, one array per threshold (one
-    prediction per chip)."""
-    total = [np.zeros(4, np.int64) for _ in thresholds]
+    prediction per chip); ``weighted``: each chip's counts times its sampling weight (a
+    folder that merges scenes at different weights, e.g. the bundled model's negative
+    scenes, is scored as the network is shown it)."""
+    total = [np.zeros(4, np.float64 if weighted else np.int64) for _ in thresholds]
     for chip in data.select(split):
         img, mask = data.read_chip(chip)
         prob = predict_padded(predict, img)
         for i, t in enumerate(thresholds):
-            total[i] += confusion(prob, mask, t)
+            c = confusion(prob, mask, t)
+            total[i] += chip.weight * c if weighted else c
     return total
 
 

@@ -314,7 +314,8 @@ def largest_chip(data: TrainingData, split: str) -> int:
 
 def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[float]]:
     """Per-band mean and standard deviation of the normalised labelled chips of ``split``
-    (valid pixels only), the fixed input standardisation of a network trained from scratch."""
+    (valid pixels only), each chip counted by its sampling weight (what the network is
+    shown); the fixed input standardisation of a network trained from scratch."""
     import numpy as np
 
     total = np.zeros(len(data.bands))
@@ -324,9 +325,9 @@ def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[
         img, mask = data.read_chip(chip)
         ok = (mask != IGNORE) if mask is not None else np.ones(img.shape[1:], bool)
         vals = img[:, ok].astype(np.float64)
-        total += vals.sum(axis=1)
-        sq += (vals**2).sum(axis=1)
-        count += vals.shape[1]
+        total += chip.weight * vals.sum(axis=1)
+        sq += chip.weight * (vals**2).sum(axis=1)
+        count += chip.weight * vals.shape[1]
     if count == 0:
         return [0.0] * len(data.bands), [1.0] * len(data.bands)
     mean = total / count
@@ -342,8 +343,9 @@ def select_network(module, data: TrainingData, mode: str = "auto") -> dict[str, 
 
     On the ``val`` chips when the folder has any, else on the ``train`` chips (then the
     choice is optimistic, and the metadata says so): for every candidate network the pooled
-    IoU at thresholds 0.10 .. 0.90; the best pair wins (ties: the threshold nearest 0.5, then
-    the teacher). Sets ``module.exported`` and returns what was chosen and why.
+    IoU (chips counted by their sampling weight) at thresholds 0.10 .. 0.90; the best pair
+    wins (ties: the threshold nearest 0.5, then the teacher). Sets ``module.exported`` and
+    returns what was chosen and why.
     """
     from .evaluate import pooled_counts_by_threshold, scores, torch_predictor
 
@@ -355,7 +357,9 @@ def select_network(module, data: TrainingData, mode: str = "auto") -> dict[str, 
     table: dict[str, dict[str, float]] = {}
     for name in names:
         net = getattr(module, name)
-        counts = pooled_counts_by_threshold(torch_predictor(net), data, split, THRESHOLDS)
+        counts = pooled_counts_by_threshold(
+            torch_predictor(net), data, split, THRESHOLDS, weighted=True
+        )
         table[name] = {}
         for t, c in zip(THRESHOLDS, counts):
             iou = scores(c)["iou"]
