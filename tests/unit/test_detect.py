@@ -419,6 +419,7 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
         "write_rasters",
         "vectorise",
         "write_features",
+        "after_stream",
         "total",
     ]
     assert list(res.timings) == phases
