@@ -67,7 +67,7 @@ PROBABILITY_OPTIONS = [*GTIFF_TILED, "PREDICTOR=3", "ZLEVEL=1"]
 TOOL = "detect_thaw_slumps"
 #: rows of a vectorising window while streaming (a window is one strip: about one column
 #: panel, :data:`~arctic_assist.core.tiling.PANEL_WIDTH` px, wide)
-STREAM_WINDOW_ROWS = 1024
+STREAM_WINDOW_ROWS = 512
 
 
 def _temp_options() -> list[str]:

@@ -1,8 +1,12 @@
 """Vectorising the probability raster into scored polygons, in bounded memory (GDAL/OGR).
 
-:func:`vectorise` reads the blended probability GeoTIFF in windows (:data:`WINDOW` px
-square, plus a halo for the clean-up) and never holds more than one window, whatever the
-raster size or the number of polygons:
+:class:`Vectoriser` is fed the blended probability as the tiling stream makes it (column
+panels, each top to bottom, rows in memory: :func:`~arctic_assist.io.detect.run_detection`
+vectorises while the model still runs) and cuts it into windows: a strip of about one
+panel's width (shifted left by the clean-up halo, so that the halo on both sides is
+already known) by ``rows`` rows, plus the halo. :func:`vectorise` does the same for a
+probability GeoTIFF, read in panels of :data:`WINDOW` px. Never more than a few windows
+are held, whatever the raster size or the number of polygons; per window:
 
 1. threshold (``p > threshold`` at valid pixels), then the optional clean-up
    (:class:`Cleanup`, :mod:`arctic_assist.core.components`): a majority (= median) filter,
@@ -19,9 +23,10 @@ raster size or the number of polygons:
    per-run fields: no Python per feature);
 4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
    integer pixel coordinates, joined across the edges by a union-find over the labels on
-   both sides, their counts and sums added, and, as soon as a band of windows is done and
-   a component cannot grow any more, the small ones dropped and the pieces of one
-   component unioned into one polygon (exact: integer coordinates), moved to map
+   both sides (windows joined in order: strip by strip, each top to bottom), their counts
+   and sums added, and, as soon as a component cannot grow any more (none of its pieces
+   on an edge next to a window not yet joined), the small ones dropped and the pieces of
+   one component unioned into one polygon (exact: integer coordinates), moved to map
    coordinates, simplified, reprojected and written (:meth:`FeatureWriter.add`);
 5. the GeoPackage is written in transactions of :data:`BATCH` features; its spatial index
    is built when it is closed.
