@@ -42,6 +42,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,6 +78,10 @@ BATCH = 20000
 #: windows may be prepared ahead of the one being written (bounds the memory)
 WORKERS = 2
 AHEAD = 3
+#: how much nicer than the process the vectoriser's threads run while the model streams
+#: (Linux; elsewhere they run at the process's priority): they take the cores onnxruntime
+#: leaves idle instead of preempting its threads, which wait for each other
+NICE = 10
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
 MAX_HALO = 256
@@ -293,6 +299,18 @@ class _Window:
     t_poly: float = 0.0
 
 
+def _lower_priority(step: int) -> None:
+    """Make the calling thread ``step`` nicer (Linux: a thread is a task with its own nice
+    value; elsewhere nothing, as a thread id is no process id there)."""
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:  # pragma: no cover - not allowed: run at the process's priority
+        pass
+
+
 def _affine(gt: tuple[float, ...]) -> Any:
     """Pixel coordinates (x = column, y = -row) to map coordinates, as a coordinate
     transformation (a PROJ affine pipeline; applied in C by ``Geometry.Transform``)."""
@@ -382,6 +400,7 @@ class Vectoriser:
         cell: int = 256,
         workers: int | None = None,
         ahead: int | None = None,
+        nice: int | None = None,
     ) -> None:
         from osgeo import osr
 
@@ -430,8 +449,15 @@ class Vectoriser:
         self.piece_wkb: dict[int, bytes] = {}
         self.t_read = self.t_label = self.t_poly = self.t_consume = 0.0
         self.failed = False
-        self.pool = ThreadPoolExecutor(max_workers=max(1, WORKERS if workers is None else workers))
-        self.consumer = ThreadPoolExecutor(max_workers=1)
+        step = NICE if nice is None else nice
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, WORKERS if workers is None else workers),
+            initializer=_lower_priority,
+            initargs=(step,),
+        )
+        self.consumer = ThreadPoolExecutor(
+            max_workers=1, initializer=_lower_priority, initargs=(step,)
+        )
         self.ahead = max(1, AHEAD if ahead is None else ahead)
         self.in_flight: deque[Future] = deque()
 
