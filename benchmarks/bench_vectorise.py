@@ -15,22 +15,31 @@ a quarter of the pixels are foreground, in blobs: it proposes polygons everywher
 ``--overhead`` also runs ``bench_detect``'s (a) measurement (U-Net-like, 3072^2 px, few
 polygons; target <= 1.10) in the same invocation, so the ratios are measured side by side.
 
+``--ort-threads 0,1`` runs every measurement with ONNX Runtime's default intra-op threads
+(0: all cores) and with 1 (a core left free, as on a laptop with more cores than ORT
+uses); ``--code new=.,old=/tmp/aa_old`` runs them with the ``arctic_assist`` package of
+each tree (e.g. ``git archive main | tar -x -C /tmp/aa_old``), alternately, in the same
+invocation, so old and new code are compared on the same machine state. Every
+measurement runs in its own subprocess.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 2048            # smoke (1 min)
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 8192,16384 --overhead
     .venv/bin/python benchmarks/bench_vectorise.py --sizes "" --overhead  # (a) alone
+    .venv/bin/python benchmarks/bench_vectorise.py --sizes 8192 --overhead \
+        --ort-threads 0,1 --code new=.,old=/tmp/aa_old              # old vs new code
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+#: a child measures the ``arctic_assist`` package of this tree (``--code``)
+CODE_ENV = "ARCTIC_ASSIST_BENCH_CODE"
+if os.environ.get(CODE_ENV):
+    sys.path.insert(0, os.environ[CODE_ENV])
 
 from onnx_factory import conv_net_model, make_spec  # noqa: E402
 
@@ -147,14 +160,42 @@ def vm_hwm_kb() -> int:
     return 0
 
 
-def child(raster: str, model: str, out: str) -> None:
+def limit_ort_threads(threads: int) -> None:
+    """Make every model load in this process use ``threads`` intra-op threads (0: ORT's
+    default, all cores)."""
+    if threads:
+        import functools
+
+        from arctic_assist.core.onnx_model import OnnxModel
+
+        load = OnnxModel.load.__func__
+        OnnxModel.load = classmethod(functools.partial(load, threads=threads))
+
+
+def child(raster: str, model: str, out: str, threads: int) -> None:
+    import arctic_assist
     from arctic_assist.io.detect import DetectRequest, run_detection
     from arctic_assist.io.vector import DEFAULT_CLEANUP
 
-    res = run_detection(DetectRequest(raster, model, out, batch_size=4, cleanup=DEFAULT_CLEANUP))
+    limit_ort_threads(threads)
+    if raster == "overhead":  # bench_detect's (a): few polygons
+        from bench_detect import synthetic_raster, unet_model
+
+        work = Path(out).parent
+        u = unet_model(work / "unet.onnx")
+        r = synthetic_raster(work / "ovh_3072.tif", 3072)
+        run_detection(DetectRequest(str(r), str(u), str(work / "warm.gpkg")))
+        res = run_detection(
+            DetectRequest(str(r), str(u), str(work / "ovh.gpkg"), str(work / "ovh_prob.tif"))
+        )
+    else:
+        res = run_detection(
+            DetectRequest(raster, model, out, batch_size=4, cleanup=DEFAULT_CLEANUP)
+        )
     print(
         json.dumps(
             {
+                "code": str(Path(arctic_assist.__file__).parents[1]),
                 "peak_rss_mb": vm_hwm_kb() / 1024,
                 "seconds": res.seconds,
                 "inference_seconds": res.inference_seconds,
@@ -166,9 +207,10 @@ def child(raster: str, model: str, out: str) -> None:
     )
 
 
-def measure(raster: Path, model: Path, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(raster), str(model), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def measure(raster: Path | str, model: Path, out: Path, threads: int, code: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(raster), str(model), str(out), str(threads)]
+    env = {**os.environ, CODE_ENV: str(Path(code).resolve())}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -183,66 +225,86 @@ def main() -> int:
         help="also bench_detect's (a): U-Net-like, 3072^2, few polygons",
     )
     ap.add_argument("--workdir")
-    ap.add_argument("--child", nargs=3, metavar=("RASTER", "MODEL", "OUT"))
+    ap.add_argument(
+        "--ort-threads",
+        default="0",
+        help="comma-separated ONNX Runtime intra-op thread counts (0: its default)",
+    )
+    ap.add_argument(
+        "--code",
+        default=f"new={REPO}",
+        help="comma-separated NAME=TREE: measure the arctic_assist package of each tree",
+    )
+    ap.add_argument("--child", nargs=4, metavar=("RASTER", "MODEL", "OUT", "THREADS"))
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(*args.child[:3], int(args.child[3]))
         return 0
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aa_vec_"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    codes = [tuple(c.split("=", 1)) for c in args.code.split(",") if c.strip()]
+    threads = [int(t) for t in args.ort_threads.split(",") if t.strip()]
+    cases = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.overhead:
+        cases.append(0)
+    results: dict[tuple[int, int, str], dict] = {}
     try:
         tile = noise_tile(work / "noise.tif")
         model = unet(work / "unet_noise.onnx", tile)
-        for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
-            raster = mosaic(tile, work / f"noise_{size}.vrt", size)
-            out = work / f"vec_{size}.gpkg"
-            t = time.perf_counter()
-            data = measure(raster, model, out)
-            wall = time.perf_counter() - t
-            tm = data["timings"]
-            rows.append(
-                (
-                    f"{size} x {size}",
-                    f"{data['seconds'] / data['inference_seconds']:.3f}",
-                    f"{data['peak_rss_mb']:.0f} MB",
-                    f"{data['features']}",
-                    f"{data['seconds']:.1f} s wall ({wall:.1f} s with start-up), "
-                    f"{data['inference_seconds']:.1f} s in session.run; "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in tm.items() if k != "total"),
-                )
-            )
-            out.unlink(missing_ok=True)
-        if args.overhead:
-            from bench_detect import synthetic_raster, unet_model
-
-            from arctic_assist.io.detect import DetectRequest, run_detection
-
-            u = unet_model(work / "unet.onnx")
-            r = synthetic_raster(work / "ovh_3072.tif", 3072)
-            run_detection(DetectRequest(str(r), str(u), str(work / "warm.gpkg")))
-            res = run_detection(
-                DetectRequest(str(r), str(u), str(work / "ovh.gpkg"), str(work / "ovh_prob.tif"))
-            )
-            rows.append(
-                (
-                    "(a) 3072 x 3072",
-                    f"{res.seconds / res.inference_seconds:.3f}",
-                    "-",
-                    f"{res.n_features}",
-                    f"{res.seconds:.1f} s wall, {res.inference_seconds:.1f} s in "
-                    "session.run; "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items() if k != "total"),
-                )
-            )
+        for size in cases:
+            raster = mosaic(tile, work / f"noise_{size}.vrt", size) if size else "overhead"
+            for t in threads:
+                for name, code in codes:  # old and new one after the other
+                    out = work / f"vec_{size}.gpkg"
+                    data = measure(raster, model, out, t, code)
+                    results[size, t, name] = data
+                    print(_row(size, t, name, data), flush=True)
+                    out.unlink(missing_ok=True)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"{'raster':<16} {'wall/ORT':>8} {'peak RSS':>9} {'polygons':>9}  notes")
-    for name, ratio, rss, n, note in rows:
-        print(f"{name:<16} {ratio:>8} {rss:>9} {n:>9}  {note}")
+    print()
+    print(
+        f"{'raster':<16} {'ORT thr':>7} {'code':>5} {'wall/ORT':>8} {'peak RSS':>9} "
+        f"{'polygons':>9}  notes"
+    )
+    for (size, t, name), data in results.items():
+        print(_row(size, t, name, data))
+    if len(codes) > 1:
+        a, b = codes[0][0], codes[1][0]
+        print(f"\n{a} / {b}: wall / ORT, and wall time (< 1: {a} is better)")
+        for size in cases:
+            for t in threads:
+                da, db = results[size, t, a], results[size, t, b]
+                print(
+                    f"  {_name(size):<16} ORT threads {t or 'all':>3}: wall / ORT "
+                    f"{_ratio(da):.3f} vs {_ratio(db):.3f} ({_ratio(da) / _ratio(db):.3f}); "
+                    f"wall {da['seconds']:.1f} s vs {db['seconds']:.1f} s "
+                    f"({da['seconds'] / db['seconds']:.3f})"
+                )
     print("(targets: wall / ORT <= 1.3 with many polygons, <= 1.10 for (a); peak RSS <= 1 GB)")
     return 0
+
+
+def _name(size: int) -> str:
+    return f"{size} x {size}" if size else "(a) 3072 x 3072"
+
+
+def _ratio(data: dict) -> float:
+    return data["seconds"] / data["inference_seconds"]
+
+
+def _row(size: int, threads: int, name: str, data: dict) -> str:
+    tm = data["timings"]
+    note = (
+        f"{data['seconds']:.1f} s wall, {data['inference_seconds']:.1f} s in session.run; "
+        + ", ".join(f"{k} {v:.1f}" for k, v in tm.items() if k != "total")
+    )
+    rss = f"{data['peak_rss_mb']:.0f} MB" if size else "-"
+    return (
+        f"{_name(size):<16} {threads or 'all':>7} {name:>5} {_ratio(data):>8.3f} {rss:>9} "
+        f"{data['features']:>9}  {note}"
+    )
 
 
 if __name__ == "__main__":

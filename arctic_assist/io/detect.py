@@ -6,19 +6,23 @@
    ``segmentation``), open and check the raster, map the bands;
 2. build the processing grid (a VRT: the source pixels, or a warp to the model's pixel size
    and, for a geographic CRS, to the UTM zone) limited to the extent and the mask;
-3. stream overlapping tiles through the model (:mod:`arctic_assist.core.tiling`), writing
-   the blended probability (Float32 GeoTIFF) block by block, one column panel at a time;
-4. vectorise the probability window by window: threshold, clean up, label, drop small
+3. stream overlapping tiles through the model (:mod:`arctic_assist.core.tiling`), one
+   column panel at a time, each top to bottom; every finished block of blended
+   probability goes (in a worker thread) to the probability GeoTIFF when one is asked for
+   and to the vectoriser;
+4. vectorise while the stream runs (:class:`~arctic_assist.io.vector.Vectoriser`, in its
+   own threads, fed the rows in memory): threshold, clean up, label, drop small
    components, polygonise, score, simplify, reproject to the raster's CRS, and write the
-   GeoPackage in batches (:mod:`arctic_assist.io.vector`).
+   GeoPackage in batches; components cut by panel or window edges are joined exactly.
 
 Every output is written under a temporary name in its own folder and moved into place with
 ``os.replace`` at the very end; on any error or cancel the temporaries are removed, so
 nothing is left at the output paths. Memory is bounded by one row of tiles of one column
-panel (plus GDAL's block cache, limited to :data:`GDAL_CACHE_MB` during the run) and then
-by one vectorising window, whatever the raster size or the number of polygons. The time of
-every phase (read, normalise, onnxruntime, blend, write rasters, vectorise, write features)
-is logged at the end of the run and returned in :attr:`DetectResult.timings`.
+panel, a few vectorising windows (plus GDAL's block cache, limited to
+:data:`GDAL_CACHE_MB` during the run), whatever the raster size or the number of
+polygons. The time of every phase (read, normalise, onnxruntime, blend, write rasters,
+vectorise, write features, and what is left after the stream) is logged at the end of the
+run and returned in :attr:`DetectResult.timings`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from .raster import (
     gdal_cache_limit,
     open_raster,
 )
-from .vector import Cleanup, FeatureWriter, vectorise
+from .vector import Cleanup, FeatureWriter, Vectoriser
 
 LOG = logging.getLogger(__name__)
 
@@ -61,6 +65,9 @@ PROBABILITY_NODATA = -1.0
 #: with predictor 3 is both smaller and about 3x faster than plain level 6)
 PROBABILITY_OPTIONS = [*GTIFF_TILED, "PREDICTOR=3", "ZLEVEL=1"]
 TOOL = "detect_thaw_slumps"
+#: rows of a vectorising window while streaming (a window is one strip: about one column
+#: panel, :data:`~arctic_assist.core.tiling.PANEL_WIDTH` px, wide)
+STREAM_WINDOW_ROWS = 512
 
 
 def _temp_options() -> list[str]:
@@ -108,7 +115,8 @@ class DetectResult:
     seconds: float
     inference_seconds: float  # sum of session.run times
     #: seconds per phase: read, normalise, onnxruntime, blend, write_rasters, vectorise,
-    #: write_features (read/normalise/write_rasters run in worker threads, overlapping)
+    #: write_features (all but onnxruntime and blend run in worker threads, overlapping),
+    #: after_stream (wall time from the end of the stream to the end) and total
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -216,65 +224,23 @@ def run_detection(
             tile = -(-spec.tile_size // multiple) * multiple
             overlap = min(spec.tile_overlap, tile - 1)
 
-            # --- outputs on the processing grid (temporaries)
+            # --- outputs on the processing grid (temporaries). The probability GeoTIFF is
+            # only written when it is asked for: the polygons are made from the rows in
+            # memory, while the stream runs
             same_crs = grid.srs.IsSame(info.srs)
-            if prob_path and same_crs:
-                grid_prob = _temp_name(prob_path, run_id, "part")
-            else:
-                grid_prob = _temp_name(out_path, run_id, "prob") + ".tif"
-            temps.append(grid_prob)
-            temp_opts = _temp_options()
-            prob_opts = PROBABILITY_OPTIONS if (prob_path and same_crs) else temp_opts
-            prob_w = PanelWriter(
-                grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA, options=prob_opts
-            )
-            n_positive = 0
-            t_write = 0.0
-            cell = 256  # where the probability is above the threshold: the vectoriser skips
-            positives = np.zeros((-(-grid.height // cell), -(-grid.width // cell)), bool)
-
-            def write(row0: int, col0: int, block: np.ndarray, valid: np.ndarray) -> None:
-                nonlocal n_positive, t_write
-                t0 = time.perf_counter()
-                p = block[0]
-                prob_w.write(row0, col0, p)
-                m = p > threshold  # nodata (-1) never is
-                k = int(np.count_nonzero(m))
-                if k:
-                    n_positive += k
-                    for a in range(row0 // cell * cell, row0 + m.shape[0], cell):
-                        lo, hi = max(a, row0) - row0, min(a + cell, row0 + m.shape[0]) - row0
-                        cols = np.flatnonzero(m[lo:hi].any(axis=0))
-                        if cols.size:
-                            positives[a // cell, np.unique((cols + col0) // cell)] = True
-                t_write += time.perf_counter() - t0
-
-            reader = GridReader(grid, spec)
-            model.reset_timer()
-            try:
-                stats = sliding_window_stream(
-                    (grid.height, grid.width),
-                    tile,
-                    overlap,
-                    reader,
-                    model.predict,
-                    write,
-                    out_channels=1,
-                    batch_size=req.batch_size,
-                    nodata=PROBABILITY_NODATA,
-                    progress=lambda p: report(0.9 * p),
-                    is_canceled=is_canceled,
+            grid_prob = None
+            prob_w = None
+            if prob_path:
+                if same_crs:
+                    grid_prob = _temp_name(prob_path, run_id, "part")
+                    prob_opts = PROBABILITY_OPTIONS
+                else:
+                    grid_prob = _temp_name(out_path, run_id, "prob") + ".tif"
+                    prob_opts = _temp_options()
+                temps.append(grid_prob)
+                prob_w = PanelWriter(
+                    grid_prob, grid, gdal.GDT_Float32, PROBABILITY_NODATA, options=prob_opts
                 )
-            finally:
-                t0 = time.perf_counter()
-                prob_w.close()
-                t_write += time.perf_counter() - t0
-            say(
-                f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
-                f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime"
-            )
-            check_cancel()
-
             attrs = {
                 "model": spec.name,
                 "model_version": spec.version,
@@ -287,37 +253,84 @@ def run_detection(
             tmp_gpkg = _temp_name(out_path, run_id, "part")
             temps.append(tmp_gpkg)
             writer = FeatureWriter(tmp_gpkg, req.layer_name, info.srs, attrs)
+            cell = 256  # where the probability is above the threshold: the vectoriser skips
+            positives = np.zeros((-(-grid.height // cell), -(-grid.width // cell)), bool)
+            vec = Vectoriser(
+                writer,
+                shape=(grid.height, grid.width),
+                geotransform=grid.geotransform,
+                nodata=PROBABILITY_NODATA,
+                threshold=threshold,
+                metres_per_unit=grid.metres_per_unit,
+                grid_srs=grid.srs,
+                out_srs=info.srs,
+                min_area_m2=req.min_area_m2,
+                simplify_m=req.simplify_m,
+                cleanup=req.cleanup,
+                rows=STREAM_WINDOW_ROWS,
+                positives=positives,
+                cell=cell,
+            )
+            t_write = 0.0
+
+            def write(row0: int, col0: int, block: np.ndarray, valid: np.ndarray) -> None:
+                nonlocal t_write
+                t0 = time.perf_counter()
+                p = block[0]
+                if prob_w is not None:
+                    prob_w.write(row0, col0, p)
+                m = p > threshold  # nodata (-1) never is
+                if m.any():
+                    for a in range(row0 // cell * cell, row0 + m.shape[0], cell):
+                        lo, hi = max(a, row0) - row0, min(a + cell, row0 + m.shape[0]) - row0
+                        cols = np.flatnonzero(m[lo:hi].any(axis=0))
+                        if cols.size:
+                            positives[a // cell, np.unique((cols + col0) // cell)] = True
+                t_write += time.perf_counter() - t0
+                vec.feed(row0, col0, p)  # waits when the vectoriser is AHEAD windows behind
+
+            reader = GridReader(grid, spec)
+            model.reset_timer()
             try:
-                vstats = (
-                    vectorise(
-                        grid_prob,
-                        writer,
-                        threshold=threshold,
-                        metres_per_unit=grid.metres_per_unit,
-                        grid_srs=grid.srs,
-                        out_srs=info.srs,
-                        min_area_m2=req.min_area_m2,
-                        simplify_m=req.simplify_m,
-                        cleanup=req.cleanup,
-                        positives=positives,
-                        cell=cell,
+                try:
+                    stats = sliding_window_stream(
+                        (grid.height, grid.width),
+                        tile,
+                        overlap,
+                        reader,
+                        model.predict,
+                        write,
+                        out_channels=1,
+                        batch_size=req.batch_size,
+                        nodata=PROBABILITY_NODATA,
+                        progress=lambda p: report(0.9 * p),
                         is_canceled=is_canceled,
-                        progress=lambda p: report(90.0 + 0.08 * p),
                     )
-                    if n_positive
-                    else None
+                finally:
+                    t0 = time.perf_counter()
+                    if prob_w is not None:
+                        prob_w.close()
+                    t_write += time.perf_counter() - t0
+                t_stream_end = time.perf_counter()
+                say(
+                    f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
+                    f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime"
                 )
+                check_cancel()
+                report(90.0)
+                vstats = vec.finish()
+                report(95.0)
                 n = writer.close()
             except BaseException:
+                vec.abort()
                 writer.abort()
                 raise
-            if vstats is not None:
-                say(
-                    f"{vstats.components} component(s) after clean-up, {n} kept "
-                    f"(min area {req.min_area_m2:g} m2"
-                    + (f"; {req.cleanup.describe()}" if req.cleanup else "")
-                    + ")"
-                )
+            say(
+                f"{vstats.components} component(s) after clean-up, {n} kept "
+                f"(min area {req.min_area_m2:g} m2"
+                + (f"; {req.cleanup.describe()}" if req.cleanup else "")
+                + ")"
+            )
             check_cancel()
 
             tmp_prob_final = None
@@ -361,22 +374,22 @@ def run_detection(
     del ds
     seconds = time.perf_counter() - t_start
     report(100.0)
-    v_total = vstats.seconds if vstats is not None else 0.0
-    v_write = writer.seconds
     timings = {
         "read": reader.read_seconds,
         "normalise": reader.normalise_seconds,
         "onnxruntime": model.inference_seconds,
         "blend": stats.blend_seconds,
         "write_rasters": t_write,
-        "vectorise": max(0.0, v_total - (vstats.write_seconds if vstats else 0.0)),
-        "write_features": v_write,
+        "vectorise": max(0.0, vstats.seconds - vstats.write_seconds),
+        "write_features": writer.seconds,
+        "after_stream": seconds - (t_stream_end - t_start),
         "total": seconds,
     }
     say(
         "Time per phase: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + " (read, normalise and write rasters overlap with onnxruntime)"
+        + " (read, normalise, write rasters, vectorise and write features run in worker "
+        "threads, overlapping onnxruntime; after_stream: from the last tile to the end)"
     )
     say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")
     return DetectResult(

@@ -1,8 +1,12 @@
 """Vectorising the probability raster into scored polygons, in bounded memory (GDAL/OGR).
 
-:func:`vectorise` reads the blended probability GeoTIFF in windows (:data:`WINDOW` px
-square, plus a halo for the clean-up) and never holds more than one window, whatever the
-raster size or the number of polygons:
+:class:`Vectoriser` is fed the blended probability as the tiling stream makes it (column
+panels, each top to bottom, rows in memory: :func:`~arctic_assist.io.detect.run_detection`
+vectorises while the model still runs) and cuts it into windows: a strip of about one
+panel's width (shifted left by the clean-up halo, so that the halo on both sides is
+already known) by ``rows`` rows, plus the halo. :func:`vectorise` does the same for a
+probability GeoTIFF, read in panels of :data:`WINDOW` px. Never more than a few windows
+are held, whatever the raster size or the number of polygons; per window:
 
 1. threshold (``p > threshold`` at valid pixels), then the optional clean-up
    (:class:`Cleanup`, :mod:`arctic_assist.core.components`): a majority (= median) filter,
@@ -19,9 +23,10 @@ raster size or the number of polygons:
    per-run fields: no Python per feature);
 4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
    integer pixel coordinates, joined across the edges by a union-find over the labels on
-   both sides, their counts and sums added, and, as soon as a band of windows is done and
-   a component cannot grow any more, the small ones dropped and the pieces of one
-   component unioned into one polygon (exact: integer coordinates), moved to map
+   both sides (windows joined in order: strip by strip, each top to bottom), their counts
+   and sums added, and, as soon as a component cannot grow any more (none of its pieces
+   on an edge next to a window not yet joined), the small ones dropped and the pieces of
+   one component unioned into one polygon (exact: integer coordinates), moved to map
    coordinates, simplified, reprojected and written (:meth:`FeatureWriter.add`);
 5. the GeoPackage is written in transactions of :data:`BATCH` features; its spatial index
    is built when it is closed.
@@ -37,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -72,6 +78,10 @@ BATCH = 20000
 #: windows may be prepared ahead of the one being written (bounds the memory)
 WORKERS = 2
 AHEAD = 3
+#: how much nicer than the process the vectoriser's threads run while the model streams
+#: (Linux; elsewhere they run at the process's priority): they take the cores onnxruntime
+#: leaves idle instead of preempting its threads, which wait for each other
+NICE = 10
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
 MAX_HALO = 256
@@ -289,6 +299,18 @@ class _Window:
     t_poly: float = 0.0
 
 
+def _lower_priority(step: int) -> None:
+    """Make the calling thread ``step`` nicer (Linux: a thread is a task with its own nice
+    value; elsewhere nothing, as a thread id is no process id there)."""
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:  # pragma: no cover - not allowed: run at the process's priority
+        pass
+
+
 def _affine(gt: tuple[float, ...]) -> Any:
     """Pixel coordinates (x = column, y = -row) to map coordinates, as a coordinate
     transformation (a PROJ affine pipeline; applied in C by ``Geometry.Transform``)."""
@@ -340,168 +362,239 @@ def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...],
     return mem
 
 
-def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
-    return [
-        (r, min(r + size, height), c, min(c + size, width))
-        for r in range(0, height, size)
-        for c in range(0, width, size)
-    ]
+class Vectoriser:
+    """Vectorises a probability raster fed row block by row block, one column panel after
+    the other (the order :func:`~arctic_assist.core.tiling.sliding_window_stream` writes
+    it), so that polygons are made while the model still runs (see the module doc).
 
-
-def vectorise(
-    prob_path: str,
-    writer: FeatureWriter,
-    *,
-    threshold: float,
-    metres_per_unit: float,
-    grid_srs: Any,
-    out_srs: Any,
-    min_area_m2: float = 0.0,
-    simplify_m: float = 0.0,
-    cleanup: Cleanup | None = None,
-    window: int = WINDOW,
-    positives: np.ndarray | None = None,
-    cell: int = 256,
-    is_canceled: Callable[[], bool] | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> VectoriseStats:
-    """Vectorise the probability GeoTIFF ``prob_path`` into ``writer`` (see module doc).
-
-    Pixels equal to the band's nodata are invalid (never foreground). ``positives``: an
-    optional boolean grid of ``cell`` x ``cell`` px cells, False where no pixel is above
-    the threshold (what the caller saw while writing the raster); windows whose cells
-    (halo included) are all False are not even read. Returns the stats; the caller closes
-    the writer.
+    :meth:`feed` takes the rows ``[row0, row0 + n)`` of the panel whose columns start at
+    ``col0`` (a panel is fed top to bottom, whole panel width, panels left to right; the
+    last ends at the raster's width). Each panel's columns, shifted left by the clean-up's
+    halo ``h``, form a *strip*: its right halo is then inside the panel being fed, and its
+    left halo is kept from the panel before (``height`` x ``2h`` values). A strip is cut
+    into windows of ``rows`` rows, each handed with its halo (as soon as the rows below
+    it are fed) to ``workers`` threads; a single consumer thread joins the windows in
+    order (strip by strip, top to bottom) with the union-find and writes the features,
+    so :class:`FeatureWriter` is only ever used from that thread. At most ``ahead``
+    windows are in flight: :meth:`feed` waits beyond that (memory stays bounded).
+    :meth:`finish` waits for the rest and returns the stats; :meth:`abort` stops on an
+    error or a cancel (the caller aborts the writer).
     """
-    gdal = _gdal()
-    from osgeo import ogr, osr
 
-    t_start = time.perf_counter()
-    cleanup = cleanup or Cleanup()
-    stats = VectoriseStats()
-    w_seconds0 = writer.seconds
-    ds = gdal.Open(prob_path)
-    nodata = ds.GetRasterBand(1).GetNoDataValue()
-    gt = tuple(ds.GetGeoTransform())
-    height, width = ds.RasterYSize, ds.RasterXSize
-    ds = None
-    pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit**2
-    min_px = max(1, int(cleanup.min_segment_px))
+    def __init__(
+        self,
+        writer: FeatureWriter,
+        *,
+        shape: tuple[int, int],
+        geotransform: tuple[float, ...],
+        nodata: float | None,
+        threshold: float,
+        metres_per_unit: float,
+        grid_srs: Any,
+        out_srs: Any,
+        min_area_m2: float = 0.0,
+        simplify_m: float = 0.0,
+        cleanup: Cleanup | None = None,
+        rows: int = WINDOW,
+        positives: np.ndarray | None = None,
+        cell: int = 256,
+        workers: int | None = None,
+        ahead: int | None = None,
+        nice: int | None = None,
+    ) -> None:
+        from osgeo import osr
 
-    def big_enough(counts: np.ndarray) -> np.ndarray:
-        return (counts >= min_px) & (counts * pixel_area >= min_area_m2)
+        self.writer = writer
+        self.height, self.width = shape
+        self.gt = gt = tuple(geotransform)
+        self.nodata = nodata
+        self.threshold = threshold
+        self.mpu = metres_per_unit
+        self.cleanup = cleanup = cleanup or Cleanup()
+        self.rows = max(16, int(rows))
+        self.positives, self.cell = positives, cell
+        self.stats = VectoriseStats()
+        self.w_seconds0 = writer.seconds
+        self.pixel_area = abs(gt[1] * gt[5] - gt[2] * gt[4]) * metres_per_unit**2
+        self.min_px = max(1, int(cleanup.min_segment_px))
+        self.min_area_m2 = min_area_m2
+        self.to_map = _affine(gt)
+        self.gsrs, osrs = srs_traditional(grid_srs), srs_traditional(out_srs)
+        self.to_out = (
+            None if self.gsrs.IsSame(osrs) else osr.CoordinateTransformation(self.gsrs, osrs)
+        )
+        self.tol = simplify_m / metres_per_unit if simplify_m > 0 else 0.0
+        self.hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
+        self.hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
+        self.halo = self.hh + self.hf
+        # --- feeding (the caller's thread)
+        self.p0 = self.p1 = 0  # the panel being fed
+        self.s0 = self.s1 = 0  # its strip
+        self.d0 = 0  # first column of the strip's data (strip and left halo)
+        self.tail = np.zeros((self.height, 0), np.float32)  # columns [d0, p0), all rows
+        self.next_tail = self.tail
+        self.chunks: deque[tuple[int, np.ndarray]] = deque()  # rows [r, r + n), [d0, p1)
+        self.fed = 0  # rows of the panel fed so far
+        self.w0 = 0  # the strip's next window starts here
+        # --- consuming (the consumer thread), see _consume
+        self.base = 0
+        self.prev_right = np.zeros(self.height, np.int64)  # global ids, right column
+        self.cur_right = np.zeros(self.height, np.int64)  # of the strips before / this one
+        self.prev_bottom = np.zeros(0, np.int64)  # ... bottom row of the window above
+        self.pairs_a: list[np.ndarray] = []
+        self.pairs_b: list[np.ndarray] = []
+        self.piece_ids: list[np.ndarray] = []
+        self.piece_counts: list[np.ndarray] = []
+        self.piece_sums: list[np.ndarray] = []
+        self.piece_wkb: dict[int, bytes] = {}
+        self.t_read = self.t_label = self.t_poly = self.t_consume = 0.0
+        self.failed = False
+        step = NICE if nice is None else nice
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, WORKERS if workers is None else workers),
+            initializer=_lower_priority,
+            initargs=(step,),
+        )
+        self.consumer = ThreadPoolExecutor(
+            max_workers=1, initializer=_lower_priority, initargs=(step,)
+        )
+        self.ahead = max(1, AHEAD if ahead is None else ahead)
+        self.in_flight: deque[Future] = deque()
 
-    to_map = _affine(gt)
-    gsrs, osrs = srs_traditional(grid_srs), srs_traditional(out_srs)
-    to_out = None if gsrs.IsSame(osrs) else osr.CoordinateTransformation(gsrs, osrs)
-    tol = simplify_m / metres_per_unit if simplify_m > 0 else 0.0
+    # ------------------------------------------------------------------ feeding
+    def feed(self, row0: int, col0: int, block: np.ndarray) -> None:
+        """Rows ``[row0, row0 + n)`` of the panel starting at column ``col0`` (2-D float32,
+        the panel's whole width; see the class doc for the order)."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 3:
+            block = block[0]
+        n, w = block.shape
+        if col0 != self.p0 or self.p1 == 0:
+            self._start_panel(col0, col0 + w)
+        if row0 != self.fed or col0 + w != self.p1:
+            raise ValueError(f"rows fed out of order: ({row0}, {col0}) after row {self.fed}")
+        chunk = block
+        if self.tail.shape[1]:
+            chunk = np.concatenate([self.tail[row0 : row0 + n], block], axis=1)
+        if self.next_tail.shape[1]:
+            self.next_tail[row0 : row0 + n] = chunk[:, chunk.shape[1] - self.next_tail.shape[1] :]
+        self.chunks.append((row0, chunk))
+        self.fed = row0 + n
+        self._submit_ready()
+        if self.fed == self.height:
+            self.tail = self.next_tail
+            self.chunks.clear()
 
-    def emit(geom: Any, score: float, area: float, pixel_coords: bool) -> None:
-        if pixel_coords:
-            geom.Transform(to_map)
-        if tol > 0:
-            simplified = geom.SimplifyPreserveTopology(tol)
-            if simplified is not None and not simplified.IsEmpty():
-                geom = simplified
-        if to_out is not None:
-            geom.Transform(to_out)
-        writer.add(geom, score, area)
+    def _start_panel(self, p0: int, p1: int) -> None:
+        if self.p1 and (self.fed != self.height or p0 != self.p1):
+            raise ValueError(f"panel at column {p0} before the one at {self.p0} is complete")
+        self.p0, self.p1 = p0, p1
+        self.s0 = self.s1
+        self.s1 = self.width if p1 >= self.width else max(self.s0, p1 - self.halo)
+        self.d0 = max(0, self.s0 - self.halo)
+        nt0 = max(0, self.s1 - self.halo)  # the next strip's data start
+        self.next_tail = np.zeros(
+            (self.height, max(0, p1 - nt0) if p1 < self.width else 0), np.float32
+        )
+        self.fed = 0
+        self.w0 = 0
+        self.chunks.clear()
 
-    hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
-    hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
-    wins = _windows(height, width, max(16, int(window)))
-    prev_bottom = np.zeros(width, dtype=np.int64)  # global piece ids, last row of a band
-    left_col = np.zeros(0, dtype=np.int64)  # ... last column of the previous window
-    pairs_a: list[np.ndarray] = []
-    pairs_b: list[np.ndarray] = []
-    piece_ids: list[np.ndarray] = []
-    piece_counts: list[np.ndarray] = []
-    piece_sums: list[np.ndarray] = []
-    piece_wkb: dict[int, bytes] = {}
-    base = 0
-    t_label = t_poly = t_read = 0.0
+    def _submit_ready(self) -> None:
+        h, H = self.halo, self.height
+        while self.s1 > self.s0 and self.w0 < H:
+            w0, w1 = self.w0, min(H, self.w0 + self.rows)
+            e1 = min(H, w1 + h)
+            if self.fed < e1:
+                return
+            e0 = max(0, w0 - h)
+            parts = [
+                c[max(0, e0 - r) : e1 - r] for r, c in self.chunks if r < e1 and r + c.shape[0] > e0
+            ]
+            data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            self._submit((w0, w1, self.s0, self.s1), data, e0, self.d0)
+            self.w0 = w1
+            keep_from = max(0, w1 - h)
+            while self.chunks and self.chunks[0][0] + self.chunks[0][1].shape[0] <= keep_from:
+                self.chunks.popleft()
 
-    def flush_pieces(frontier: np.ndarray | None) -> None:
-        """Join the pieces seen so far; write the components that can grow no more (none of
-        their pieces on ``frontier``, the last row of the band above; None: all)."""
-        nonlocal piece_ids, piece_counts, piece_sums, pairs_a, pairs_b
-        if not piece_ids:
-            return
-        ids = np.concatenate(piece_ids)
-        if ids.size == 0:  # all written at an earlier band
-            piece_ids, piece_counts, piece_sums, pairs_a, pairs_b = [], [], [], [], []
-            return
-        cnt = np.concatenate(piece_counts)
-        sm = np.concatenate(piece_sums)
-        pa = np.searchsorted(ids, np.concatenate(pairs_a)) if pairs_a else np.zeros(0, int)
-        pb = np.searchsorted(ids, np.concatenate(pairs_b)) if pairs_b else np.zeros(0, int)
-        comp = connected_roots(ids.size, pa, pb)
-        n_comp = int(comp.max()) + 1
-        growing = np.zeros(n_comp, dtype=bool)
-        if frontier is not None:
-            f = frontier[frontier > 0]
-            growing[comp[np.searchsorted(ids, f)]] = True
-        g_cnt = np.bincount(comp, weights=cnt, minlength=n_comp)
-        g_sum = np.bincount(comp, weights=sm, minlength=n_comp)
-        ok = big_enough(g_cnt)
-        done = ~growing[comp]
-        stats.pieces += int(np.count_nonzero(done))
-        stats.components += int(np.count_nonzero(~growing))
-        order = np.argsort(comp, kind="stable")
-        bounds = np.flatnonzero(np.diff(comp[order])) + 1
-        for members in np.split(order, bounds):
-            k = int(comp[members[0]])
-            if growing[k]:
-                continue
-            wkbs = [piece_wkb.pop(int(ids[m])) for m in members]
-            if not ok[k]:
-                continue
-            geoms = [ogr.CreateGeometryFromWkb(w) for w in wkbs]
-            if len(geoms) == 1:
-                geom = geoms[0]
-            else:
-                multi = ogr.Geometry(ogr.wkbMultiPolygon)
-                for g in geoms:
-                    multi.AddGeometryDirectly(g)
-                geom = multi.UnionCascaded()
-            emit(
-                geom,
-                float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
-                float(g_cnt[k]) * pixel_area,
-                True,
-            )
-        keep = ~done
-        piece_ids, piece_counts, piece_sums = [ids[keep]], [cnt[keep]], [sm[keep]]
-        pair_keep = growing[comp[pa]] if pa.size else np.zeros(0, bool)
-        pairs_a = [ids[pa[pair_keep]]]
-        pairs_b = [ids[pb[pair_keep]]]
+    def _submit(self, win: tuple[int, int, int, int], data: np.ndarray, dr: int, dc: int) -> None:
+        while len(self.in_flight) >= self.ahead:
+            self.in_flight.popleft().result()  # raises what a worker raised
+        job = self.pool.submit(self._compute, win, data, dr, dc)
+        self.in_flight.append(self.consumer.submit(self._consume, job))
 
-    local = threading.local()
-    handles: list[Any] = []
-    handles_lock = threading.Lock()
+    def finish(self) -> VectoriseStats:
+        """Wait for every window, write the last components; the stats (the caller closes
+        the writer)."""
+        if self.fed != self.height or self.p1 != self.width:
+            raise ValueError(f"vectoriser fed up to column {self.p1} row {self.fed} only")
+        try:
+            while self.in_flight:
+                self.in_flight.popleft().result()
+            self.consumer.submit(self._flush, None).result()
+        finally:
+            self._shutdown()
+        stats = self.stats
+        stats.written = self.writer.count
+        stats.write_seconds = self.writer.seconds - self.w_seconds0
+        # the work in the threads (writes included), not the wall time
+        stats.seconds = (
+            self.t_read + self.t_label + self.t_poly + self.t_consume + stats.write_seconds
+        )
+        stats.extra = {"read": self.t_read, "label": self.t_label, "polygonize": self.t_poly}
+        LOG.info(
+            "%d component(s) after clean-up, %d written (min %d px, min area %.1f m2; "
+            "%d pieces joined across %d windows)",
+            stats.components,
+            stats.written,
+            self.min_px,
+            self.min_area_m2,
+            stats.pieces,
+            stats.windows,
+        )
+        return stats
 
-    def compute(win: tuple[int, int, int, int]) -> _Window:
-        """Everything about one window that needs no other window (runs in a worker)."""
+    def abort(self) -> None:
+        """Stop: windows not started are dropped, running ones finish, nothing more is
+        written (the caller aborts the writer)."""
+        self.failed = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        for f in self.in_flight:
+            f.cancel()
+        self.in_flight.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.consumer.shutdown(wait=True, cancel_futures=True)
+        self.chunks.clear()
+
+    # ------------------------------------------------------------------ the work
+    def _big_enough(self, counts: np.ndarray) -> np.ndarray:
+        return (counts >= self.min_px) & (counts * self.pixel_area >= self.min_area_m2)
+
+    def _compute(
+        self, win: tuple[int, int, int, int], data: np.ndarray, dr: int, dc: int
+    ) -> _Window:
+        """Everything about one window that needs no other window (runs in a worker);
+        ``data``: the window with its halo, its first pixel at row ``dr``, column ``dc``."""
+        height, width, cell = self.height, self.width, self.cell
+        hh, hf, cleanup, gt = self.hh, self.hf, self.cleanup, self.gt
         w0, w1, v0, v1 = win  # the window: rows [w0, w1), columns [v0, v1)
         res = _Window(win)
         empty = {"top": v1 - v0, "bottom": v1 - v0, "left": w1 - w0, "right": w1 - w0}
         res.edges = {side: np.zeros(n, np.int64) for side, n in empty.items()}
-        if not hasattr(local, "band"):  # GDAL datasets are not thread-safe: one per thread
-            local.ds = gdal.Open(prob_path)
-            local.band = local.ds.GetRasterBand(1)
-            with handles_lock:
-                handles.append(local.ds)
         t0 = time.perf_counter()
         r0, r1, c0, c1 = win  # the part of the window processed (the "core")
-        if positives is not None:
+        if self.positives is not None:
             # cells above the threshold around the window (both halos): no foreground, even
             # after the clean-up, can lie outside their bounding box grown by the filter halo
             g0, g1 = max(0, w0 - hh - hf) // cell, -(-min(height, w1 + hh + hf) // cell)
             h0, h1 = max(0, v0 - hh - hf) // cell, -(-min(width, v1 + hh + hf) // cell)
-            sub = positives[g0:g1, h0:h1]
+            sub = self.positives[g0:g1, h0:h1]
             rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
             if rows.size == 0:
-                return res  # nothing above the threshold here: not even read
+                return res  # nothing above the threshold here
             r0 = max(w0, (g0 + int(rows[0])) * cell - hf)
             r1 = min(w1, (g0 + int(rows[-1]) + 1) * cell + hf)
             c0 = max(v0, (h0 + int(cols[0])) * cell - hf)
@@ -513,11 +606,14 @@ def vectorise(
         ac0, ac1 = max(0, c0 - hh), min(width, c1 + hh)
         er0, er1 = max(0, ar0 - hf), min(height, ar1 + hf)
         ec0, ec1 = max(0, ac0 - hf), min(width, ac1 + hf)
-        prob = local.band.ReadAsArray(ec0, er0, ec1 - ec0, er1 - er0)
+        prob = data[er0 - dr : er1 - dr, ec0 - dc : ec1 - dc]
+        if prob.shape != (er1 - er0, ec1 - ec0):  # pragma: no cover - guarded by feed
+            raise RuntimeError(f"window {win}: data {data.shape} at ({dr}, {dc}) too small")
+        nodata = self.nodata
+        valid = prob != nodata if nodata is not None else np.isfinite(prob)
+        mask = (prob > self.threshold) & valid
         t1 = time.perf_counter()
         res.t_read = t1 - t0
-        valid = prob != nodata if nodata is not None else np.isfinite(prob)
-        mask = (prob > threshold) & valid
         if not mask.any():
             return res
         if hf:
@@ -547,7 +643,7 @@ def vectorise(
             on_edge |= runs.end == c1 - c0
         seam = np.zeros(n, dtype=bool)
         seam[runs.comp[on_edge]] = True
-        keep = ~seam & big_enough(counts)
+        keep = ~seam & self._big_enough(counts)
         res.whole = int(np.count_nonzero(~seam))
         if r0 == w0:
             res.edges["top"][c0 - v0 : c1 - v0] = runs.edge_labels("top")
@@ -574,7 +670,7 @@ def vectorise(
             lut = np.zeros(n + 1, dtype=np.float32)
             lut[1:] = sums / np.maximum(counts, 1)
             kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
-            res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, gsrs)
+            res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, self.gsrs)
         if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row)
             res.pieces = {
                 lbl: bytes(geom.ExportToWkb())
@@ -585,88 +681,216 @@ def vectorise(
         res.t_poly = time.perf_counter() - t2
         return res
 
-    def consume(res: _Window) -> None:
-        """The part that needs the windows before it, in window order (main thread)."""
-        nonlocal left_col, base, t_read, t_label, t_poly
-        r0, r1, c0, c1 = res.window
-        t_read, t_label, t_poly = t_read + res.t_read, t_label + res.t_label, t_poly + res.t_poly
-        stats.windows += 1
-        if res.n == 0:
-            left_col = np.zeros(r1 - r0, dtype=np.int64)
-            if r1 < height:
-                prev_bottom[c0:c1] = 0
-            return  # (the edges of an empty window are all 0)
-        stats.components += res.whole
-        # global piece ids: base + local label; join across the edges above and left
-        for side, other in (
-            ("top", prev_bottom[c0:c1] if r0 > 0 else None),
-            ("left", left_col if c0 > 0 else None),
-        ):
-            if other is None:
-                continue
-            mine = res.edges[side]
-            both = (other > 0) & (mine > 0)
-            pairs_a.append(other[both])
-            pairs_b.append(mine[both] + base)
-        right = res.edges["right"]
-        left_col = np.where(right > 0, right + base, 0)
-        if r1 < height:
-            bottom = res.edges["bottom"]
-            prev_bottom[c0:c1] = np.where(bottom > 0, bottom + base, 0)
-        if res.piece_local.size:
-            piece_ids.append(res.piece_local + base)
-            piece_counts.append(res.piece_counts)
-            piece_sums.append(res.piece_sums)
-            for lbl, wkb in res.pieces.items():
-                piece_wkb[base + lbl] = wkb
-        if res.mem is not None:
-            writer.add_layer(
-                res.mem, "window", area_factor=metres_per_unit**2, simplify=tol, src_srs=gsrs
-            )
-            res.mem = None
-        base += res.n
+    def _consume(self, job: Future) -> None:
+        """The part that needs the windows before it, in window order (consumer thread):
+        strip by strip, each top to bottom."""
+        if self.failed:
+            return
+        try:
+            self._join(job.result())
+        except BaseException:
+            self.failed = True
+            raise
 
-    # windows are prepared by two worker threads (numpy and GDAL release the GIL), at most
-    # AHEAD of them at a time, and consumed in order
-    pool = ThreadPoolExecutor(max_workers=WORKERS) if WORKERS > 1 else None
-    pending: deque[Future] = deque()
+    def _join(self, res: _Window) -> None:
+        t0 = time.perf_counter()
+        r0, r1, c0, c1 = res.window
+        height, width = self.height, self.width
+        self.t_read += res.t_read
+        self.t_label += res.t_label
+        self.t_poly += res.t_poly
+        self.stats.windows += 1
+        if r0 == 0:  # a new strip: the last one's right column is now the left neighbour
+            if c0 > 0:
+                self.prev_right, self.cur_right = self.cur_right, self.prev_right
+                self.cur_right[:] = 0
+            self.prev_bottom = np.zeros(c1 - c0, np.int64)
+        if res.n == 0:
+            self.cur_right[r0:r1] = 0
+            self.prev_bottom[:] = 0
+        else:
+            self.stats.components += res.whole
+            base = self.base
+            # global piece ids: base + local label; join across the edges above and left
+            for side, other in (
+                ("top", self.prev_bottom if r0 > 0 else None),
+                ("left", self.prev_right[r0:r1] if c0 > 0 else None),
+            ):
+                if other is None:
+                    continue
+                mine = res.edges[side]
+                both = (other > 0) & (mine > 0)
+                self.pairs_a.append(other[both])
+                self.pairs_b.append(mine[both] + base)
+            right = res.edges["right"]
+            self.cur_right[r0:r1] = np.where(right > 0, right + base, 0)
+            bottom = res.edges["bottom"]
+            self.prev_bottom = np.where(bottom > 0, bottom + base, 0)
+            if res.piece_local.size:
+                self.piece_ids.append(res.piece_local + base)
+                self.piece_counts.append(res.piece_counts)
+                self.piece_sums.append(res.piece_sums)
+                for lbl, wkb in res.pieces.items():
+                    self.piece_wkb[base + lbl] = wkb
+            if res.mem is not None:
+                self.t_consume += time.perf_counter() - t0
+                self.writer.add_layer(
+                    res.mem,
+                    "window",
+                    area_factor=self.mpu**2,
+                    simplify=self.tol,
+                    src_srs=self.gsrs,
+                )
+                t0 = time.perf_counter()
+                res.mem = None
+            self.base += res.n
+        self.t_consume += time.perf_counter() - t0
+        if res.piece_local.size or self.piece_ids:
+            # what can still grow: pieces on the bottom edge (the next window of the strip),
+            # on the strip's right edge so far (the next strip) and on the last strip's
+            # right edge below this window (the windows of this strip still to come)
+            frontier = [
+                self.prev_bottom if r1 < height else None,
+                self.cur_right[:r1] if c1 < width else None,
+                self.prev_right[r1:] if c0 > 0 else None,
+            ]
+            self._flush([f for f in frontier if f is not None])
+
+    def _emit(self, geom: Any, score: float, area: float) -> None:
+        geom.Transform(self.to_map)
+        if self.tol > 0:
+            simplified = geom.SimplifyPreserveTopology(self.tol)
+            if simplified is not None and not simplified.IsEmpty():
+                geom = simplified
+        if self.to_out is not None:
+            geom.Transform(self.to_out)
+        self.writer.add(geom, score, area)
+
+    def _flush(self, frontier: list[np.ndarray] | None) -> None:
+        """Join the pieces seen so far; write the components that can grow no more (none of
+        their pieces on ``frontier``, the edges next to windows not yet joined; None: all)."""
+        from osgeo import ogr
+
+        if self.failed or not self.piece_ids:
+            return
+        t0 = time.perf_counter()
+        w_before = self.writer.seconds
+        ids = np.concatenate(self.piece_ids)
+        if ids.size == 0:  # all written earlier
+            self.piece_ids, self.piece_counts, self.piece_sums = [], [], []
+            self.pairs_a, self.pairs_b = [], []
+            return
+        cnt = np.concatenate(self.piece_counts)
+        sm = np.concatenate(self.piece_sums)
+        pairs_a, pairs_b = self.pairs_a, self.pairs_b
+        pa = np.searchsorted(ids, np.concatenate(pairs_a)) if pairs_a else np.zeros(0, int)
+        pb = np.searchsorted(ids, np.concatenate(pairs_b)) if pairs_b else np.zeros(0, int)
+        comp = connected_roots(ids.size, pa, pb)
+        n_comp = int(comp.max()) + 1
+        growing = np.zeros(n_comp, dtype=bool)
+        for f in frontier or []:
+            f = f[f > 0]
+            growing[comp[np.searchsorted(ids, f)]] = True
+        g_cnt = np.bincount(comp, weights=cnt, minlength=n_comp)
+        g_sum = np.bincount(comp, weights=sm, minlength=n_comp)
+        ok = self._big_enough(g_cnt)
+        done = ~growing[comp]
+        if done.any():
+            self.stats.pieces += int(np.count_nonzero(done))
+            self.stats.components += int(np.count_nonzero(~growing))
+            order = np.argsort(comp, kind="stable")
+            bounds = np.flatnonzero(np.diff(comp[order])) + 1
+            for members in np.split(order, bounds):
+                k = int(comp[members[0]])
+                if growing[k]:
+                    continue
+                wkbs = [self.piece_wkb.pop(int(ids[m])) for m in members]
+                if not ok[k]:
+                    continue
+                geoms = [ogr.CreateGeometryFromWkb(w) for w in wkbs]
+                if len(geoms) == 1:
+                    geom = geoms[0]
+                else:
+                    multi = ogr.Geometry(ogr.wkbMultiPolygon)
+                    for g in geoms:
+                        multi.AddGeometryDirectly(g)
+                    geom = multi.UnionCascaded()
+                self._emit(
+                    geom,
+                    float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
+                    float(g_cnt[k]) * self.pixel_area,
+                )
+        keep = ~done
+        self.piece_ids, self.piece_counts, self.piece_sums = [ids[keep]], [cnt[keep]], [sm[keep]]
+        pair_keep = growing[comp[pa]] if pa.size else np.zeros(0, bool)
+        self.pairs_a = [ids[pa[pair_keep]]]
+        self.pairs_b = [ids[pb[pair_keep]]]
+        self.t_consume += time.perf_counter() - t0 - (self.writer.seconds - w_before)
+
+
+def vectorise(
+    prob_path: str,
+    writer: FeatureWriter,
+    *,
+    threshold: float,
+    metres_per_unit: float,
+    grid_srs: Any,
+    out_srs: Any,
+    min_area_m2: float = 0.0,
+    simplify_m: float = 0.0,
+    cleanup: Cleanup | None = None,
+    window: int = WINDOW,
+    positives: np.ndarray | None = None,
+    cell: int = 256,
+    is_canceled: Callable[[], bool] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> VectoriseStats:
+    """Vectorise the probability GeoTIFF ``prob_path`` into ``writer`` (see module doc):
+    read in panels of ``window`` columns, ``window`` rows at a time, and fed to a
+    :class:`Vectoriser` (windows of ``window`` rows).
+
+    Pixels equal to the band's nodata are invalid (never foreground). ``positives``: an
+    optional boolean grid of ``cell`` x ``cell`` px cells, False where no pixel is above
+    the threshold (what the caller saw while writing the raster); windows whose cells
+    (halo included) are all False are skipped. Returns the stats; the caller closes the
+    writer.
+    """
+    gdal = _gdal()
+    t_start = time.perf_counter()
+    ds = gdal.Open(prob_path)
+    band = ds.GetRasterBand(1)
+    height, width = ds.RasterYSize, ds.RasterXSize
+    size = max(16, int(window))
+    vec = Vectoriser(
+        writer,
+        shape=(height, width),
+        geotransform=tuple(ds.GetGeoTransform()),
+        nodata=band.GetNoDataValue(),
+        threshold=threshold,
+        metres_per_unit=metres_per_unit,
+        grid_srs=grid_srs,
+        out_srs=out_srs,
+        min_area_m2=min_area_m2,
+        simplify_m=simplify_m,
+        cleanup=cleanup,
+        rows=size,
+        positives=positives,
+        cell=cell,
+    )
+    blocks = [(r, c) for c in range(0, width, size) for r in range(0, height, size)]
     try:
-        nxt = 0
-        for wi in range(len(wins)):
+        for i, (r, c) in enumerate(blocks):
             if is_canceled is not None and is_canceled():
                 raise CanceledError()
-            if pool is None:
-                res = compute(wins[wi])
-            else:
-                while nxt < len(wins) and len(pending) < AHEAD:
-                    pending.append(pool.submit(compute, wins[nxt]))
-                    nxt += 1
-                res = pending.popleft().result()
-            if wins[wi][2] == 0 and wi > 0:  # a band is done: its pieces are final
-                flush_pieces(prev_bottom)
-            consume(res)
+            nr, nc = min(size, height - r), min(size, width - c)
+            vec.feed(r, c, band.ReadAsArray(c, r, nc, nr))
             if progress is not None:
-                progress(100.0 * (wi + 1) / len(wins))
+                progress(100.0 * (i + 1) / len(blocks))
+        stats = vec.finish()
+    except BaseException:
+        vec.abort()
+        raise
     finally:
-        if pool is not None:
-            for f in pending:
-                f.cancel()
-            pool.shutdown(wait=True)
-        handles.clear()
-
-    flush_pieces(None)
-    stats.written = writer.count
+        band = ds = None
     stats.seconds = time.perf_counter() - t_start
-    stats.write_seconds = writer.seconds - w_seconds0
-    stats.extra = {"read": t_read, "label": t_label, "polygonize": t_poly}
-    LOG.info(
-        "%d component(s) after clean-up, %d written (min %d px, min area %.1f m2; "
-        "%d pieces joined across %d windows)",
-        stats.components,
-        stats.written,
-        min_px,
-        min_area_m2,
-        stats.pieces,
-        stats.windows,
-    )
     return stats

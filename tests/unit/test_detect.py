@@ -419,6 +419,7 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
         "write_rasters",
         "vectorise",
         "write_features",
+        "after_stream",
         "total",
     ]
     assert list(res.timings) == phases
@@ -426,3 +427,53 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
     assert res.timings["onnxruntime"] == res.inference_seconds > 0
     line = [m for m in messages if m.startswith("Time per phase: ")]
     assert len(line) == 1 and all(f"{p} " in line[0] for p in phases)
+
+
+def test_polygons_made_during_the_stream_match_the_written_probability(
+    tmp_path, make_raster, monkeypatch
+):
+    """Narrow column panels and short vectorising windows (every component cut by panel,
+    strip and window edges): the polygons vectorised from the rows in memory while the
+    model runs are exactly those of the probability GeoTIFF vectorised in one window."""
+    import functools
+
+    from arctic_assist.io import detect, vector
+    from arctic_assist.io.vector import Cleanup, FeatureWriter, vectorise
+
+    rng = np.random.default_rng(7)
+    coarse = rng.random((20, 24))
+    f = np.kron(coarse, np.ones((6, 6)))[:110, :140]
+    img = np.repeat((1500 + 5000 * f)[None], 4, axis=0).astype(np.uint16)
+    img[:, 60:66, 30:50] = 0  # nodata
+    src = make_raster(img, descriptions=DESC)
+    monkeypatch.setattr(
+        detect,
+        "sliding_window_stream",
+        functools.partial(detect.sliding_window_stream, panel_width=40, panel_align=16),
+    )
+    monkeypatch.setattr(detect, "STREAM_WINDOW_ROWS", 16)
+    monkeypatch.setattr(vector, "AHEAD", 2)
+    cleanup = Cleanup(min_segment_px=3, fill_holes_px=9, filter_size=3)
+    out, prob = tmp_path / "s.gpkg", tmp_path / "p.tif"
+    res = run_detection(
+        DetectRequest(str(src), model(tmp_path), str(out), str(prob), cleanup=cleanup)
+    )
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(32608)
+    writer = FeatureWriter(str(tmp_path / "ref.gpkg"), "p", s, {})
+    vectorise(
+        str(prob),
+        writer,
+        threshold=0.5,
+        metres_per_unit=1.0,
+        grid_srs=s,
+        out_srs=s,
+        cleanup=cleanup,
+        window=4096,
+    )
+    writer.close()
+    streamed, _, _ = features(str(out))
+    ref, _, _ = features(str(tmp_path / "ref.gpkg"))
+    assert res.n_features == len(ref) > 15
+    key = [(r["area_m2"], round(r["score"], 6)) for r in ref]
+    assert sorted((r["area_m2"], round(r["score"], 6)) for r in streamed) == sorted(key)

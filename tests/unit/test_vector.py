@@ -11,6 +11,7 @@ import pytest
 from osgeo import gdal, ogr, osr
 
 from arctic_assist.core.components import fill_holes, label, majority_filter
+from arctic_assist.core.tiling import panel_bounds
 from arctic_assist.io import vector
 from arctic_assist.io.vector import Cleanup, FeatureWriter, vectorise
 
@@ -304,3 +305,85 @@ def test_pieces_written_early_then_bands_without_any(tmp_path):
     rows = run(prob, tmp_path / "early.gpkg", window=32)
     assert [(r["area"], round(r["score"], 6)) for r in rows] == [(2000.0, 0.7), (43200.0, 0.8)]
     assert rows[1]["geom"].GetGeometryCount() == 1
+
+
+@pytest.mark.parametrize(
+    ("cleanup", "panels", "block_rows", "rows"),
+    [
+        # panels narrower than the halo (12 px), blocks smaller than windows
+        (Cleanup(min_segment_px=3, fill_holes_px=11, filter_size=3), (0, 8, 20, 64, 170), 7, 16),
+        # one panel; the tiling's panel bounds; windows taller than the raster
+        (Cleanup(fill_holes_px=40), (0, 170), 13, 1024),
+        (Cleanup(), (0, 48, 96, 144, 170), 50, 20),
+        (
+            Cleanup(fill_holes_px=16),
+            tuple(p[0] for p in panel_bounds(170, 40, 8, 48, 16)) + (170,),
+            32,
+            33,
+        ),
+    ],
+)
+def test_streamed_panels_change_nothing(tmp_path, cleanup, panels, block_rows, rows):
+    """The :class:`Vectoriser` fed as the stream feeds it (column panels of any width, each
+    top to bottom in blocks of rows, from several threads' worth of windows) gives exactly
+    the polygons, areas and scores of the whole array labelled at once."""
+    p = smooth_field((150, 170), 5, seed=4).astype(np.float32)
+    p[:, 150:] = -1.0
+    p[100:108, 20:30] = -1.0
+    ref = reference(p, 0.6, cleanup, min_area=300.0)
+    assert len(ref) > 20
+    gt = (500000.0, 1.0, 0.0, 7500000.0, 0.0, -1.0)  # metres_per_unit 10: 100 m2 pixels
+    writer = FeatureWriter(str(tmp_path / "s.gpkg"), "p", srs(), {"status": "proposed"})
+    vec = vector.Vectoriser(
+        writer,
+        shape=p.shape,
+        geotransform=gt,
+        nodata=-1.0,
+        threshold=0.6,
+        metres_per_unit=10.0,
+        grid_srs=srs(),
+        out_srs=srs(),
+        min_area_m2=300.0,
+        cleanup=cleanup,
+        rows=rows,
+    )
+    for p0, p1 in zip(panels[:-1], panels[1:]):
+        for r in range(0, p.shape[0], block_rows):
+            vec.feed(r, p0, p[None, r : r + block_rows, p0:p1].copy())
+    with pytest.raises(ValueError, match="is complete|out of order"):  # a panel again
+        vec.feed(0, 0, p[:4, :8])
+    stats = vec.finish()
+    assert writer.close() == stats.written == len(ref)
+    ds = ogr.Open(str(tmp_path / "s.gpkg"))
+    got = sorted((f.GetField("area_m2"), f.GetField("score")) for f in ds.GetLayer(0))
+    assert [a for a, _ in got] == [a for a, _ in ref]
+    assert [s for _, s in got] == pytest.approx([s for _, s in ref], rel=1e-6)
+    for f in ds.GetLayer(0):
+        g = f.GetGeometryRef()
+        assert g.IsValid() and g.GetArea() * 100.0 == pytest.approx(f.GetField("area_m2"))
+
+
+def test_streamed_vectoriser_aborts_cleanly(tmp_path):
+    """A panel fed before the one before it is complete is an error; abort stops the
+    threads and writes nothing more."""
+    writer = FeatureWriter(str(tmp_path / "a.gpkg"), "p", srs(), {})
+    vec = vector.Vectoriser(
+        writer,
+        shape=(64, 64),
+        geotransform=GT,
+        nodata=-1.0,
+        threshold=0.5,
+        metres_per_unit=1.0,
+        grid_srs=srs(),
+        out_srs=srs(),
+        rows=16,
+    )
+    vec.feed(0, 0, np.ones((20, 32), np.float32))
+    with pytest.raises(ValueError, match="out of order"):  # a gap in the rows
+        vec.feed(24, 0, np.ones((20, 32), np.float32))
+    with pytest.raises(ValueError, match="complete"):
+        vec.feed(0, 32, np.ones((20, 32), np.float32))
+    with pytest.raises(ValueError, match="fed up to"):
+        vec.finish()
+    vec.abort()
+    writer.abort()
