@@ -40,9 +40,13 @@ from peel_reference import FINE, PeelReference, iou  # noqa: E402
 gdal.UseExceptions()
 
 
+#: ``--threshold``: every detection at this threshold instead of the model's own
+THRESHOLD: float | None = None
+
+
 def detect(model: str, raster: Path, out: Path) -> Path:
     out.unlink(missing_ok=True)
-    run_detection(DetectRequest(str(raster), model, str(out), device="cpu"))
+    run_detection(DetectRequest(str(raster), model, str(out), device="cpu", threshold=THRESHOLD))
     return out
 
 
@@ -106,7 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also each model with test-time flips (the mean of the prediction on the tile, "
         "flipped left-right, up-down and both; 4 x the inference), a lever of issue 12",
     )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="detect at this threshold instead of each model's own (how much of the "
+        "RTS-free scene a threshold can remove)",
+    )
     a = p.parse_args(argv)
+    global THRESHOLD
+    THRESHOLD = a.threshold
     data = Path(a.data)
     peel = data / "rts" / "peel"
     raster = peel / "peel_s2_bgrn_10m.tif"

