@@ -9,6 +9,9 @@ The Peel image's bottom part (rows >= ``--holdout-row``) is held out: its chips 
 'test' and the exported model's metadata reports the pooled IoU there
 (next to the experts' own mean IoU against their majority vote, 0.71, Nitze et al. 2024).
 The whole Peel image is also unlabelled data (semi-supervised, transductive).
+Scenes without thaw slumps can be added as background labels (``--negative-scene``,
+:mod:`.negatives`); measured over 3 seeds with the one such scene at hand (Landsat 8,
+resampled), they hurt too (README, issue 12), so ``make models-rts`` uses none.
 
     python -m arctic_assist.training.bundled --data ../shared/data \
         --out models/rts_pixeldino_s2_bgrn.onnx
