@@ -250,19 +250,23 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k[i] * rows[:, i : i + img.shape[1]] for i in range(2 * r + 1))
 
 
-def edge_strength(image: np.ndarray, line: np.ndarray, sigma: float = 1.5) -> float:
-    """How strong an image edge ``line`` lies on: the mean gradient magnitude of the
-    smoothed (C, H, W) ``image`` (channels averaged), sampled every half pixel along the
-    line, over the mean gradient magnitude of the whole window (unitless; 1 is an average
-    place). The image term of a classic active contour, used to choose between candidate
-    lines: a calving front is the sharpest long edge of its box (ice against water)."""
+def edge_magnitude(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    """The (H, W) gradient magnitude of the smoothed (C, H, W) ``image`` (channels
+    averaged) over its mean (unitless; 1 is an average place): the image term of a
+    classic active contour, computed once per window for :func:`edge_strength`."""
     img = np.asarray(image, dtype=np.float64)
     g = _smooth(img.reshape(-1, *img.shape[-2:]).mean(axis=0), sigma)
     gy, gx = np.gradient(g)
-    mag = np.hypot(gx, gy).astype(np.float32)
+    mag = np.hypot(gx, gy)
+    return (mag / (float(mag.mean()) + 1e-12)).astype(np.float32)
+
+
+def edge_strength(magnitude: np.ndarray, line: np.ndarray) -> float:
+    """How strong an image edge ``line`` lies on: :func:`edge_magnitude` sampled every
+    half pixel along the line, averaged. Used to choose between candidate lines: a calving
+    front is the sharpest long edge of its box (ice against water)."""
     pts = densify(np.asarray(line, dtype=np.float64), 0.5)
-    on_line = bilinear(mag[None], pts[:, 0], pts[:, 1], 0.0)[0]
-    return float(np.mean(on_line) / (float(mag.mean()) + 1e-12))
+    return float(np.mean(bilinear(magnitude[None], pts[:, 0], pts[:, 1], 0.0)[0]))
 
 
 def _refined(run, image: np.ndarray, tile: int, passes: int, fill: float, steps: list):
@@ -303,7 +307,8 @@ def trace_window(
     if mirror:
         other = mirrored(run)
         alt = _refined(other, image, tile, passes, fill, run_fitted(other, image, tile))
-        if edge_strength(image, alt[-1]) > edge_strength(image, steps[-1]):
+        mag = edge_magnitude(image)
+        if edge_strength(mag, alt[-1]) > edge_strength(mag, steps[-1]):
             steps = alt
     if simple:
         steps[-1] = untangle(steps[-1])

@@ -123,8 +123,13 @@ def negative_weight(peel, neg, share: float) -> float:
     if not 0.0 < share < 1.0:
         raise ValueError(f"negative share must be in (0, 1), got {share}")
 
-    def area(d) -> float:
-        return float(sum(d.read_chip(c)[1].size for c in d.select("train")))
+    def area(d) -> float:  # chip sizes were read when the folder was checked
+        return float(
+            sum(
+                c.size[0] * c.size[1] if c.size else d.read_chip(c)[1].size
+                for c in d.select("train")
+            )
+        )
 
     return share / (1.0 - share) * area(peel) / max(area(neg), 1.0)
 
