@@ -68,6 +68,10 @@ TOOL = "detect_thaw_slumps"
 #: rows of a vectorising window while streaming (a window is one strip: about one column
 #: panel, :data:`~arctic_assist.core.tiling.PANEL_WIDTH` px, wide)
 STREAM_WINDOW_ROWS = 512
+#: batches in a row that find the vectoriser still busy before onnxruntime's idle CPU
+#: threads stop spinning (:meth:`OnnxModel.yield_cpu`); a model proposing few polygons
+#: rarely gets there and keeps the faster spinning threads
+YIELD_AFTER = 4
 
 
 def _temp_options() -> list[str]:
@@ -116,6 +120,7 @@ class DetectResult:
     inference_seconds: float  # sum of session.run times
     #: seconds per phase: read, normalise, onnxruntime, blend, write_rasters, vectorise,
     #: write_features (all but onnxruntime and blend run in worker threads, overlapping),
+    #: stream_waited (the stream waiting for the vectoriser's threads to catch up),
     #: after_stream (wall time from the end of the stream to the end) and total
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -291,6 +296,18 @@ def run_detection(
 
             reader = GridReader(grid, spec)
             model.reset_timer()
+
+            def predict(batch: np.ndarray) -> np.ndarray:
+                # Once the stream has had to wait for the vectoriser YIELD_AFTER times (a
+                # model proposing polygons everywhere), its threads need the cores that
+                # onnxruntime's idle threads spin on: they sleep from then on.
+                if vec.stalls >= YIELD_AFTER and model.yield_cpu():
+                    say(
+                        f"the vectoriser is the bottleneck: onnxruntime's idle threads now "
+                        f"sleep (after {model.calls} batches)"
+                    )
+                return model.predict(batch)
+
             try:
                 try:
                     stats = sliding_window_stream(
@@ -298,7 +315,7 @@ def run_detection(
                         tile,
                         overlap,
                         reader,
-                        model.predict,
+                        predict,
                         write,
                         out_channels=1,
                         batch_size=req.batch_size,
@@ -382,6 +399,7 @@ def run_detection(
         "write_rasters": t_write,
         "vectorise": max(0.0, vstats.seconds - vstats.write_seconds),
         "write_features": writer.seconds,
+        "stream_waited": vec.stalled_seconds,
         "after_stream": seconds - (t_stream_end - t_start),
         "total": seconds,
     }
@@ -389,7 +407,8 @@ def run_detection(
         "Time per phase: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
         + " (read, normalise, write rasters, vectorise and write features run in worker "
-        "threads, overlapping onnxruntime; after_stream: from the last tile to the end)"
+        "threads, overlapping onnxruntime; stream_waited: the stream waiting for the "
+        "vectoriser; after_stream: from the last tile to the end)"
     )
     say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")
     return DetectResult(

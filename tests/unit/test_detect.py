@@ -419,6 +419,7 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
         "write_rasters",
         "vectorise",
         "write_features",
+        "stream_waited",
         "after_stream",
         "total",
     ]
@@ -434,8 +435,11 @@ def test_polygons_made_during_the_stream_match_the_written_probability(
 ):
     """Narrow column panels and short vectorising windows (every component cut by panel,
     strip and window edges): the polygons vectorised from the rows in memory while the
-    model runs are exactly those of the probability GeoTIFF vectorised in one window."""
+    model runs are exactly those of the probability GeoTIFF vectorised in one window. The
+    vectoriser is slowed down so that the stream waits for it: onnxruntime's threads are
+    switched to sleeping in the middle of the run, which changes no result."""
     import functools
+    import time
 
     from arctic_assist.io import detect, vector
     from arctic_assist.io.vector import Cleanup, FeatureWriter, vectorise
@@ -453,11 +457,23 @@ def test_polygons_made_during_the_stream_match_the_written_probability(
     )
     monkeypatch.setattr(detect, "STREAM_WINDOW_ROWS", 16)
     monkeypatch.setattr(vector, "AHEAD", 2)
+    monkeypatch.setattr(detect, "YIELD_AFTER", 2)
+    compute = vector.Vectoriser._compute
+
+    def slow_compute(self, *args):
+        time.sleep(0.05)
+        return compute(self, *args)
+
+    monkeypatch.setattr(vector.Vectoriser, "_compute", slow_compute)
     cleanup = Cleanup(min_segment_px=3, fill_holes_px=9, filter_size=3)
     out, prob = tmp_path / "s.gpkg", tmp_path / "p.tif"
+    messages: list[str] = []
     res = run_detection(
-        DetectRequest(str(src), model(tmp_path), str(out), str(prob), cleanup=cleanup)
+        DetectRequest(str(src), model(tmp_path), str(out), str(prob), cleanup=cleanup),
+        log=messages.append,
     )
+    assert res.timings["stream_waited"] > 0.05
+    assert any("onnxruntime's idle threads now sleep" in m for m in messages)
     s = osr.SpatialReference()
     s.ImportFromEPSG(32608)
     writer = FeatureWriter(str(tmp_path / "ref.gpkg"), "p", s, {})

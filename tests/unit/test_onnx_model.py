@@ -42,6 +42,30 @@ def test_loads_and_predicts_on_cpu(tmp_path):
     assert model.inference_seconds > 0 and model.calls == 1
 
 
+def test_yield_cpu_switches_to_sleeping_threads_once(tmp_path):
+    """yield_cpu makes the CPU session again with idle threads that sleep: same results,
+    done once."""
+    path = weighted_sum_model(tmp_path / "m.onnx", [1.0, -0.5, 0.25, 2.0], bias=-0.1)
+    model = OnnxModel.load(str(path), "cpu", threads=2)
+    x = np.random.default_rng(1).normal(size=(3, 4, 16, 16)).astype(np.float32)
+    before = model.predict(x)
+    first = model.session
+    assert not model.yielding
+    assert model.yield_cpu() is True and model.yielding
+    assert model.session is not first
+    opts = model.session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
+    np.testing.assert_array_equal(model.predict(x), before)
+    assert model.yield_cpu() is False
+    # a model file replaced since loading is never loaded in the middle of a run
+    other = OnnxModel.load(str(path), "cpu")
+    weighted_sum_model(path, [2.0, 1.0, 1.0, 1.0], bias=0.5)
+    kept = other.session
+    assert other.yield_cpu() is False and other.session is kept
+    np.testing.assert_array_equal(other.predict(x), before)
+
+
 def test_auto_reports_the_provider_that_really_runs(tmp_path):
     path = weighted_sum_model(tmp_path / "m.onnx", [1.0] * 4)
     model = OnnxModel.load(str(path), "auto")

@@ -387,3 +387,35 @@ def test_streamed_vectoriser_aborts_cleanly(tmp_path):
         vec.finish()
     vec.abort()
     writer.abort()
+
+
+def test_spatial_index_grows_with_the_features(tmp_path):
+    """The GeoPackage's R-tree exists from the start and indexes every feature, whichever
+    way it was written (a whole window's layer or one geometry), so closing has nothing
+    left to build; a quote in the layer name is no SQL."""
+    p = smooth_field((120, 140), 5, seed=7).astype(np.float32)
+    out = tmp_path / "idx.gpkg"
+    writer = FeatureWriter(str(out), "o'proposals", srs(), {"status": "proposed"})
+    vectorise(
+        str(write_prob(tmp_path / "p.tif", p)),
+        writer,
+        threshold=0.6,
+        metres_per_unit=1.0,
+        grid_srs=srs(),
+        out_srs=srs(),
+        window=32,  # pieces across windows go through FeatureWriter.add
+    )
+    n = writer.close()
+    assert n > 10
+    ds = ogr.Open(str(out))
+    layer = ds.GetLayer(0)
+    assert layer.TestCapability(ogr.OLCFastSpatialFilter)
+    sql = ds.ExecuteSQL('SELECT COUNT(*) FROM "rtree_o\'proposals_geom"')
+    assert sql.GetNextFeature().GetField(0) == n == layer.GetFeatureCount()
+    ds.ReleaseResultSet(sql)
+    minx, maxx, miny, maxy = layer.GetExtent()
+    layer.SetSpatialFilterRect(minx, miny, (minx + maxx) / 2, maxy)
+    inside = {f.GetFID() for f in layer}
+    layer.SetSpatialFilter(None)
+    expect = {f.GetFID() for f in layer if f.GetGeometryRef().GetEnvelope()[0] <= (minx + maxx) / 2}
+    assert inside == expect and 0 < len(inside) < n
