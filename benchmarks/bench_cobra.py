@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         help="trace one orientation only (the plugin's MIRROR off)",
     )
     p.add_argument(
+        "--snap",
+        type=float,
+        default=C.SNAP_RADIUS,
+        help="the plugin's SNAP: vertices moved onto the nearest image edge, at most this "
+        "many model pixels (0: off)",
+    )
+    p.add_argument(
         "--qgis-process",
         action="store_true",
         help="also trace and measure through qgis_process (the headless plugin)",
@@ -97,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_id="bench",
                 refine_passes=args.refine,
                 mirror=not args.no_mirror,
+                snap=args.snap,
             )
         )
         times.append(time.perf_counter() - t0)
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": f"{res.model_name} {res.model_version}",
         "refine_passes": args.refine,
         "mirror": not args.no_mirror,
+        "snap_px": args.snap,
         "box_scale": args.box_scale,
         "provider": res.provider,
         "window_px": list(f.window),
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 tmp,
                 args.refine,
                 not args.no_mirror,
+                args.snap,
             )
         )
     if args.json:
@@ -196,6 +206,7 @@ def through_qgis_process(
     tmp: Path,
     refine: int,
     mirror: bool = True,
+    snap: float = C.SNAP_RADIUS,
 ) -> dict:
     """``qgis_process.bin run arctic_assist:trace_calving_front`` in the box, then
     ``arctic_assist:front_distance`` to ``reference``, against a throw-away profile."""
@@ -219,6 +230,7 @@ def through_qgis_process(
             "DEVICE=1",
             f"REFINE={refine}",
             f"MIRROR={str(mirror).lower()}",
+            f"SNAP={snap:g}",
             f"OUTPUT={out}",
         ],  # DEVICE 1 = cpu
         ["arctic_assist:front_distance", f"INPUT={out}", f"REFERENCE={reference}"],

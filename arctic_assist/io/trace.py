@@ -49,6 +49,8 @@ class TraceRequest:
     refine_passes: int = C.REFINE_PASSES
     # the box traced mirrored too, the line on the stronger image edge kept
     mirror: bool = C.MIRROR
+    # how far (model pixels) each vertex may move onto the nearest strong image edge; 0: off
+    snap: float = C.SNAP_RADIUS
 
 
 @dataclass
@@ -258,6 +260,8 @@ def run_tracing(
     for p in (req.output_path, req.iterations_path):
         if p and not str(p).lower().endswith(".gpkg"):
             raise InputError(f"output {p} must be a GeoPackage (.gpkg)")
+    if not 0 <= req.snap <= C.SNAP_MAX:
+        raise InputError(f"SNAP must be 0 to {C.SNAP_MAX:g} model pixels (got {req.snap:g})")
     if not os.path.isfile(req.raster_path):
         raise InputError(f"raster not found: {req.raster_path}")
     try:
@@ -357,6 +361,7 @@ def run_tracing(
             spec.tile_size,
             passes=req.refine_passes,
             mirror=req.mirror,
+            snap=req.snap,
         )
         iters_work = [C.pixel_to_map(s, gt) for s in steps]
         iters = [transform_points(s, work, rsrs) for s in iters_work]

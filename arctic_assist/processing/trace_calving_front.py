@@ -41,6 +41,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
     DEVICE = "DEVICE"
     REFINE = "REFINE"
     MIRROR = "MIRROR"
+    SNAP = "SNAP"
     OUTPUT = "OUTPUT"
     OUTPUT_ITERATIONS = "OUTPUT_ITERATIONS"
 
@@ -65,6 +66,10 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
         "<li><b>MIRROR</b> (advanced): also trace the box mirrored left to right and keep "
         "the line that lies on the stronger image edge (ice against water); on by default, "
         "off: one orientation only, half the time.</li>"
+        "<li><b>SNAP</b> (advanced): then move each vertex of the line along its normal "
+        "onto the strongest image edge at most this many of the model's pixels away (49 m "
+        "for the bundled model; default 3; 0: the snake's line as it is). The moves are "
+        "smoothed along the line.</li>"
         "<li><b>DEVICE</b> (advanced): auto, cpu or cuda; the provider that ran is stored on "
         "each line.</li><li><b>OUTPUT</b>: GeoPackage of lines with aoi_id, model, model_version, "
         "provider, source, run_id, created, length_m, convergence (displacement of the last "
@@ -98,6 +103,18 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
             advanced(
                 QgsProcessingParameterBoolean(
                     self.MIRROR, "Trace the mirrored box too", defaultValue=C.MIRROR
+                )
+            )
+        )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.SNAP,
+                    "Snap vertices to the nearest image edge (model pixels, 0: off)",
+                    QgsProcessingParameterNumber.Type.Double,
+                    defaultValue=C.SNAP_RADIUS,
+                    minValue=0.0,
+                    maxValue=C.SNAP_MAX,
                 )
             )
         )
@@ -149,6 +166,7 @@ class TraceCalvingFront(ArcticAssistAlgorithm):
                 device=device,
                 refine_passes=self.parameterAsInt(parameters, self.REFINE, context),
                 mirror=self.parameterAsBool(parameters, self.MIRROR, context),
+                snap=self.parameterAsDouble(parameters, self.SNAP, context),
             ),
             progress=progress,
             is_canceled=is_canceled,

@@ -426,7 +426,11 @@ def middle_line(shape: tuple[int, int], n: int = VERTICES) -> np.ndarray:
 
 
 def evaluate(
-    model, samples: list[FR.FrontSample], tile: int, mirror: bool = C.MIRROR
+    model,
+    samples: list[FR.FrontSample],
+    tile: int,
+    mirror: bool = C.MIRROR,
+    snap: float = C.SNAP_RADIUS,
 ) -> dict[str, Any]:
     """Held-out metrics, each image traced as the plugin does
     (:func:`arctic_assist.core.contour.trace_window`).
@@ -451,7 +455,9 @@ def evaluate(
         raw = first[-1]
         raw_d.append(C.mean_symmetric_distance(raw, s.front, step=0.5))
         raw_x.append(C.self_intersections(raw))
-        steps = C.trace_window(run, s.image, tile, C.REFINE_PASSES, first=first, mirror=mirror)
+        steps = C.trace_window(
+            run, s.image, tile, C.REFINE_PASSES, first=first, mirror=mirror, snap=snap
+        )
         pred = steps[-1]
         per_iter.append([C.mean_symmetric_distance(p, s.front, step=0.5) for p in steps])
         d = per_iter[-1][-1]
@@ -488,6 +494,7 @@ def evaluate(
         "raw_crossings_mean": float(np.mean(raw_x)) if raw_x else nan,
         "refine_passes": C.REFINE_PASSES,
         "mirror": bool(mirror),
+        "snap_px": float(snap),
     }
     if msd_m:
         out["mean_distance_m"] = float(np.mean(msd_m))
@@ -735,6 +742,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-mirror",
         action="store_true",
         help="--evaluate: trace one orientation only (the plugin's MIRROR off)",
+    )
+    p.add_argument(
+        "--snap",
+        type=float,
+        default=C.SNAP_RADIUS,
+        metavar="PX",
+        help="--evaluate: the plugin's SNAP (model pixels; 0: off; default %(default)s)",
     )
     p.add_argument(
         "--evaluate-train",
@@ -1023,7 +1037,7 @@ def _evaluate_main(args: argparse.Namespace) -> int:
     if not test_s:
         raise SystemExit("--evaluate: no held-out image (give --holdout GROUPS)")
     run, tile = onnx_runner(args.evaluate)
-    metrics = evaluate(run, test_s, tile, mirror=not args.no_mirror)
+    metrics = evaluate(run, test_s, tile, mirror=not args.no_mirror, snap=args.snap)
     print(json.dumps(metrics, indent=1))
     if args.metrics_json:
         with open(args.metrics_json, "w") as fh:

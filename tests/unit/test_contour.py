@@ -241,3 +241,44 @@ def test_trace_window_keeps_the_orientation_whose_line_lies_on_the_edge():
         assert abs(float(np.median(line[:, 0])) - want_x) < 1.0
         one = C.trace_window(run, img, tile, passes=0, mirror=False)[-1]
         assert abs(float(np.median(one[:, 0])) - 15.5) < 1.0
+
+
+def test_snap_moves_vertices_onto_the_nearby_edge_by_at_most_the_radius():
+    img = np.zeros((1, 64, 64), dtype=np.float32)
+    img[:, :, 40:] = 1.0  # the edge at x = 39.5
+    mag = C.edge_magnitude(img)
+    ys = np.linspace(4.0, 59.0, 24)
+    near = np.stack([np.full_like(ys, 37.5), ys], axis=1)  # 2 px off the edge
+    got = C.snap_to_edge(mag, near, radius=3.0)
+    np.testing.assert_allclose(got[:, 0], 39.5, atol=0.5)
+    np.testing.assert_allclose(got[:, 1], ys, atol=1e-9)  # along the normal only
+    far = np.stack([np.full_like(ys, 30.0), ys], axis=1)  # 9.5 px off: out of reach
+    moved = np.abs(C.snap_to_edge(mag, far, radius=3.0)[:, 0] - 30.0)
+    assert moved.max() <= 3.0 + 1e-9
+    np.testing.assert_array_equal(C.snap_to_edge(mag, near, radius=0.0), near)
+    # one vertex drawn off to a spurious edge alone does not jump: the moves are smoothed
+    spot = img.copy()
+    spot[:, 30:33, 35:37] = 1.0
+    wiggle = C.snap_to_edge(C.edge_magnitude(spot), near, radius=3.0)
+    assert np.abs(wiggle[:, 0] - 39.5).max() <= 0.5
+
+
+def test_trace_window_snaps_the_final_line_only():
+    """The snake's line 2 px beside the edge: the final line is snapped onto it, the
+    iterations before are kept as the model gave them; snap 0 keeps the model's line."""
+    tile = 32
+    run = _vertical_line_runner(-0.5)  # window x ~15.5 of 63
+    img = np.zeros((1, 64, 64), dtype=np.float32)
+    img[:, :, 18:] = 1.0  # the edge at x = 17.5
+    steps = C.trace_window(run, img, tile, passes=0, mirror=False, snap=3.0)
+    assert abs(float(np.median(steps[-1][:, 0])) - 17.5) < 0.5
+    plain = C.trace_window(run, img, tile, passes=0, mirror=False, snap=0.0)
+    assert abs(float(np.median(plain[-1][:, 0])) - 15.5) < 1.0
+    for a, b in zip(steps[:-1], plain[:-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_snap_leaves_a_line_in_a_flat_neighbourhood_where_it_is():
+    line = np.stack([np.full(10, 20.0), np.linspace(5.0, 50.0, 10)], axis=1)
+    for img in (np.zeros((1, 64, 64)), np.ones((2, 64, 64))):
+        np.testing.assert_array_equal(C.snap_to_edge(C.edge_magnitude(img), line, 3.0), line)

@@ -214,6 +214,7 @@ def test_traced_front_is_georeferenced_exactly(scene, angle):
             run_id="r1",
             refine_passes=0,
             mirror=False,
+            snap=0.0,  # the model's own line: its geometry is what is checked
         )
     )
     assert res.count == 1 and res.run_id == "r1"
@@ -304,6 +305,9 @@ def test_errors_leave_nothing(scene):
     nocrs = make_raster(tmp / "nocrs.tif", epsg=None)
     with pytest.raises(InputError, match="no CRS"):
         run_tracing(TraceRequest(nocrs, model, aoi, out, its))
+    # SNAP out of range
+    with pytest.raises(InputError, match="SNAP must be 0 to 20"):
+        run_tracing(TraceRequest(raster, model, aoi, out, its, snap=-1.0))
     # cancel
     with pytest.raises(CanceledError):
         run_tracing(TraceRequest(raster, model, aoi, out, its), is_canceled=lambda: True)

@@ -354,7 +354,9 @@ def test_one_geometry_for_training_evaluation_export_and_plugin(tmp_path):
     ev = C.trace_window(CB.torch_runner(m), img, tile)
     run, meta_tile = CB.onnx_runner(str(path))
     assert meta_tile == tile
-    np.testing.assert_allclose(C.trace_window(run, img, meta_tile)[-1], ev[-1], atol=1e-3)
+    # (the final line is snapped along its normals: a 1e-4 px difference between torch and
+    # onnxruntime turns the normals a little, a few 1e-3 px at a 3 px move)
+    np.testing.assert_allclose(C.trace_window(run, img, meta_tile)[-1], ev[-1], atol=5e-3)
     # the plugin: a GeoTIFF of the window and a box on exactly its extent
     x0, y0 = 500000.0, 8600000.0
     srs = osr.SpatialReference()
