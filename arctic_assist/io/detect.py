@@ -68,9 +68,10 @@ TOOL = "detect_thaw_slumps"
 #: rows of a vectorising window while streaming (a window is one strip: about one column
 #: panel, :data:`~arctic_assist.core.tiling.PANEL_WIDTH` px, wide)
 STREAM_WINDOW_ROWS = 512
-#: batches in a row that find the vectoriser still busy before onnxruntime's idle CPU
-#: threads stop spinning (:meth:`OnnxModel.yield_cpu`); a model proposing few polygons
-#: rarely gets there and keeps the faster spinning threads
+#: times the stream waits for the vectoriser (it is :data:`~arctic_assist.io.vector.AHEAD`
+#: windows behind) before onnxruntime's idle CPU threads stop spinning
+#: (:meth:`OnnxModel.yield_cpu`); a model proposing few polygons never waits (the bundled
+#: thaw-slump model on a 3012^2 Peel mosaic: 0 times) and keeps the faster spinning threads
 YIELD_AFTER = 4
 
 
