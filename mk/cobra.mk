@@ -14,18 +14,19 @@
 
 COBRA_DATA ?= $(DATA)/calving/frontlearning/train
 COBRA_HOLDOUT ?= 023006
-COBRA_STEPS ?= 8000
+COBRA_STEPS ?= 12000
 COBRA_BATCH ?= 8
 COBRA_SYNTHETIC ?= 0.3
 COBRA_SIZE ?= 128
 # squared vertex-distance loss beside Soft-DTW: converges within a CPU budget
 COBRA_VERTEX_WEIGHT ?= 1.0
-# vertex-spacing loss (issue 13, README): helped in the 600-step ablations; with 8000
-# steps and the plugin's tracing (refined on crops, both orientations, untangled) it is
-# the bundled model (1.2.0; 1.1.0 was the same recipe stopped at 4000 steps)
+# vertex-spacing loss (issue 13, README): helped in the 600-step ablations; with 12000
+# steps and the plugin's tracing (refined on crops, both orientations, snapped to the
+# edge, untangled) it is the bundled model (1.3.0; 1.1.0 and 1.2.0 were the same recipe
+# stopped at 4000 and 8000 steps)
 COBRA_SPACING_WEIGHT ?= 1
 COBRA_MODEL ?= models/calving_front_cobra.onnx
-COBRA_VERSION ?= 1.2.0
+COBRA_VERSION ?= 1.3.0
 COBRA_TRAIN_ARGS ?= --threads 1
 COBRA_NICE ?= nice -n 15
 COBRA_CKPT_EVERY ?= 250
