@@ -181,7 +181,9 @@ class FeatureWriter:
         # it to closing, where it costs as much again (about 10 us per feature) after the
         # last tile.
         quoted = [n.replace("'", "''") for n in (layer_name, self.layer.GetGeometryColumn())]
-        self.ds.ExecuteSQL("SELECT CreateSpatialIndex('{}', '{}')".format(*quoted))
+        result = self.ds.ExecuteSQL("SELECT CreateSpatialIndex('{}', '{}')".format(*quoted))
+        if result is not None:
+            self.ds.ReleaseResultSet(result)
         self.defn = self.layer.GetLayerDefn()
         names = [name for name, _ in FIELDS]
         self.i_score, self.i_area = names.index("score"), names.index("area_m2")
