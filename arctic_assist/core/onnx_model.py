@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -253,8 +252,9 @@ class OnnxModel:
         )
         self.inference_seconds = 0.0
         self.calls = 0
-        #: a CPU session whose idle threads sleep (see :meth:`yield_cpu`); None elsewhere
-        self._make_yielding: Callable[[], Any] | None = None
+        #: the options of a CPU session whose idle threads sleep (see :meth:`yield_cpu`);
+        #: None on other providers
+        self._yielding_options: Any = None
         self._stamp: tuple[int, int] | None = None  # the file's size and mtime at loading
         self.yielding = False
 
@@ -359,10 +359,7 @@ class OnnxModel:
             quiet.log_severity_level = opts.log_severity_level
             quiet.intra_op_num_threads = opts.intra_op_num_threads
             quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            model._stamp = stamp
-            model._make_yielding = lambda: ort.InferenceSession(
-                path, quiet, providers=["CPUExecutionProvider"]
-            )
+            model._yielding_options, model._stamp = quiet, stamp
         LOG.info(
             "loaded %s (%s %s, task %s, opset %s) on %s",
             path,
@@ -390,14 +387,16 @@ class OnnxModel:
         memory does not double). True if it was switched now; False on other providers,
         if already done, or if the model file has changed since it was loaded.
         """
-        if self._make_yielding is None or self.yielding:
+        if self._yielding_options is None or self.yielding:
             return False
         self.yielding = True  # tried once, whatever happens
         if _file_stamp(self.path) != self._stamp:  # replaced since: never mix two models
             LOG.info("%s changed since it was loaded: its threads keep spinning", self.path)
             return False
         self.session = None
-        self.session = self._make_yielding()
+        self.session = _ort().InferenceSession(
+            self.path, self._yielding_options, providers=["CPUExecutionProvider"]
+        )
         return True
 
     def run(self, batch: np.ndarray, output_names: list[str] | None = None) -> list[np.ndarray]:

@@ -34,7 +34,8 @@ def confusion(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.
 
 
 def scores(counts: Sequence[int]) -> dict[str, float]:
-    tp, fp, fn, _ = (float(v) if isinstance(v, (float, np.floating)) else int(v) for v in counts)
+    # numpy scalars as Python numbers: ints stay ints, weighted counts floats
+    tp, fp, fn, _ = (v.item() if isinstance(v, np.generic) else v for v in counts)
     iou = tp / (tp + fp + fn) if tp + fp + fn else float("nan")
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
