@@ -61,6 +61,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "supervised_bce": ("supervised", ["--loss", "bce"]),
     "supervised_uniform": ("supervised", ["--positive-fraction", "0"]),
     "supervised_nostd": ("supervised", ["--no-standardize"]),
+    "supervised_radiometric": ("supervised", ["--radiometric"]),
+    "pixeldino_radiometric": ("pixeldino", ["--radiometric"]),
 }
 
 

@@ -127,6 +127,9 @@ class ModelSpec:
     description: str = ""
     provenance: Mapping[str, Any] = field(default_factory=dict)
     source_format: str = "arctic_assist"
+    #: per-band mean and standard deviation of the model input (after the normalisation)
+    #: over the training data, ``input.statistics``: what scene adaptation matches
+    input_statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def n_bands(self) -> int:
@@ -151,6 +154,16 @@ class ModelSpec:
                 "bands": list(self.bands),
                 "normalization": norm,
                 "nodata": {"value": self.nodata_value, "fill": self.nodata_fill},
+                **(
+                    {
+                        "statistics": {
+                            "mean": list(self.input_statistics[0]),
+                            "std": list(self.input_statistics[1]),
+                        }
+                    }
+                    if self.input_statistics
+                    else {}
+                ),
             },
             "pixel_size_m": self.pixel_size_m,
             "tile": {
@@ -304,6 +317,33 @@ def _normalization(doc: Mapping[str, Any], n_bands: int) -> Normalization:
     )
 
 
+def _input_statistics(
+    doc: Mapping[str, Any], n_bands: int
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    path = "input.statistics"
+    if _get(doc, path, None) is None:
+        return None
+    out = []
+    for name in ("mean", "std"):
+        vals = _get(doc, f"{path}.{name}")
+        if (
+            not isinstance(vals, list)
+            or len(vals) != n_bands
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in vals
+            )
+        ):
+            raise ModelSpecError(
+                f"model metadata: field '{path}.{name}' must list {n_bands} finite numbers "
+                f"(one per input band)"
+            )
+        out.append(tuple(float(v) for v in vals))
+    if any(s <= 0 for s in out[1]):
+        raise ModelSpecError(f"model metadata: field '{path}.std' must be positive")
+    return out[0], out[1]
+
+
 def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
     """Validate our JSON document and build the :class:`ModelSpec` (one validator for all)."""
     if not isinstance(doc, Mapping):
@@ -406,6 +446,7 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
         opset=_num(doc, "opset", None, integer=True, allow_none=True),
         description=str(_get(doc, "description", "")),
         provenance=dict(provenance),
+        input_statistics=_input_statistics(doc, len(bands)),
     )
 
 

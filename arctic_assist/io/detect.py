@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from ..core import adapt as scene_adapt
 from ..core.bands import resolve_bands
 from ..core.errors import InputError
 from ..core.onnx_model import OnnxModel
@@ -104,6 +105,8 @@ class DetectRequest:
     batch_size: int = 4
     layer_name: str = "thaw_slumps"
     run_id: str | None = None  # default: a fresh uuid4 hex
+    #: scene adaptation (:mod:`arctic_assist.core.adapt`): auto | always | never
+    adapt: str = "auto"
 
 
 @dataclass
@@ -159,6 +162,20 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
     return leftovers.temp_name(final, tag, run_id)
 
 
+def scene_plan(
+    reader: GridReader, spec, mode: str, is_canceled: Callable[[], bool] | None = None
+) -> scene_adapt.Plan:
+    """The scene adaptation of the processing area (statistics read only when the model
+    carries its training statistics and ``mode`` is not ``never``)."""
+    stats = None
+    if mode != "never" and spec.input_statistics is not None:
+        g = reader.grid
+        stats = scene_adapt.scene_statistics(
+            reader, g.height, g.width, spec.n_bands, is_canceled=is_canceled
+        )
+    return scene_adapt.plan(spec.input_statistics, stats, mode, spec.bands)
+
+
 def run_detection(
     req: DetectRequest,
     progress: Callable[[float], None] | None = None,
@@ -185,6 +202,8 @@ def run_detection(
     )
     if req.min_area_m2 < 0 or req.simplify_m < 0:
         raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
+    if req.adapt not in scene_adapt.MODES:
+        raise InputError(f"ADAPT must be one of {', '.join(scene_adapt.MODES)}; got {req.adapt!r}")
     for final in (out_path, prob_path):
         if final:
             leftovers.clean_stale(final, say)
@@ -296,6 +315,12 @@ def run_detection(
                 vec.feed(row0, col0, p)  # waits when the vectoriser is AHEAD windows behind
 
             reader = GridReader(grid, spec)
+            plan = scene_plan(reader, spec, req.adapt, is_canceled)
+            if plan.warning:
+                feedback.warn(plan.message)
+            else:
+                say(plan.message)
+            reader.adaptation = plan.adaptation
             model.reset_timer()
 
             def predict(batch: np.ndarray) -> np.ndarray:

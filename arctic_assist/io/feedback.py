@@ -33,6 +33,12 @@ class Feedback:
         if self.log is not None:
             self.log(msg)
 
+    def warn(self, msg: str) -> None:
+        """A message the user should not miss: a warning in the logger, "Warning: " in the log."""
+        self.logger.warning(msg)
+        if self.log is not None:
+            self.log("Warning: " + msg)
+
     def report(self, pct: float) -> None:
         if self.progress is not None:
             self.progress(max(0.0, min(100.0, float(pct))))

@@ -481,6 +481,8 @@ class GridReader:
         self.spec = spec
         self.read_seconds = 0.0  # GDAL reads (and warping)
         self.normalise_seconds = 0.0  # validity mask and normalisation
+        #: scene adaptation applied to every read (None: the values as normalised)
+        self.adaptation = None
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw band values (C x nr x nc) and the extra validity (alpha and mask) or None."""
@@ -504,6 +506,8 @@ class GridReader:
         arr, extra = self.raw(r0, c0, nr, nc)
         t1 = time.perf_counter()
         x, valid = prepare(arr, self.spec, self.grid.nodata, extra)
+        if self.adaptation is not None:
+            x = self.adaptation.apply(x, valid)
         self.read_seconds += t1 - t0
         self.normalise_seconds += time.perf_counter() - t1
         return x, valid

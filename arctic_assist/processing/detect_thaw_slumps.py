@@ -19,6 +19,7 @@ from qgis.core import (
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
+    advanced,
     loaded_layer_name,
     model_parameter,
     device_parameter,
@@ -34,6 +35,8 @@ FILTER_SIZES = [0, 3, 5, 7]
 #: clean-up defaults (pixels), chosen on the Peel image (see HELP); the same as
 #: ``arctic_assist.io.vector.DEFAULT_CLEANUP`` (numpy is imported only when the algorithm runs)
 DEFAULT_MIN_SEGMENT, DEFAULT_FILL_HOLES, DEFAULT_FILTER = 4, 16, 0
+#: scene adaptation choices (``arctic_assist.core.adapt.MODES``, same order)
+ADAPT_MODES = ["auto", "always", "never"]
 #: the loaded output layer is called "<LAYER_NAME> (<raster layer>, <HH:MM:SS>)"
 LAYER_NAME = "Thaw slump proposals"
 
@@ -68,6 +71,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
     MIN_SEGMENT = "MIN_SEGMENT"
     FILL_HOLES = "FILL_HOLES"
     FILTER = "FILTER"
+    ADAPT = "ADAPT"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
@@ -99,6 +103,19 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         "image against 12 experts' labels: they change the IoU by less than 0.005 at any "
         "threshold, while the median filter helped or hurt depending on the threshold "
         "(+0.008 to -0.026), so it stays off. 0 switches a clean-up off.</li>"
+        "<li><b>ADAPT</b> (advanced; default auto; qgis_process: 0 = auto, 1 = always, "
+        "2 = never): scene adaptation. Another scene's atmosphere, light and sensor "
+        "calibration change every band's values, and a model trained on a few scenes then "
+        "proposes nothing or everything. Models exported by Arctic Assist carry the mean and "
+        "standard deviation of each band of their training data; the algorithm measures the "
+        "same on the area processed (a sample of about a million pixels) and matches them "
+        "before the model sees the scene (the log shows both). <i>auto</i> skips this, with a "
+        "warning, when a band's contrast differs from the training data's by more than x 1.5 "
+        "either way (another kind of landscape rather than other light); <i>always</i> "
+        "adapts anyway, <i>never</i> uses the values as they are. A model without these "
+        "statistics (e.g. a Deepness model) is never adapted. An area with very little "
+        "land of the kind the model was trained on (mostly water, cloud or snow) is better "
+        "run with never.</li>"
         "<li><b>DEVICE</b> (advanced): auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
         "provider that actually ran is logged and stored on every feature.</li>"
         "<li><b>OUTPUT</b>: GeoPackage of polygons with score, area_m2, model, "
@@ -187,6 +204,16 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 defaultValue=FILTER_SIZES.index(DEFAULT_FILTER),
             )
         )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterEnum(
+                    self.ADAPT,
+                    "Match the scene's band levels to the model's training data",
+                    options=ADAPT_MODES,
+                    defaultValue=0,
+                )
+            )
+        )
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -256,6 +283,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                     ],
                 ),
                 device=device,
+                adapt=ADAPT_MODES[self.parameterAsEnum(parameters, self.ADAPT, context)],
             ),
             progress=progress,
             is_canceled=is_canceled,

@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         "--method", default="pixeldino", help="pixeldino (default) or a baseline (supervised, ...)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--radiometric",
+        action="store_true",
+        help="train with the radiometric augmentation (another scene's levels per sample)",
+    )
     p.add_argument("--accelerator", default="auto", help="auto (a CUDA GPU when present), cpu, gpu")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--precision", default="auto", help="auto: bf16/16-mixed on a GPU, 32 on CPU")
@@ -235,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         str(a.num_workers),
         "--seed",
         str(a.seed),
+        *(["--radiometric"] if a.radiometric else []),
     ]
     rc = train_main(args, method=a.method)
     if rc == 0:

@@ -8,6 +8,7 @@ is exported (the EMA teacher for PixelDINO).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 from pathlib import Path
@@ -242,7 +243,13 @@ def export_method(
             **dict(extra_provenance or {}),
         },
     )
-    net = ProbabilityModel(module.eval_net()).float().cpu().eval()
+    unet = module.eval_net()
+    mean, std = unet.in_mean.double().cpu().tolist(), unet.in_std.double().cpu().tolist()
+    if any(m != 0.0 for m in mean) or any(s != 1.0 for s in std):
+        # the input statistics the network standardises with (the training data's): what
+        # the plugin's scene adaptation matches a new scene to (ModelSpec.input_statistics)
+        spec = dataclasses.replace(spec, input_statistics=(tuple(mean), tuple(std)))
+    net = ProbabilityModel(unet).float().cpu().eval()
     example = torch.rand(1, cfg.in_channels, 64, 64)
     path = export_onnx(
         net,

@@ -11,6 +11,7 @@ import argparse
 import logging
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..core.spec import IGNORE
 from ..io.training_data import TrainingData, Unlabelled
 from .data import TileSampler, load_dataset
 from .packed import source_path
+from .augment import RadiometricConfig
 from .methods import METHODS, SEMI_SUPERVISED, TrainConfig, make_method
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,13 @@ def build_parser(method: str) -> argparse.ArgumentParser:
         help="ablation: no per-band input standardisation from the training chips",
     )
     g.add_argument(
+        "--radiometric",
+        action="store_true",
+        help="radiometric augmentation: each labelled sample and the student's view get "
+        "another scene's levels (gain x 0.77-1.3, offset -10..+30 %% of the band's mean, "
+        "per sample, p 0.8); off by default (detection's scene adaptation does this exactly)",
+    )
+    g.add_argument(
         "--select",
         choices=("auto", "teacher", "student"),
         default="auto",
@@ -228,6 +237,7 @@ def config_from_args(method: str, a: argparse.Namespace, in_channels: int) -> Tr
         semi_ramp=a.semi_ramp,
         loss=a.loss,
         independent_warps=a.independent_warps,
+        radiometric=RadiometricConfig(p=0.8 if getattr(a, "radiometric", False) else 0.0),
     )
 
 
@@ -394,6 +404,7 @@ def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
         "batch": [cfg.batch_labelled, cfg.batch_unlabelled],
         "seed": getattr(a, "seed", None),
         "warm_start": bool(getattr(a, "base_model", None)),
+        "radiometric": asdict(cfg.radiometric) if cfg.radiometric.active else None,
     }
 
 

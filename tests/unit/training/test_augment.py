@@ -94,3 +94,66 @@ def test_weak_is_exact_and_shared():
     x, y = weak(image, labels)
     recoloured = palette[:, y].permute(1, 0, 2, 3)
     assert torch.allclose(x, recoloured)
+
+
+# ----------------------------------------------------------------------------- radiometric
+
+LOGSIG = {"type": "pixeldino_logsigmoid", "scale": 0.005, "offset": 2.1, "gain": 2.5}
+
+
+def _normalised(norm: dict, raw):
+    import numpy as np
+
+    from arctic_assist.core.normalize import apply_normalization
+    from arctic_assist.core.spec import parse_normalization
+
+    n = parse_normalization(norm, raw.shape[0])
+    return torch.from_numpy(apply_normalization(raw, n))[None], n
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [
+        LOGSIG,
+        {"type": "scale", "scale": 1e-4, "offset": 0.0},
+        {"type": "standardize", "scale": 1 / 255, "mean": [0.4, 0.5, 0.3], "std": [0.2, 0.1, 0.3]},
+    ],
+)
+def test_radiometric_goes_through_raw_values_exactly(norm):
+    """A gain applied to normalised samples equals the plugin normalising the changed raw
+    values (within one quantisation step of the log-sigmoid)."""
+    import numpy as np
+
+    from arctic_assist.training.augment import Radiometric, RadiometricConfig
+
+    rng = np.random.default_rng(0)
+    hi = 250 if norm["type"] == "standardize" else 5000
+    raw = rng.integers(20, hi, size=(3, 12, 12)).astype(np.uint16 if hi > 255 else np.uint8)
+    x, _ = _normalised(norm, raw)
+    changed, _ = _normalised(norm, raw.astype(np.float64) * 0.8)
+    cfg = RadiometricConfig(gain=0.0, band_gain=0.0, offset=(0.0, 0.0), band_offset=0.0, p=1.0)
+    rad = Radiometric(norm, cfg)
+    assert not cfg.active and torch.equal(rad(x), x)  # switched off: untouched
+    back = rad.from_raw(rad.to_raw(x.double()) * 0.8).float()
+    step = 1 / 255 if norm["type"] == "pixeldino_logsigmoid" else 1e-5
+    assert float((back - changed).abs().max()) <= step + 1e-5
+
+
+def test_radiometric_changes_levels_per_sample_keeps_zero_and_is_seeded():
+    import numpy as np
+
+    from arctic_assist.training.augment import Radiometric, RadiometricConfig
+
+    raw = np.random.default_rng(1).integers(300, 3000, size=(4, 16, 16)).astype(np.uint16)
+    x, _ = _normalised(LOGSIG, raw)
+    x = x.repeat(6, 1, 1, 1)
+    x[:, :, :3] = 0  # nodata fill / padding rows
+    rad = Radiometric(LOGSIG, RadiometricConfig(p=1.0))
+    y = rad(x, torch.Generator().manual_seed(0))
+    assert torch.equal(y[:, :, :3], x[:, :, :3])  # zeros stay zeros
+    means = (y - x)[:, :, 3:].mean(dim=(1, 2, 3))
+    assert float(means.abs().min()) > 0  # every sample changed ...
+    assert float(means.max() - means.min()) > 0.02  # ... each differently
+    assert torch.equal(y, rad(x, torch.Generator().manual_seed(0)))
+    untouched = Radiometric(LOGSIG, RadiometricConfig(p=0.0))(x, torch.Generator().manual_seed(0))
+    assert torch.equal(untouched, x)
