@@ -102,7 +102,6 @@ LOGSIG = {"type": "pixeldino_logsigmoid", "scale": 0.005, "offset": 2.1, "gain":
 
 
 def _normalised(norm: dict, raw):
-    import numpy as np
 
     from arctic_assist.core.normalize import apply_normalization
     from arctic_assist.core.spec import parse_normalization
