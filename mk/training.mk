@@ -14,6 +14,11 @@ RTS_STEPS ?= 1500
 RTS_WORK ?= build/rts_bundled
 RTS_TRAIN_ARGS ?= --threads 1
 RTS_NICE ?= nice -n 15
+# resumable: a checkpoint every RTS_STEPS/4 steps under RTS_WORK/runs; `make models-rts`
+# continues the run found there (same settings). A resumed run is not bit for bit the
+# uninterrupted one (the random state of sampling and augmentation is not checkpointed);
+# the bundled model is an uninterrupted run. RTS_RESUME= (empty) starts afresh.
+RTS_RESUME ?= --resume
 BENCH_PIXELDINO_ARGS ?=
 
 .PHONY: models models-rts bench-pixeldino bench-pixeldino-quick
@@ -33,7 +38,7 @@ build/negatives/%.tif:
 models-rts: $(RTS_NEGATIVES)
 	@[ -f "$(DATA)/rts/peel/peel_s2_bgrn_10m.tif" ] || { echo "Peel data not found under $(DATA)/rts/peel (set DATA=...)"; exit 1; }
 	$(RTS_NICE) $(PY) -m arctic_assist.training.bundled --data $(DATA) --out $(RTS_MODEL) \
-	  --work $(RTS_WORK) --steps $(RTS_STEPS) \
+	  --work $(RTS_WORK) --steps $(RTS_STEPS) $(RTS_RESUME) \
 	  $(foreach n,$(RTS_NEGATIVES),--negative-scene $(n)) \
   $(if $(RTS_NEGATIVES),--negative-share $(RTS_NEGATIVE_SHARE)) \
 	  $(RTS_TRAIN_ARGS)

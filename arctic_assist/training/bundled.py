@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run under WORK/runs from its last checkpoint when it has one "
+        "(same settings; the steps done count)",
+    )
+    p.add_argument(
         "--radiometric",
         action="store_true",
         help="train with the radiometric augmentation (another scene's levels per sample)",
@@ -242,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         str(a.seed),
         *(["--radiometric"] if a.radiometric else []),
     ]
+    last = work / "runs" / a.method / "checkpoints" / "last.ckpt"
+    if a.resume and last.is_file():
+        print(f"resuming {last}", flush=True)
+        args += ["--resume", str(last)]
     rc = train_main(args, method=a.method)
     if rc == 0:
         from .export import read_spec

@@ -244,11 +244,15 @@ def export_method(
         },
     )
     unet = module.eval_net()
-    mean, std = unet.in_mean.double().cpu().tolist(), unet.in_std.double().cpu().tolist()
-    if any(m != 0.0 for m in mean) or any(s != 1.0 for s in std):
-        # the input statistics the network standardises with (the training data's): what
-        # the plugin's scene adaptation matches a new scene to (ModelSpec.input_statistics)
-        spec = dataclasses.replace(spec, input_statistics=(tuple(mean), tuple(std)))
+    stats = meta.get("input_statistics")  # train.scene_statistics: the training scenes'
+    if not stats:  # a checkpoint from before: the network's own standardisation, if any
+        mean, std = unet.in_mean.double().cpu().tolist(), unet.in_std.double().cpu().tolist()
+        stats = (mean, std) if any(m != 0.0 for m in mean) or any(v != 1.0 for v in std) else None
+    if stats:
+        # what the plugin's scene adaptation matches a new scene to
+        spec = dataclasses.replace(
+            spec, input_statistics=(tuple(map(float, stats[0])), tuple(map(float, stats[1])))
+        )
     net = ProbabilityModel(unet).float().cpu().eval()
     example = torch.rand(1, cfg.in_channels, 64, 64)
     path = export_onnx(

@@ -450,8 +450,11 @@ class PixelDINO(SegmentationMethod):
         self._log("loss_dino", loss_dino)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # after the optimizer step: EMA teacher, then the centre
+    def configure_callbacks(self):
+        return [_AfterOptimizerStep()]
+
+    def after_optimizer_step(self) -> None:
+        """After each optimizer step: the EMA teacher, then the centre."""
         lam = ema_momentum(self.global_step - 1, self.cfg.total_steps, *self.cfg.ema_schedule())
         ema_update(self.teacher, self.student, lam)
         if self._pending_center is not None:
@@ -462,6 +465,19 @@ class PixelDINO(SegmentationMethod):
             m = self.cfg.center_momentum
             self.center.mul_(m).add_(bc, alpha=1.0 - m)
             self._pending_center = None
+
+
+class _AfterOptimizerStep(L.Callback):
+    """Calls ``after_optimizer_step`` of the module at the end of every training batch.
+
+    As a callback rather than the module's own ``on_train_batch_end``: Lightning runs the
+    callbacks' hooks before the module's, and ``ModelCheckpoint`` last of the callbacks, so
+    a checkpoint written at step k holds the teacher and centre of step k, and a run
+    resumed from it continues exactly as the uninterrupted run.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pl_module.after_optimizer_step()
 
 
 _CLASSES = {

@@ -345,6 +345,44 @@ def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[
     return mean.tolist(), std.tolist()
 
 
+def scene_statistics(
+    data: TrainingData, split: str = "train", regions=None
+) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation of the normalised training *scenes*: the
+    unlabelled rasters, whole (only those of ``regions`` when given), else every pixel of
+    the labelled chips of ``split`` (by their sampling weight); pixels whose bands are all
+    0 (the nodata fill) left out.
+
+    The reference of the plugin's scene adaptation (``ModelSpec.input_statistics``): a
+    scene like the training scenes is then left almost as it is. Unlike
+    :func:`input_statistics` (the labelled pixels only, the network's own standardisation),
+    an expert's small reviewed AOI does not make the rest of their scene look different.
+    """
+    import numpy as np
+
+    n = len(data.bands)
+    total, sq, count = np.zeros(n), np.zeros(n), 0.0
+
+    def add(img: np.ndarray, weight: float) -> None:
+        nonlocal count
+        vals = img[:, (img != 0).any(axis=0)].astype(np.float64)
+        total[:] += weight * vals.sum(axis=1)
+        sq[:] += weight * (vals**2).sum(axis=1)
+        count += weight * vals.shape[1]
+
+    scenes = [u for u in data.unlabelled if not regions or u.region in regions]
+    for u in scenes:
+        add(data.read_unlabelled(u), 1.0)
+    if not scenes:
+        for chip in data.select(split):
+            add(data.read_chip(chip)[0], chip.weight)
+    if count == 0:
+        return [0.0] * n, [1.0] * n
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 1e-12))
+    return mean.tolist(), std.tolist()
+
+
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
 
 
@@ -439,6 +477,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         "nodata": data.nodata,
         "pixel_size_m": data.pixel_size_m,
         "training_data": source_path(a.data),
+        "input_statistics": scene_statistics(data, "train", a.unlabelled_regions),
     }
     module = make_method(cfg, meta)
     if a.base_model:

@@ -81,3 +81,43 @@ def test_cleanup_parameters(provider, tmp_path):
     assert areas(MIN_SEGMENT=0, FILL_HOLES=0) == [300.0, 896 * 100.0]
     # 3 x 3 majority: the hole and the speck go, and so do the 4 corners of the square
     assert areas(MIN_SEGMENT=0, FILL_HOLES=0, FILTER=1) == [896 * 100.0]
+
+
+def test_adapt_parameter_matches_a_hazier_scene(provider, tmp_path):
+    """ADAPT (auto by default) takes a scene with every band 1200 DN brighter back to the
+    training levels the model carries; ADAPT=2 (never) proposes the whole scene."""
+    import processing
+    from osgeo import ogr
+
+    from onnx_factory import make_spec
+    from arctic_assist.processing import detect_thaw_slumps as alg
+
+    assert alg.ADAPT_MODES[0] == "auto"
+    img = np.full((4, 64, 64), 1000, np.uint16)
+    img[:, 10:40, 10:40] = 3000
+    x = img.reshape(4, -1) * 1e-4
+    stats = (tuple(x.mean(1)), tuple(x.std(1)))
+    model = weighted_sum_model(
+        tmp_path / "m.onnx", [3.0] * 4, -2.4, spec=make_spec(input_statistics=stats)
+    )
+    clear = write_raster(tmp_path / "clear.tif", img, nodata=None)
+    hazy = write_raster(tmp_path / "hazy.tif", img + 1200, nodata=None)
+
+    def area(raster, **params) -> float:
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}.gpkg"
+        processing.run(
+            "arctic_assist:detect_thaw_slumps",
+            {
+                "INPUT": str(raster),
+                "MODEL": str(model),
+                "OUTPUT": str(out),
+                "MIN_AREA": 0,
+                **params,
+            },
+        )
+        ds = ogr.Open(str(out))  # the layer needs its datasource alive
+        return sum(f.GetField("area_m2") for f in ds.GetLayer(0))
+
+    assert area(clear) == area(hazy) == 900 * 100.0
+    assert area(hazy, ADAPT=2) == 64 * 64 * 100.0
+    assert area(clear, ADAPT=1) == 900 * 100.0

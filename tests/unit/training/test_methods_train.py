@@ -264,3 +264,25 @@ def test_warm_start_from_checkpoint_keeps_pseudo_head_and_centre(tmp_path):
     warm_start(again, str(path))
     assert torch.equal(again.student.in_mean, torch.zeros(4))
     assert torch.equal(again.teacher.in_std, torch.ones(4))
+
+
+def test_pixeldino_checkpoint_holds_the_teacher_of_its_step(tiny_dataset, tmp_path):
+    """The EMA teacher and the centre are updated before the checkpoint of a step is
+    written (a callback, run before ModelCheckpoint): the last checkpoint holds exactly the
+    teacher and centre the run ended with, so a resumed run starts from them."""
+    from arctic_assist.training.train import build_parser, train
+
+    args = [
+        "--data", str(tiny_dataset.root), "--out", str(tmp_path / "m.onnx"),
+        "--width", "4", "--tile", "32", "--batch-labelled", "2", "--batch-unlabelled", "2",
+        "--progress", "none", "--log-dir", str(tmp_path / "runs"), "--checkpoint-every",
+        "2", "--accelerator", "cpu", "--threads", "1", "--steps", "4", "--semi-start",
+        "0", "--semi-ramp", "0",
+    ]  # fmt: skip
+    module = train("pixeldino", build_parser("pixeldino").parse_args(args))["module"]
+    path = tmp_path / "runs" / "pixeldino" / "checkpoints" / "last.ckpt"
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert state["center"].abs().sum() > 0  # the unlabelled term ran
+    assert torch.equal(state["center"], module.center)
+    for k, v in module.teacher.state_dict().items():
+        assert torch.equal(state["teacher." + k], v), k

@@ -59,7 +59,7 @@ def test_training_step_centre_update(monkeypatch):
     m.training_step(batch, 0)
     assert torch.allclose(m._pending_center, raw_mean, atol=1e-6)
     assert torch.equal(m.center, c0)  # not yet updated
-    m.on_train_batch_end(None, batch, 0)
+    m.after_optimizer_step()
     assert torch.allclose(m.center, 0.996 * c0 + 0.004 * raw_mean, atol=1e-6)
 
 
@@ -82,7 +82,7 @@ def test_teacher_has_no_grad_and_follows_ema_exactly(monkeypatch):
     assert all(p.grad is None for p in m.teacher.parameters())
     assert any(p.grad is not None for p in m.student.parameters())
     before = [p.detach().clone() for p in m.teacher.parameters()]
-    m.on_train_batch_end(None, batch, 0)
+    m.after_optimizer_step()
     lam = ema_momentum(0, 100, *m.cfg.ema_schedule())
     assert lam == pytest.approx(0.9)  # 100 steps: 1 - 20/100, floored at 0.9
     for t0, t1, s in zip(before, m.teacher.parameters(), m.student.parameters()):
