@@ -163,15 +163,20 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
 
 
 def scene_plan(
-    reader: GridReader, spec, mode: str, is_canceled: Callable[[], bool] | None = None
+    grid, spec, mode: str, whole=None, is_canceled: Callable[[], bool] | None = None
 ) -> scene_adapt.Plan:
-    """The scene adaptation of the processing area (statistics read only when the model
-    carries its training statistics and ``mode`` is not ``never``)."""
+    """The scene adaptation of a run (statistics read only when the model carries its
+    training statistics and ``mode`` is not ``never``).
+
+    Measured on ``whole`` (the processing grid of the whole raster, without extent and
+    mask) when given, else on ``grid``: light and atmosphere belong to the scene, and a
+    small extent around a few thaw slumps would otherwise look like another scene.
+    """
     stats = None
     if mode != "never" and spec.input_statistics is not None:
-        g = reader.grid
+        g = whole or grid
         stats = scene_adapt.scene_statistics(
-            reader, g.height, g.width, spec.n_bands, is_canceled=is_canceled
+            GridReader(g, spec), g.height, g.width, spec.n_bands, is_canceled=is_canceled
         )
     return scene_adapt.plan(spec.input_statistics, stats, mode, spec.bands)
 
@@ -315,7 +320,14 @@ def run_detection(
                 vec.feed(row0, col0, p)  # waits when the vectoriser is AHEAD windows behind
 
             reader = GridReader(grid, spec)
-            plan = scene_plan(reader, spec, req.adapt, is_canceled)
+            whole = None
+            if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_statistics:
+                whole = build_grid(ds, info, bands, spec, None, None, os.path.dirname(out_path))
+            try:
+                plan = scene_plan(grid, spec, req.adapt, whole, is_canceled)
+            finally:
+                if whole is not None:
+                    whole.close()
             if plan.warning:
                 feedback.warn(plan.message)
             else:

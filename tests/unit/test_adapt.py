@@ -165,3 +165,34 @@ def test_bad_adapt_mode_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="ADAPT must be one of auto, always, never"):
         run_detection(DetectRequest(str(raster), str(model), str(out), adapt="maybe"))
     assert not out.exists()
+
+
+def test_an_extent_is_adapted_with_the_whole_scene(tmp_path):
+    """Light belongs to the scene: a small extent around the slump is measured on the whole
+    raster (its pixel count in the log), so it gets the whole scene's adaptation."""
+    raw = slump_image()
+    raster = write_geotiff(tmp_path / "s.tif", raw)
+    model = weighted_sum_model(
+        tmp_path / "m.onnx",
+        WEIGHTS,
+        BIAS,
+        spec=make_spec(
+            normalization=Normalization("scale", scale=1e-4, offset=0.0),
+            input_statistics=_scene_reference(raw),
+        ),
+    )
+    valid_pixels = int((raw != 0).all(axis=0).sum())
+
+    def adaptation_line(**kw) -> str:
+        messages: list[str] = []
+        run_detection(
+            DetectRequest(str(raster), str(model), str(tmp_path / "o.gpkg"), **kw),
+            log=messages.append,
+        )
+        return next(m for m in messages if m.startswith("Scene adaptation"))
+
+    whole = adaptation_line()
+    assert f"{valid_pixels} pixels" in whole
+    # rows 35..75, cols 45..95 of the 10 m grid at x0 = 500000, y0 = 7500000
+    part = adaptation_line(extent=(500450.0, 7499250.0, 500950.0, 7499650.0))
+    assert part == whole
