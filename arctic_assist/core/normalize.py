@@ -51,6 +51,27 @@ def _formula(x: np.ndarray, norm: Normalization) -> np.ndarray:
     raise ModelError(f"normalisation '{kind}' is not supported by this version of Arctic Assist")
 
 
+def denormalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
+    """The raw band values (float64) of normalised values ``x`` (C x ...): the inverse of
+    :func:`_formula` (the log-sigmoid's 0 and 1 taken as half a quantisation step in)."""
+    x = np.asarray(x, np.float64)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    kind = norm.type
+    if kind == "none":
+        return x
+    if kind == "scale":
+        return (x - norm.offset) / norm.scale
+    if kind == "standardize":
+        mean = np.asarray(norm.mean, np.float64).reshape(shape)
+        std = np.asarray(norm.std, np.float64).reshape(shape)
+        return (x * std + mean) / norm.scale
+    if kind == "pixeldino_logsigmoid":
+        u = np.clip(x, 0.5 / 255.0, 1.0 - 0.5 / 255.0)
+        z = np.log(u) - np.log1p(-u)
+        return np.expm1(z / norm.gain + norm.offset) / norm.scale
+    raise ModelError(f"normalisation '{kind}' is not supported by this version of Arctic Assist")
+
+
 @lru_cache(maxsize=32)
 def _lut(dtype_str: str, norm: Normalization, band: int) -> np.ndarray:
     """float32 table of the float64 formula for every value of an integer dtype (one band)."""

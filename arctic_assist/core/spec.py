@@ -127,9 +127,9 @@ class ModelSpec:
     description: str = ""
     provenance: Mapping[str, Any] = field(default_factory=dict)
     source_format: str = "arctic_assist"
-    #: per-band mean and standard deviation of the model input (after the normalisation)
-    #: over the training data, ``input.statistics``: what scene adaptation matches
-    input_statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    #: per-band median of the raw band values of the training scenes,
+    #: ``input.statistics.median``: what scene adaptation matches (core/adapt.py)
+    input_medians: tuple[float, ...] | None = None
 
     @property
     def n_bands(self) -> int:
@@ -155,13 +155,8 @@ class ModelSpec:
                 "normalization": norm,
                 "nodata": {"value": self.nodata_value, "fill": self.nodata_fill},
                 **(
-                    {
-                        "statistics": {
-                            "mean": list(self.input_statistics[0]),
-                            "std": list(self.input_statistics[1]),
-                        }
-                    }
-                    if self.input_statistics
+                    {"statistics": {"median": list(self.input_medians)}}
+                    if self.input_medians
                     else {}
                 ),
             },
@@ -317,31 +312,24 @@ def _normalization(doc: Mapping[str, Any], n_bands: int) -> Normalization:
     )
 
 
-def _input_statistics(
-    doc: Mapping[str, Any], n_bands: int
-) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def _input_medians(doc: Mapping[str, Any], n_bands: int) -> tuple[float, ...] | None:
     path = "input.statistics"
     if _get(doc, path, None) is None:
         return None
-    out = []
-    for name in ("mean", "std"):
-        vals = _get(doc, f"{path}.{name}")
-        if (
-            not isinstance(vals, list)
-            or len(vals) != n_bands
-            or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in vals
-            )
-        ):
-            raise ModelSpecError(
-                f"model metadata: field '{path}.{name}' must list {n_bands} finite numbers "
-                f"(one per input band)"
-            )
-        out.append(tuple(float(v) for v in vals))
-    if any(s <= 0 for s in out[1]):
-        raise ModelSpecError(f"model metadata: field '{path}.std' must be positive")
-    return out[0], out[1]
+    vals = _get(doc, path + ".median")
+    if (
+        not isinstance(vals, list)
+        or len(vals) != n_bands
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in vals
+        )
+    ):
+        raise ModelSpecError(
+            f"model metadata: field '{path}.median' must list {n_bands} positive numbers "
+            f"(one per input band)"
+        )
+    return tuple(float(v) for v in vals)
 
 
 def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
@@ -446,7 +434,7 @@ def validate_metadata(doc: Mapping[str, Any]) -> ModelSpec:
         opset=_num(doc, "opset", None, integer=True, allow_none=True),
         description=str(_get(doc, "description", "")),
         provenance=dict(provenance),
-        input_statistics=_input_statistics(doc, len(bands)),
+        input_medians=_input_medians(doc, len(bands)),
     )
 
 

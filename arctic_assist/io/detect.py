@@ -173,12 +173,12 @@ def scene_plan(
     small extent around a few thaw slumps would otherwise look like another scene.
     """
     stats = None
-    if mode != "never" and spec.input_statistics is not None:
+    if mode != "never" and spec.input_medians is not None:
         g = whole or grid
         stats = scene_adapt.scene_statistics(
-            GridReader(g, spec), g.height, g.width, spec.n_bands, is_canceled=is_canceled
+            GridReader(g, spec).raw_valid, g.height, g.width, is_canceled=is_canceled
         )
-    return scene_adapt.plan(spec.input_statistics, stats, mode, spec.bands)
+    return scene_adapt.plan(spec.input_medians, stats, mode, spec.bands)
 
 
 def run_detection(
@@ -321,7 +321,7 @@ def run_detection(
 
             reader = GridReader(grid, spec)
             whole = None
-            if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_statistics:
+            if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_medians:
                 whole = build_grid(ds, info, bands, spec, None, None, os.path.dirname(out_path))
             try:
                 plan = scene_plan(grid, spec, req.adapt, whole, is_canceled)

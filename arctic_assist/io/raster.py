@@ -481,7 +481,7 @@ class GridReader:
         self.spec = spec
         self.read_seconds = 0.0  # GDAL reads (and warping)
         self.normalise_seconds = 0.0  # validity mask and normalisation
-        #: scene adaptation applied to every read (None: the values as normalised)
+        #: scene adaptation (core.adapt.Adaptation) applied to the raw values of every read
         self.adaptation = None
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -499,15 +499,35 @@ class GridReader:
             extra = m if extra is None else extra & m
         return arr, extra
 
+    def _nodata(self):
+        nodata: Any = self.grid.nodata
+        if nodata is None or all(v is None for v in nodata):
+            nodata = self.spec.nodata_value
+        return nodata
+
+    def _nodata_per_band(self, n: int) -> list[float | None]:
+        nodata = self._nodata()
+        return list(nodata) if isinstance(nodata, (list, tuple)) else [nodata] * n
+
+    def _valid(self, arr: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+        valid = valid_mask(arr, self._nodata())
+        return valid & extra if extra is not None else valid
+
+    def raw_valid(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw band values (C x nr x nc) and where they are valid (nodata, alpha, mask)."""
+        arr, extra = self.raw(r0, c0, nr, nc)
+        return arr, self._valid(arr, extra)
+
     def __call__(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
         import time
 
         t0 = time.perf_counter()
         arr, extra = self.raw(r0, c0, nr, nc)
         t1 = time.perf_counter()
-        x, valid = prepare(arr, self.spec, self.grid.nodata, extra)
         if self.adaptation is not None:
-            x = self.adaptation.apply(x, valid)
+            valid = self._valid(arr, extra)
+            arr = self.adaptation.apply(arr, valid, self._nodata_per_band(arr.shape[0]))
+        x, valid = prepare(arr, self.spec, self.grid.nodata, extra)
         self.read_seconds += t1 - t0
         self.normalise_seconds += time.perf_counter() - t1
         return x, valid

@@ -244,15 +244,10 @@ def export_method(
         },
     )
     unet = module.eval_net()
-    stats = meta.get("input_statistics")  # train.scene_statistics: the training scenes'
-    if not stats:  # a checkpoint from before: the network's own standardisation, if any
-        mean, std = unet.in_mean.double().cpu().tolist(), unet.in_std.double().cpu().tolist()
-        stats = (mean, std) if any(m != 0.0 for m in mean) or any(v != 1.0 for v in std) else None
-    if stats:
-        # what the plugin's scene adaptation matches a new scene to
-        spec = dataclasses.replace(
-            spec, input_statistics=(tuple(map(float, stats[0])), tuple(map(float, stats[1])))
-        )
+    medians = meta.get("input_medians")  # train.scene_medians: the training scenes'
+    if medians:
+        # what the plugin's scene adaptation brings a new scene to (core/adapt.py)
+        spec = dataclasses.replace(spec, input_medians=tuple(float(v) for v in medians))
     net = ProbabilityModel(unet).float().cpu().eval()
     example = torch.rand(1, cfg.in_channels, 64, 64)
     path = export_onnx(

@@ -345,42 +345,37 @@ def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[
     return mean.tolist(), std.tolist()
 
 
-def scene_statistics(
-    data: TrainingData, split: str = "train", regions=None
-) -> tuple[list[float], list[float]]:
-    """Per-band mean and standard deviation of the normalised training *scenes*: the
-    unlabelled rasters, whole (only those of ``regions`` when given), else every pixel of
-    the labelled chips of ``split`` (by their sampling weight); pixels whose bands are all
-    0 (the nodata fill) left out.
+def scene_medians(data: TrainingData, split: str = "train", regions=None) -> list[float]:
+    """Per-band median of the raw values of the training *scenes*: the unlabelled rasters,
+    whole (only those of ``regions`` when given), else the labelled chips of ``split``;
+    pixels whose bands are all 0 after normalisation (the nodata fill) left out, at most
+    about a million pixels per scene (a regular stride).
 
-    The reference of the plugin's scene adaptation (``ModelSpec.input_statistics``): a
-    scene like the training scenes is then left almost as it is. Unlike
-    :func:`input_statistics` (the labelled pixels only, the network's own standardisation),
-    an expert's small reviewed AOI does not make the rest of their scene look different.
+    The reference of the plugin's scene adaptation (``ModelSpec.input_medians``,
+    :mod:`arctic_assist.core.adapt`): taken on the normalised values (what every form of
+    training data holds, the packed one included) and mapped back to raw values through
+    the exact inverse of the normalisation (the normalisation is monotone per band, so the
+    median commutes with it, up to the log-sigmoid's quantisation step of ~0.5 %).
     """
     import numpy as np
 
-    n = len(data.bands)
-    total, sq, count = np.zeros(n), np.zeros(n), 0.0
+    from ..core.normalize import denormalize
+    from ..core.spec import parse_normalization
 
-    def add(img: np.ndarray, weight: float) -> None:
-        nonlocal count
-        vals = img[:, (img != 0).any(axis=0)].astype(np.float64)
-        total[:] += weight * vals.sum(axis=1)
-        sq[:] += weight * (vals**2).sum(axis=1)
-        count += weight * vals.shape[1]
+    def pixels(img: np.ndarray) -> np.ndarray:
+        vals = img[:, (img != 0).any(axis=0)]
+        stride = max(1, vals.shape[1] // (1 << 20))
+        return vals[:, ::stride]
 
     scenes = [u for u in data.unlabelled if not regions or u.region in regions]
-    for u in scenes:
-        add(data.read_unlabelled(u), 1.0)
+    parts = [pixels(data.read_unlabelled(u)) for u in scenes]
     if not scenes:
-        for chip in data.select(split):
-            add(data.read_chip(chip)[0], chip.weight)
-    if count == 0:
-        return [0.0] * n, [1.0] * n
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean**2, 1e-12))
-    return mean.tolist(), std.tolist()
+        parts = [pixels(data.read_chip(chip)[0]) for chip in data.select(split)]
+    vals = np.concatenate(parts, axis=1) if parts else np.zeros((len(data.bands), 0))
+    if vals.shape[1] == 0:
+        raise ValueError("no valid pixels in the training scenes")
+    norm = parse_normalization(data.normalization, len(data.bands))
+    return denormalize(np.median(vals, axis=1), norm).tolist()
 
 
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
@@ -477,7 +472,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         "nodata": data.nodata,
         "pixel_size_m": data.pixel_size_m,
         "training_data": source_path(a.data),
-        "input_statistics": scene_statistics(data, "train", a.unlabelled_regions),
+        "input_medians": scene_medians(data, "train", a.unlabelled_regions),
     }
     module = make_method(cfg, meta)
     if a.base_model:

@@ -83,9 +83,9 @@ def test_cleanup_parameters(provider, tmp_path):
     assert areas(MIN_SEGMENT=0, FILL_HOLES=0, FILTER=1) == [896 * 100.0]
 
 
-def test_adapt_parameter_matches_a_hazier_scene(provider, tmp_path):
-    """ADAPT (auto by default) takes a scene with every band 1200 DN brighter back to the
-    training levels the model carries; ADAPT=2 (never) proposes the whole scene."""
+def test_adapt_parameter_brings_a_darker_scene_back(provider, tmp_path):
+    """ADAPT (auto by default) scales a scene whose every band is x 0.6 back to the band
+    medians the model carries; ADAPT=2 (never) then proposes nothing."""
     import processing
     from osgeo import ogr
 
@@ -95,13 +95,13 @@ def test_adapt_parameter_matches_a_hazier_scene(provider, tmp_path):
     assert alg.ADAPT_MODES[0] == "auto"
     img = np.full((4, 64, 64), 1000, np.uint16)
     img[:, 10:40, 10:40] = 3000
-    x = img.reshape(4, -1) * 1e-4
-    stats = (tuple(x.mean(1)), tuple(x.std(1)))
+    medians = tuple(float(v) for v in np.median(img.reshape(4, -1), axis=1))
+    # sigmoid(3 * sum(DN * 1e-4) - 2.4): background 0.23, slump 0.77; x 0.6: slump 0.44
     model = weighted_sum_model(
-        tmp_path / "m.onnx", [3.0] * 4, -2.4, spec=make_spec(input_statistics=stats)
+        tmp_path / "m.onnx", [3.0] * 4, -2.4, spec=make_spec(input_medians=medians)
     )
     clear = write_raster(tmp_path / "clear.tif", img, nodata=None)
-    hazy = write_raster(tmp_path / "hazy.tif", img + 1200, nodata=None)
+    dark = write_raster(tmp_path / "dark.tif", (img * 0.6).astype(np.uint16), nodata=None)
 
     def area(raster, **params) -> float:
         out = tmp_path / f"o{len(list(tmp_path.iterdir()))}.gpkg"
@@ -118,6 +118,6 @@ def test_adapt_parameter_matches_a_hazier_scene(provider, tmp_path):
         ds = ogr.Open(str(out))  # the layer needs its datasource alive
         return sum(f.GetField("area_m2") for f in ds.GetLayer(0))
 
-    assert area(clear) == area(hazy) == 900 * 100.0
-    assert area(hazy, ADAPT=2) == 64 * 64 * 100.0
-    assert area(clear, ADAPT=1) == 900 * 100.0
+    assert area(clear) == area(dark) == 900 * 100.0
+    assert area(dark, ADAPT=2) == 0.0
+    assert area(dark, ADAPT=1) == 900 * 100.0

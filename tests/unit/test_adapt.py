@@ -17,56 +17,68 @@ from arctic_assist.io.detect import DetectRequest, run_detection
 
 gdal.UseExceptions()
 
-REF = ((0.2, 0.3, 0.4, 0.5), (0.02, 0.03, 0.04, 0.05))
+REF = (900.0, 800.0, 700.0, 2600.0)  # training medians, raw values
+NAMES = ("B2", "B3", "B4", "B8")
 
 
-def stats_of(x: np.ndarray) -> adapt.SceneStatistics:
-    flat = x.reshape(x.shape[0], -1).astype(np.float64)
-    return adapt.SceneStatistics(tuple(flat.mean(1)), tuple(flat.std(1)), flat.shape[1])
-
-
-def test_adaptation_maps_the_scene_moments_onto_the_reference():
+def test_gain_brings_the_scene_medians_to_the_training_medians():
     rng = np.random.default_rng(0)
-    ref = np.stack([rng.normal(m, s, (50, 60)) for m, s in zip(*REF)]).astype(np.float32)
-    scene = ref * 1.3 + 0.05  # another scene's levels and contrast, same ground
-    plan = adapt.plan(REF, stats_of(scene), "auto", ("B2", "B3", "B4", "B8"))
-    assert plan.adaptation is not None and not plan.warning
-    assert plan.message.startswith("Scene adaptation: on") and "B8" in plan.message
-    out = plan.adaptation.apply(scene, np.ones(scene.shape[1:], bool))
-    got = stats_of(out)
-    assert np.allclose(got.mean, REF[0], atol=1e-5) and np.allclose(got.std, REF[1], rtol=1e-4)
-    # invalid pixels keep their value (the nodata fill)
+    base = np.stack([rng.normal(m, 0.1 * m, (50, 60)) for m in REF]).clip(1, None)
+    scene = np.rint(base * 0.8).astype(np.uint16)  # less light
+    scene[:, :12] = 150  # a lake over a fifth of the scene moves the median a few %
     valid = np.ones(scene.shape[1:], bool)
-    valid[:5] = False
-    part = plan.adaptation.apply(scene, valid)
-    assert np.array_equal(part[:, :5], scene[:, :5]) and not np.array_equal(
-        part[:, 5:], scene[:, 5:]
+    stats = adapt.scene_statistics(lambda r, c, nr, nc: (scene, valid), *scene.shape[1:])
+    assert stats.pixels == scene.shape[1] * scene.shape[2]
+    plan = adapt.plan(REF, stats, "auto", NAMES)
+    assert plan.adaptation is not None and not plan.warning
+    assert plan.message.startswith("Scene adaptation: on") and "B8: median" in plan.message
+    assert np.allclose(plan.adaptation.gain, 1 / 0.8, rtol=0.06)
+    out = plan.adaptation.apply(scene, valid)
+    assert out.dtype == np.uint16
+    land = out[:, 12:].reshape(4, -1)
+    assert np.allclose(
+        np.median(land, axis=1), np.median(base[:, 12:].reshape(4, -1), axis=1), rtol=0.06
     )
 
 
-@pytest.mark.parametrize(
-    "ratio, adapted", [(1.45, True), (1 / 1.45, True), (1.6, False), (0.6, False)]
-)
-def test_auto_leaves_another_kind_of_landscape_alone(ratio, adapted):
-    std = list(REF[1])
-    std[2] *= ratio  # one band's contrast
-    scene = adapt.SceneStatistics(REF[0], tuple(std), 10_000)
-    plan = adapt.plan(REF, scene, "auto", ("B2", "B3", "B4", "B8"))
+def test_apply_keeps_invalid_pixels_types_and_nodata_apart():
+    raw = np.full((2, 4, 5), 100, np.uint16)
+    raw[:, 0] = 0  # nodata row
+    valid = np.ones((4, 5), bool)
+    valid[0] = False
+    out = adapt.Adaptation((3.0, 0.001)).apply(raw, valid, [0, 0])
+    assert np.array_equal(out[:, 0], raw[:, 0])  # invalid: untouched
+    assert (out[0, 1:] == 300).all()
+    assert (out[1, 1:] == 1).all()  # 0.1 rounds to 0, the nodata value: one step away
+    big = adapt.Adaptation((1000.0, 1.0)).apply(raw, np.ones((4, 5), bool))
+    assert big[0, 1:].max() == 65535  # clipped to the type, not wrapped
+    flt = adapt.Adaptation((0.5, 2.0)).apply(raw.astype(np.float32), np.ones((4, 5), bool))
+    assert flt.dtype == np.float32 and flt[0, 1, 0] == 50.0 and flt[1, 1, 0] == 200.0
+
+
+@pytest.mark.parametrize("gain, adapted", [(2.4, True), (0.42, True), (2.6, False), (0.38, False)])
+def test_auto_leaves_another_kind_of_landscape_alone(gain, adapted):
+    med = list(REF)
+    med[2] = REF[2] / gain  # one band needs this gain
+    scene = adapt.SceneStatistics(tuple(med), 10_000)
+    plan = adapt.plan(REF, scene, "auto", NAMES)
     assert (plan.adaptation is not None) is adapted
     if not adapted:
-        assert plan.warning and "B4" in plan.message and "ADAPT=always" in plan.message
-        assert "B2," not in plan.message.split("band(s)")[1].split("differs")[0]
+        assert plan.warning and "band(s) B4 would need" in plan.message
+        assert "ADAPT=always" in plan.message
     forced = adapt.plan(REF, scene, "always")
-    assert forced.adaptation is not None and np.isclose(forced.adaptation.gain[2], 1 / ratio)
+    assert forced.adaptation is not None and np.isclose(forced.adaptation.gain[2], gain)
 
 
 def test_never_no_statistics_and_too_few_pixels():
-    scene = adapt.SceneStatistics(REF[0], REF[1], 10_000)
+    scene = adapt.SceneStatistics(REF, 10_000)
     assert adapt.plan(REF, scene, "never").adaptation is None
     none = adapt.plan(None, scene, "auto")
     assert none.adaptation is None and not none.warning and "not available" in none.message
-    few = adapt.plan(REF, adapt.SceneStatistics(REF[0], REF[1], 10), "auto")
+    few = adapt.plan(REF, adapt.SceneStatistics(REF, 10), "auto")
     assert few.adaptation is None and few.warning and "10 valid pixels" in few.message
+    zero = adapt.plan(REF, adapt.SceneStatistics((0.0, 1.0, 1.0, 1.0), 10_000), "always")
+    assert zero.adaptation is None and "band 1" in zero.message
     with pytest.raises(ValueError, match="auto, always, never"):
         adapt.plan(REF, scene, "sometimes")
 
@@ -87,20 +99,15 @@ def test_the_sample_is_bounded_and_inside_the_area(shape):
         assert max(rows) + adapt.WINDOW >= h - 1 and max(cols) + adapt.WINDOW >= w - 1
 
 
-def test_spec_statistics_round_trip_and_validation():
-    spec = make_spec(input_statistics=REF)
+def test_spec_medians_round_trip_and_validation():
+    spec = make_spec(input_medians=REF)
     doc = json.loads(spec.to_json())
-    assert doc["input"]["statistics"] == {"mean": list(REF[0]), "std": list(REF[1])}
-    assert validate_metadata(doc).input_statistics == REF
+    assert doc["input"]["statistics"] == {"median": list(REF)}
+    assert validate_metadata(doc).input_medians == REF
     assert "statistics" not in json.loads(make_spec().to_json())["input"]
-    for bad, field in (
-        ({"mean": [0.1, 0.2], "std": [1, 1, 1, 1]}, "input.statistics.mean"),
-        ({"mean": [0.1] * 4, "std": [1, 1, 0, 1]}, "input.statistics.std"),
-        ({"mean": [0.1] * 4, "std": [1, 1, "x", 1]}, "input.statistics.std"),
-        ({"mean": [0.1] * 4}, "input.statistics.std"),
-    ):
+    for bad in ({"median": [1.0, 2.0]}, {"median": [1.0, 2.0, 0.0, 4.0]}, {"median": "x"}, {}):
         doc["input"]["statistics"] = bad
-        with pytest.raises(ModelSpecError, match=field.replace(".", r"\.")):
+        with pytest.raises(ModelSpecError, match=r"input\.statistics\.median"):
             validate_metadata(doc)
 
 
@@ -110,10 +117,9 @@ WEIGHTS = [3.0, 3.0, 3.0, 3.0]  # sigmoid(3 * sum(DN * 1e-4) - 3): depends on th
 BIAS = -3.0
 
 
-def _scene_reference(raw: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _scene_reference(raw: np.ndarray) -> tuple[float, ...]:
     valid = (raw != 0).all(axis=0)
-    x = raw[:, valid].astype(np.float64) * 1e-4
-    return tuple(x.mean(1)), tuple(x.std(1))
+    return tuple(float(v) for v in np.median(raw[:, valid].astype(np.float64), axis=1))
 
 
 def _detect(tmp_path: Path, raster: Path, model: Path, mode: str, name: str):
@@ -139,7 +145,7 @@ def test_detection_sees_a_brighter_scene_as_the_training_scene(tmp_path):
         tmp_path / "m.onnx",
         WEIGHTS,
         BIAS,
-        spec=make_spec(normalization=norm, input_statistics=_scene_reference(raw)),
+        spec=make_spec(normalization=norm, input_medians=_scene_reference(raw)),
     )
     without = weighted_sum_model(
         tmp_path / "plain.onnx", WEIGHTS, BIAS, spec=make_spec(normalization=norm)
@@ -147,9 +153,9 @@ def test_detection_sees_a_brighter_scene_as_the_training_scene(tmp_path):
     p_train, msg = _detect(tmp_path, train, with_stats, "auto", "a")
     assert any(m.startswith("Scene adaptation: on") for m in msg)
     p_auto, msg = _detect(tmp_path, brighter, with_stats, "auto", "b")
-    assert any("contrast x 1.25" in m for m in msg)
+    assert any("-> x 0.800" in m for m in msg)
     valid = p_train >= 0
-    assert np.abs(p_auto - p_train)[valid].max() < 2e-3  # rounding of the x 1.25 DN only
+    assert np.abs(p_auto - p_train)[valid].max() < 2e-3  # rounding of the DN only
     p_never, msg = _detect(tmp_path, brighter, with_stats, "never", "c")
     assert any("Scene adaptation: off" in m for m in msg)
     assert np.abs(p_never - p_train)[valid].max() > 0.05
@@ -178,7 +184,7 @@ def test_an_extent_is_adapted_with_the_whole_scene(tmp_path):
         BIAS,
         spec=make_spec(
             normalization=Normalization("scale", scale=1e-4, offset=0.0),
-            input_statistics=_scene_reference(raw),
+            input_medians=_scene_reference(raw),
         ),
     )
     valid_pixels = int((raw != 0).all(axis=0).sum())

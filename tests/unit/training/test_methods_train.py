@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -185,7 +186,20 @@ def test_tile_is_capped_at_the_chip_size(tiny_dataset, tmp_path):
         ]
     )
     res = train("supervised", a)
-    assert read_spec(res["output"]).provenance["train_tile"] == 32
+    spec = read_spec(res["output"])
+    assert spec.provenance["train_tile"] == 32
+    # the training scenes' raw band medians travel with the model (scene adaptation)
+    from osgeo import gdal
+
+    sources = [u.image for u in tiny_dataset.unlabelled] or [
+        c.image for c in tiny_dataset.select("train")
+    ]
+    raw = np.concatenate(
+        [gdal.Open(str(p)).ReadAsArray().reshape(4, -1) for p in sources], axis=1
+    ).astype(np.float64)
+    expected = np.median(raw[:, (raw != 0).any(axis=0)], axis=1)
+    assert spec.input_medians is not None
+    assert np.allclose(spec.input_medians, expected, rtol=0.01)  # the log-sigmoid's step
 
 
 def test_input_statistics_standardise_the_network_input(tiny_dataset):
