@@ -42,11 +42,15 @@ gdal.UseExceptions()
 
 #: ``--threshold``: every detection at this threshold instead of the model's own
 THRESHOLD: float | None = None
+#: ``--adapt``: detection's scene adaptation (ADAPT)
+ADAPT = "auto"
 
 
 def detect(model: str, raster: Path, out: Path) -> Path:
     out.unlink(missing_ok=True)
-    run_detection(DetectRequest(str(raster), model, str(out), device="cpu", threshold=THRESHOLD))
+    run_detection(
+        DetectRequest(str(raster), model, str(out), device="cpu", threshold=THRESHOLD, adapt=ADAPT)
+    )
     return out
 
 
@@ -117,9 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         help="detect at this threshold instead of each model's own (how much of the "
         "RTS-free scene a threshold can remove)",
     )
+    p.add_argument(
+        "--adapt",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="detection's scene adaptation (ADAPT; default auto, as the plugin)",
+    )
     a = p.parse_args(argv)
-    global THRESHOLD
-    THRESHOLD = a.threshold
+    global THRESHOLD, ADAPT
+    THRESHOLD, ADAPT = a.threshold, a.adapt
     data = Path(a.data)
     peel = data / "rts" / "peel"
     raster = peel / "peel_s2_bgrn_10m.tif"

@@ -122,7 +122,8 @@ class DetectResult:
     tiles_skipped: int
     seconds: float
     inference_seconds: float  # sum of session.run times
-    #: seconds per phase: read, normalise, onnxruntime, blend, write_rasters, vectorise,
+    #: seconds per phase: scene_statistics (ADAPT, before the stream), read, normalise,
+    #: onnxruntime, blend, write_rasters, vectorise,
     #: write_features (all but onnxruntime and blend run in worker threads, overlapping),
     #: stream_waited (the stream waiting for the vectoriser's threads to catch up),
     #: after_stream (wall time from the end of the stream to the end) and total
@@ -320,6 +321,7 @@ def run_detection(
                 vec.feed(row0, col0, p)  # waits when the vectoriser is AHEAD windows behind
 
             reader = GridReader(grid, spec)
+            t_adapt = time.perf_counter()
             whole = None
             if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_medians:
                 whole = build_grid(ds, info, bands, spec, None, None, os.path.dirname(out_path))
@@ -328,6 +330,7 @@ def run_detection(
             finally:
                 if whole is not None:
                     whole.close()
+            t_adapt = time.perf_counter() - t_adapt
             if plan.warning:
                 feedback.warn(plan.message)
             else:
@@ -430,6 +433,7 @@ def run_detection(
     seconds = time.perf_counter() - t_start
     report(100.0)
     timings = {
+        "scene_statistics": t_adapt,
         "read": reader.read_seconds,
         "normalise": reader.normalise_seconds,
         "onnxruntime": model.inference_seconds,
@@ -444,7 +448,8 @@ def run_detection(
     say(
         "Time per phase: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + " (read, normalise, write rasters, vectorise and write features run in worker "
+        + " (scene_statistics: measuring the scene for ADAPT, before the stream; read, "
+        "normalise, write rasters, vectorise and write features run in worker "
         "threads, overlapping onnxruntime; stream_waited: the stream waiting for the "
         "vectoriser; after_stream: from the last tile to the end)"
     )
