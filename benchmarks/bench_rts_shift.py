@@ -20,6 +20,7 @@ threshold, the default clean-up; with scene adaptation ``--adapt auto`` and with
   the top half, never scored; thermokarst lakes are everywhere in permafrost scenes): the
   same light, another composition, which an adaptation must not mistake for light;
 - ``lakes 20% x1.25``: both;
+- ``clouds 15%``: thick bright cloud over 15 % of the image (top half);
 - ``+1000``: Sentinel-2's processing-baseline offset (L1C from 2022 on, read from the
   SAFE without subtracting it).
 
@@ -63,10 +64,13 @@ def _band(name: str, fn):
 
 #: water in Sentinel-2 B2, B3, B4, B8 (DN): dark, darkest in NIR
 WATER = (700.0, 550.0, 350.0, 150.0)
+#: thick cloud: bright in every band
+CLOUD = (6500.0, 6300.0, 6200.0, 6600.0)
 
 
-def lakes(share: float, seed: int = 0):
-    """``share`` of the image as lakes (ellipses in rows < 128 only), fixed by ``seed``."""
+def lakes(share: float, seed: int = 0, surface=WATER):
+    """``share`` of the image covered by ``surface`` (ellipses in rows < 128 only, never
+    scored), fixed by ``seed``."""
 
     def change(a: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -78,7 +82,7 @@ def lakes(share: float, seed: int = 0):
             m |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
             m[128:] = False
         out = a.copy()
-        for b, w in enumerate(WATER):
+        for b, w in enumerate(surface):
             out[b][m] = w * (1 + 0.05 * rng.standard_normal(int(m.sum())))
         return out
 
@@ -97,6 +101,7 @@ SHIFTS = {
     "blue +250": _band("blue", lambda b: b + 250.0),
     "lakes 20%": lakes(0.2),
     "lakes 20% x1.25": lambda a: lakes(0.2)(a) * 1.25,
+    "clouds 15%": lakes(0.15, seed=1, surface=CLOUD),
     "+1000": lambda a: a + 1000.0,
 }
 

@@ -172,6 +172,12 @@ class TrainingData:
         """A whole unlabelled raster, normalised (C x H x W float32)."""
         return normalize(read_raster(u.image), self.normalization, self.nodata)
 
+    def read_raw(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """A chip's or unlabelled raster's raw values (C x H x W) and where they are valid
+        (no band at the nodata value); None where only normalised values are stored."""
+        raw = read_raster(path)
+        return raw, ~nodata_mask(raw, self.nodata)
+
     def unlabelled_size(self, u: Unlabelled) -> tuple[int, int]:
         """(width, height) of an unlabelled raster."""
         ds = _open(u.image)

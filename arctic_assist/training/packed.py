@@ -213,6 +213,11 @@ class PackedTrainingData(TrainingData):
         arr, enc = self._images[key]
         return _decode(arr, enc)
 
+    def read_raw(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        if str(path) in self._images:
+            return None  # only the normalised values are packed
+        return super().read_raw(path)
+
     def unlabelled_size(self, u: Unlabelled) -> tuple[int, int]:
         key = str(u.image)
         if key not in self._images:

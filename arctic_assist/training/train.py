@@ -348,34 +348,41 @@ def input_statistics(data: TrainingData, split: str) -> tuple[list[float], list[
 def scene_medians(data: TrainingData, split: str = "train", regions=None) -> list[float]:
     """Per-band median of the raw values of the training *scenes*: the unlabelled rasters,
     whole (only those of ``regions`` when given), else the labelled chips of ``split``;
-    pixels whose bands are all 0 after normalisation (the nodata fill) left out, at most
-    about a million pixels per scene (a regular stride).
+    valid pixels only, at most about a million pixels per scene (a regular stride).
 
     The reference of the plugin's scene adaptation (``ModelSpec.input_medians``,
-    :mod:`arctic_assist.core.adapt`): taken on the normalised values (what every form of
-    training data holds, the packed one included) and mapped back to raw values through
-    the exact inverse of the normalisation (the normalisation is monotone per band, so the
-    median commutes with it, up to the log-sigmoid's quantisation step of ~0.5 %).
+    :mod:`arctic_assist.core.adapt`), which measures a scene the same way, so a training
+    scene is left exactly as it is. Read from the raw rasters; packed training data holds
+    only normalised values, which are mapped back through the exact inverse of the
+    normalisation (monotone per band; the log-sigmoid's quantisation moves a median by up to
+    ~0.5 %).
     """
     import numpy as np
 
     from ..core.normalize import denormalize
     from ..core.spec import parse_normalization
 
-    def pixels(img: np.ndarray) -> np.ndarray:
-        vals = img[:, (img != 0).any(axis=0)]
+    norm = parse_normalization(data.normalization, len(data.bands))
+
+    def pixels(path, normalised) -> np.ndarray:
+        got = data.read_raw(path)
+        if got is not None:
+            raw, valid = got
+            vals = raw[:, valid].astype(np.float64)
+        else:
+            img = normalised()
+            vals = denormalize(img[:, (img != 0).any(axis=0)], norm)
         stride = max(1, vals.shape[1] // (1 << 20))
         return vals[:, ::stride]
 
     scenes = [u for u in data.unlabelled if not regions or u.region in regions]
-    parts = [pixels(data.read_unlabelled(u)) for u in scenes]
+    parts = [pixels(u.image, lambda u=u: data.read_unlabelled(u)) for u in scenes]
     if not scenes:
-        parts = [pixels(data.read_chip(chip)[0]) for chip in data.select(split)]
+        parts = [pixels(c.image, lambda c=c: data.read_chip(c)[0]) for c in data.select(split)]
     vals = np.concatenate(parts, axis=1) if parts else np.zeros((len(data.bands), 0))
     if vals.shape[1] == 0:
         raise ValueError("no valid pixels in the training scenes")
-    norm = parse_normalization(data.normalization, len(data.bands))
-    return denormalize(np.median(vals, axis=1), norm).tolist()
+    return np.median(vals, axis=1).tolist()
 
 
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90

@@ -91,6 +91,17 @@ print('ok')
 """
 
 
+def test_packed_data_gives_the_scene_medians_within_a_quantisation_step(tiny_dataset, packed):
+    """Packed data holds normalised values only: the training scenes' medians (the scene
+    adaptation's reference) come back through the inverse normalisation, within ~0.5 %."""
+    from arctic_assist.training.data import load_dataset
+    from arctic_assist.training.train import scene_medians
+
+    exact = scene_medians(tiny_dataset)
+    from_packed = scene_medians(load_dataset(packed / "rts.npz"))
+    assert np.allclose(from_packed, exact, rtol=0.01)
+
+
 def test_packed_path_needs_no_gdal(packed):
     r = subprocess.run(
         [sys.executable, "-c", _NO_GDAL, str(packed)],
