@@ -183,6 +183,14 @@ class ModelSpec:
     def card(self) -> dict[str, Any]:
         """A short model card for dialogs and logs."""
         prov = dict(self.provenance)
+        extra: dict[str, Any] = {}
+        if self.task == "segmentation":  # detection's ADAPT (core/adapt.py)
+            extra["scene adaptation"] = (
+                "to its training scenes' band medians "
+                + ", ".join(f"{b} {m:g}" for b, m in zip(self.bands, self.input_medians))
+                if self.input_medians
+                else "not available (no band medians in the model)"
+            )
         return {
             "name": self.name,
             "version": self.version,
@@ -192,6 +200,7 @@ class ModelSpec:
             "tile": f"{self.tile_size} px, overlap {self.tile_overlap} px",
             "method": prov.get("method", ""),
             "training data": prov.get("training_data", ""),
+            **extra,
             "metrics": prov.get("metrics", {}),
             "created": prov.get("created", ""),
         }

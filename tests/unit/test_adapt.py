@@ -105,6 +105,8 @@ def test_spec_medians_round_trip_and_validation():
     assert doc["input"]["statistics"] == {"median": list(REF)}
     assert validate_metadata(doc).input_medians == REF
     assert "statistics" not in json.loads(make_spec().to_json())["input"]
+    assert spec.card()["scene adaptation"].endswith("B2 900, B3 800, B4 700, B8 2600")
+    assert make_spec().card()["scene adaptation"].startswith("not available")
     for bad in ({"median": [1.0, 2.0]}, {"median": [1.0, 2.0, 0.0, 4.0]}, {"median": "x"}, {}):
         doc["input"]["statistics"] = bad
         with pytest.raises(ModelSpecError, match=r"input\.statistics\.median"):
