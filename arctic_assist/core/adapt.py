@@ -176,8 +176,9 @@ def plan(
                 f"Scene adaptation: skipped: band(s) {', '.join(beyond)} would need a gain "
                 f"beyond x {lo:g} .. x {hi:g} to look like the model's training scenes, more "
                 f"than light or calibration explain: this looks like another kind of "
-                f"landscape (or values with an offset), and proposals here need a careful "
-                f"review ({shown}). ADAPT=always adapts anyway.",
+                f"landscape, or values in other units (reflectance 0-1 instead of "
+                f"digital numbers) or with an offset; proposals here need a careful review "
+                f"({shown}). ADAPT=always adapts anyway.",
                 warning=True,
             )
     return Plan(
