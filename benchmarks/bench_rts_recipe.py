@@ -62,8 +62,36 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "supervised_uniform": ("supervised", ["--positive-fraction", "0"]),
     "supervised_nostd": ("supervised", ["--no-standardize"]),
     "supervised_radiometric": ("supervised", ["--radiometric"]),
+    # the loop's warm start from the bundled model (on a --shift'ed Peel: another light)
+    "warm": ("supervised", ["--base-model", str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx")]),
+    "warm_own_levels": (
+        "supervised",
+        ["--base-model", str(ROOT / "models" / "rts_pixeldino_s2_bgrn.onnx"), "--no-adapt-base"],
+    ),
     "pixeldino_radiometric": ("pixeldino", ["--radiometric"]),
 }
+
+
+def shifted_data(data: Path, work: Path, shift: str) -> Path:
+    """A data root whose Peel image has its values changed by ``bench_rts_shift``'s
+    ``shift`` (another scene's light), the labels and AOI linked from ``data``."""
+    from osgeo import gdal
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_rts_shift import SHIFTS, write_changed
+
+    peel = data / "rts" / "peel"
+    root = work / f"data_{shift.replace(' ', '_').replace('%', 'pc')}"
+    out = root / "rts" / "peel"
+    if not (out / "peel_s2_bgrn_10m.tif").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("labels_by_expert", "peel_aoi.geojson"):
+            if not (out / name).exists():
+                (out / name).symlink_to((peel / name).resolve())
+        src = gdal.Open(str(peel / "peel_s2_bgrn_10m.tif"))
+        raw = src.ReadAsArray().astype("float64")
+        write_changed(src, raw, SHIFTS[shift], out / "peel_s2_bgrn_10m.tif")
+    return root
 
 
 def prepare(data: Path, work: Path, chip: int, holdout_row: int) -> Path:
@@ -159,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holdout-row", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--shift",
+        default=None,
+        help="train and score on the Peel image with its values changed (a name of "
+        "bench_rts_shift.py's SHIFTS, e.g. 'x1.25'): the expert's scene in another light",
+    )
     a = p.parse_args(argv)
     data = Path(a.data)
     if not (data / "rts" / "peel" / "peel_s2_bgrn_10m.tif").is_file():
@@ -166,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    if a.shift:
+        data = shifted_data(data, work, a.shift)
     folder = prepare(data, work, a.chip, a.holdout_row)
     store = work / "results.json"
     results = json.loads(store.read_text()) if (a.resume and store.is_file()) else []

@@ -143,6 +143,9 @@ class TrainingData:
     provenance: dict[str, Any]
     chips: list[Chip] = field(default_factory=list)
     unlabelled: list[Unlabelled] = field(default_factory=list)
+    #: per-band gain on the raw values before the normalisation (not in the manifest: set
+    #: by a warm start that brings the scenes to its base model's band medians)
+    gain: tuple[float, ...] | None = None
 
     @classmethod
     def load(cls, root: str | Path, *, check_files: bool = True) -> TrainingData:
@@ -158,10 +161,20 @@ class TrainingData:
     def regions(self) -> list[str]:
         return sorted({c.region for c in self.chips} | {u.region for u in self.unlabelled})
 
+    def scaled(self, raw: np.ndarray) -> np.ndarray:
+        """``raw`` times :attr:`gain` (valid pixels; integer types rounded and clipped, as
+        detection's scene adaptation scales a scene), or ``raw`` itself without a gain."""
+        if not self.gain:
+            return raw
+        from ..core.adapt import Adaptation
+
+        valid = ~nodata_mask(raw, self.nodata)
+        return Adaptation(tuple(self.gain)).apply(raw, valid, [self.nodata] * raw.shape[0])
+
     def read_chip(self, chip: Chip) -> tuple[np.ndarray, np.ndarray | None]:
         """(normalised image C x H x W float32, mask H x W uint8 with nodata -> 255)."""
         raw = read_raster(chip.image)
-        img = normalize(raw, self.normalization, self.nodata)
+        img = normalize(self.scaled(raw), self.normalization, self.nodata)
         if chip.mask is None:
             return img, None
         mask = read_raster(chip.mask)[0].astype(np.uint8)
@@ -170,7 +183,7 @@ class TrainingData:
 
     def read_unlabelled(self, u: Unlabelled) -> np.ndarray:
         """A whole unlabelled raster, normalised (C x H x W float32)."""
-        return normalize(read_raster(u.image), self.normalization, self.nodata)
+        return normalize(self.scaled(read_raster(u.image)), self.normalization, self.nodata)
 
     def read_raw(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """A chip's or unlabelled raster's raw values (C x H x W) and where they are valid

@@ -199,19 +199,34 @@ class PackedTrainingData(TrainingData):
     _images: dict[str, tuple[np.ndarray, str]]
     _masks: dict[str, np.ndarray]
 
+    def _stored(self, key: str) -> np.ndarray:
+        """A stored normalised image; with a :attr:`gain`, mapped back to raw values (the
+        inverse normalisation), scaled and normalised again (quantisation: ~0.5 %)."""
+        arr, enc = self._images[key]
+        img = _decode(arr, enc)
+        if not self.gain:
+            return img
+        from ..core.normalize import denormalize, normalize as core_normalize
+        from ..core.spec import parse_normalization
+
+        norm = parse_normalization(self.normalization, img.shape[0])
+        fill = (img == 0).all(axis=0)  # the nodata fill
+        raw = denormalize(img, norm) * np.asarray(self.gain).reshape(-1, 1, 1)
+        out = core_normalize(raw, norm)
+        out[:, fill] = 0.0
+        return out
+
     def read_chip(self, chip: Chip) -> tuple[np.ndarray, np.ndarray | None]:
         key = str(chip.image)
         if key not in self._images:
             return super().read_chip(chip)
-        arr, enc = self._images[key]
-        return _decode(arr, enc), self._masks[key].copy()
+        return self._stored(key), self._masks[key].copy()
 
     def read_unlabelled(self, u: Unlabelled) -> np.ndarray:
         key = str(u.image)
         if key not in self._images:
             return super().read_unlabelled(u)
-        arr, enc = self._images[key]
-        return _decode(arr, enc)
+        return self._stored(key)
 
     def read_raw(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         if str(path) in self._images:

@@ -191,6 +191,12 @@ def build_parser(method: str) -> argparse.ArgumentParser:
         help="ablation: no per-band input standardisation from the training chips",
     )
     g.add_argument(
+        "--no-adapt-base",
+        action="store_true",
+        help="warm start: train on the scenes' own levels (default: scaled to the base "
+        "model's band medians, as detection scales a scene for that model)",
+    )
+    g.add_argument(
         "--radiometric",
         action="store_true",
         help="radiometric augmentation: each labelled sample and the student's view get "
@@ -385,6 +391,38 @@ def scene_medians(data: TrainingData, split: str = "train", regions=None) -> lis
     return np.median(vals, axis=1).tolist()
 
 
+def training_medians(data: TrainingData, a: argparse.Namespace) -> list[float]:
+    """The band medians the exported model carries (detection's scene adaptation).
+
+    From scratch: the training scenes' own (:func:`scene_medians`). A warm start from a
+    model that carries medians brings the training scenes to that model's levels first
+    (``data.gain``, as detection brought the scene to them when that model made the
+    proposals the expert reviewed), unless ``--no-adapt-base`` or the gains are beyond what
+    light explains (``core.adapt.GAIN_RANGE``); the new model then keeps the base medians.
+    """
+    from ..core import adapt
+
+    own = scene_medians(data, "train", a.unlabelled_regions)
+    base = getattr(a, "base_model", None)
+    if not base or not str(base).lower().endswith(".onnx") or getattr(a, "no_adapt_base", False):
+        return own
+    from .export import read_spec
+
+    ref = read_spec(base).input_medians
+    if ref is None:
+        return own
+    plan = adapt.plan(ref, adapt.SceneStatistics(tuple(own), adapt.MIN_PIXELS), "auto", data.bands)
+    if plan.adaptation is None:
+        log.warning("warm start: %s; training on the scenes' own levels", plan.message)
+        return own
+    data.gain = plan.adaptation.gain
+    log.info(
+        "warm start: the training scenes scaled to the base model's band medians (%s)",
+        ", ".join(f"{b} x {g:.3f}" for b, g in zip(data.bands, data.gain)),
+    )
+    return list(ref)
+
+
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 19))  # 0.10 .. 0.90
 
 
@@ -445,6 +483,7 @@ def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
         "seed": getattr(a, "seed", None),
         "warm_start": bool(getattr(a, "base_model", None)),
         "radiometric": asdict(cfg.radiometric) if cfg.radiometric.active else None,
+        "scene_gain": list(getattr(a, "scene_gain", None) or []) or None,
     }
 
 
@@ -479,8 +518,9 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         "nodata": data.nodata,
         "pixel_size_m": data.pixel_size_m,
         "training_data": source_path(a.data),
-        "input_medians": scene_medians(data, "train", a.unlabelled_regions),
+        "input_medians": training_medians(data, a),
     }
+    a.scene_gain = data.gain
     module = make_method(cfg, meta)
     if a.base_model:
         warm_start(module, a.base_model)

@@ -300,3 +300,51 @@ def test_pixeldino_checkpoint_holds_the_teacher_of_its_step(tiny_dataset, tmp_pa
     assert torch.equal(state["center"], module.center)
     for k, v in module.teacher.state_dict().items():
         assert torch.equal(state["teacher." + k], v), k
+
+
+def test_warm_start_brings_the_scenes_to_the_base_models_medians(tiny_dataset, tmp_path):
+    """A warm start from a model that carries band medians scales the training scenes to
+    them (as detection scaled the scene for that model) and keeps them in the new model;
+    --no-adapt-base trains on the scenes' own levels."""
+    import json
+
+    import onnx
+
+    from arctic_assist.core.spec import METADATA_KEY
+    from arctic_assist.training.export import read_spec
+    from arctic_assist.training.train import build_parser, scene_medians, train
+
+    def run(out, *extra: str, steps: int = 1) -> dict:
+        args = [
+            "--data", str(tiny_dataset.root), "--out", str(out), "--width", "4", "--tile",
+            "32", "--batch-labelled", "2", "--steps", str(steps), "--progress", "none",
+            "--log-dir", str(tmp_path / out.stem), "--checkpoint-every", "0",
+            "--accelerator", "cpu", *extra,
+        ]  # fmt: skip
+        return train("supervised", build_parser("supervised").parse_args(args))
+
+    run(tmp_path / "base.onnx", steps=5)  # (after 1 step equal weights export as one)
+    own = scene_medians(tiny_dataset)
+    model = onnx.load(str(tmp_path / "base.onnx"))  # the base model saw a brighter scene
+    doc = json.loads(model.metadata_props[0].value)
+    doc["input"]["statistics"]["median"] = [m * 1.25 for m in own]
+    model.metadata_props[0].value = json.dumps(doc)
+    assert model.metadata_props[0].key == METADATA_KEY
+    onnx.save(model, str(tmp_path / "bright.onnx"))
+
+    res = run(tmp_path / "warm.onnx", "--base-model", str(tmp_path / "bright.onnx"))
+    spec = read_spec(res["output"])
+    assert np.allclose(spec.input_medians, [m * 1.25 for m in own])
+    assert np.allclose(spec.provenance["recipe"]["scene_gain"], 1.25, rtol=0.01)
+    # the chips the run trained on were scaled: their normalised values went up
+    chip = tiny_dataset.select("train")[0]
+    plain = type(tiny_dataset)(**{**tiny_dataset.__dict__, "gain": None}).read_chip(chip)[0]
+    scaled = type(tiny_dataset)(**{**tiny_dataset.__dict__, "gain": (1.25,) * 4}).read_chip(chip)[0]
+    assert scaled.mean() > plain.mean()
+
+    res = run(
+        tmp_path / "own.onnx", "--base-model", str(tmp_path / "bright.onnx"), "--no-adapt-base"
+    )
+    spec = read_spec(res["output"])
+    assert np.allclose(spec.input_medians, own)
+    assert spec.provenance["recipe"]["scene_gain"] is None
