@@ -178,7 +178,8 @@ def plan(
                 f"than light or calibration explain: this looks like another kind of "
                 f"landscape, or values in other units (reflectance 0-1 instead of "
                 f"digital numbers) or with an offset; proposals here need a careful review "
-                f"({shown}). ADAPT=always adapts anyway.",
+                f"({shown}). To adapt anyway, set ADAPT to always (advanced parameter "
+                f"'Match the scene's band levels to the model's training data').",
                 warning=True,
             )
     return Plan(
