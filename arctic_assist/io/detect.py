@@ -166,8 +166,8 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
 def scene_plan(
     grid, spec, mode: str, whole=None, is_canceled: Callable[[], bool] | None = None
 ) -> scene_adapt.Plan:
-    """The scene adaptation of a run (statistics read only when the model carries its
-    training statistics and ``mode`` is not ``never``).
+    """The scene adaptation of a run (the scene is measured only when the model carries its
+    training scenes' band medians and ``mode`` is not ``never``).
 
     Measured on ``whole`` (the processing grid of the whole raster, without extent and
     mask) when given, else on ``grid``: light and atmosphere belong to the scene, and a

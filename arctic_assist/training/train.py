@@ -413,7 +413,13 @@ def training_medians(data: TrainingData, a: argparse.Namespace) -> list[float]:
         return own
     plan = adapt.plan(ref, adapt.SceneStatistics(tuple(own), adapt.MIN_PIXELS), "auto", data.bands)
     if plan.adaptation is None:
-        log.warning("warm start: %s; training on the scenes' own levels", plan.message)
+        log.warning(
+            "warm start: the training scenes would need gains beyond x %g .. x %g to reach "
+            "the base model's band medians (%s): another kind of land, trained at its own "
+            "levels",
+            *adapt.GAIN_RANGE,
+            ", ".join(f"{b} x {r / o:.3f}" for b, r, o in zip(data.bands, ref, own)),
+        )
         return own
     data.gain = plan.adaptation.gain
     log.info(
