@@ -348,3 +348,13 @@ def test_warm_start_brings_the_scenes_to_the_base_models_medians(tiny_dataset, t
     spec = read_spec(res["output"])
     assert np.allclose(spec.input_medians, own)
     assert spec.provenance["recipe"]["scene_gain"] is None
+
+    # a base model of another kind of land (x 10): beyond light, trained at its own levels
+    doc["input"]["statistics"]["median"] = [m * 10 for m in own]
+    model.metadata_props[0].value = json.dumps(doc)
+    onnx.save(model, str(tmp_path / "far.onnx"))
+    spec = read_spec(
+        run(tmp_path / "far_w.onnx", "--base-model", str(tmp_path / "far.onnx"))["output"]
+    )
+    assert np.allclose(spec.input_medians, own)
+    assert spec.provenance["recipe"]["scene_gain"] is None
