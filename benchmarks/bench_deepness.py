@@ -81,6 +81,8 @@ for p in (AA_REPO / "tests", AA_REPO / "benchmarks", AA_REPO):
 TILE = 256
 OVERLAP_PCT = 15  # Deepness's default; int(256 * 15 / 100 * 2) // 2 = 38 px = Arctic Assist's
 #: Deepness's default "remove small segments" size (ConfigEntryKey
+#: environment variable carrying ``--aa-min-area`` to the Arctic Assist child
+MIN_AREA_ENV = "BENCH_DEEPNESS_AA_MIN_AREA"
 #: SEGMENTATION_REMOVE_SMALL_SEGMENT_SIZE, checked by default): a median filter of 9 x 9 px
 DEEPNESS_DEFAULT_SMALL_SEGMENT = 9
 
@@ -354,11 +356,19 @@ def child_aa(
     from arctic_assist.io.vector import DEFAULT_CLEANUP, Cleanup
 
     cleanup = Cleanup(filter_size=median) if median else DEFAULT_CLEANUP
+    min_area = float(os.environ.get(MIN_AREA_ENV, "0"))
     base_rss = vm_kb("VmRSS")
     t0 = time.perf_counter()
     res = run_detection(
         DetectRequest(
-            raster, model_path, out, probability, batch_size=4, cleanup=cleanup, device="cpu"
+            raster,
+            model_path,
+            out,
+            probability,
+            batch_size=4,
+            cleanup=cleanup,
+            device="cpu",
+            min_area_m2=min_area,
         )
     )
     seconds = time.perf_counter() - t0
@@ -370,7 +380,7 @@ def child_aa(
         "provider": res.provider,
         "tiles": res.tiles_run,
         "batch_size": 4,
-        "cleanup": cleanup.describe(),
+        "cleanup": cleanup.describe() + (f", MIN_AREA {min_area:g} m2" if min_area else ""),
         "peak_rss_mb": vm_kb("VmHWM") / 1024,
         "base_rss_mb": base_rss / 1024,
         "features": res.n_features,
@@ -463,6 +473,13 @@ def main() -> int:
         action="store_true",
         help="Arctic Assist with a majority filter of Deepness's median size (no DEFAULT_CLEANUP)",
     )
+    ap.add_argument(
+        "--aa-min-area",
+        type=float,
+        default=0.0,
+        help="Arctic Assist's MIN_AREA in m2 (default 0; detect_thaw_slumps's own default is "
+        "500 m2, i.e. 500 px on this 1 m raster)",
+    )
     ap.add_argument("--child-deepness", nargs=3, metavar=("RASTER", "MODEL", "BATCH"))
     ap.add_argument("--child-aa", nargs=4, metavar=("RASTER", "MODEL", "OUT", "MEDIAN"))
     ap.add_argument(
@@ -474,6 +491,8 @@ def main() -> int:
     ap.add_argument("--save-mask")
     ap.add_argument("--probability")
     args = ap.parse_args()
+    if args.aa_min_area:
+        os.environ[MIN_AREA_ENV] = repr(float(args.aa_min_area))  # read by the children
     if args.child_deepness or args.child_aa:
         if args.child_deepness:
             r, m, b = args.child_deepness
