@@ -122,7 +122,8 @@ class DetectResult:
     tiles_skipped: int
     seconds: float
     inference_seconds: float  # sum of session.run times
-    #: seconds per phase: scene_statistics (ADAPT, before the stream), read, normalise,
+    #: seconds per phase: before_stream (model loading, checks, grid, outputs, scene
+    #: statistics), scene_statistics (ADAPT), read, normalise,
     #: onnxruntime, blend, write_rasters, vectorise,
     #: write_features (all but onnxruntime and blend run in worker threads, overlapping),
     #: stream_waited (the stream waiting for the vectoriser's threads to catch up),
@@ -349,6 +350,7 @@ def run_detection(
                     )
                 return model.predict(batch)
 
+            t_stream_start = time.perf_counter()
             try:
                 try:
                     stats = sliding_window_stream(
@@ -433,6 +435,7 @@ def run_detection(
     seconds = time.perf_counter() - t_start
     report(100.0)
     timings = {
+        "before_stream": t_stream_start - t_start,
         "scene_statistics": t_adapt,
         "read": reader.read_seconds,
         "normalise": reader.normalise_seconds,
@@ -448,7 +451,9 @@ def run_detection(
     say(
         "Time per phase: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + " (scene_statistics: measuring the scene for ADAPT, before the stream; read, "
+        + " (before_stream: loading the model, checking the raster, building the grid and "
+        "the outputs, scene_statistics included; scene_statistics: measuring the scene for "
+        "ADAPT; read, "
         "normalise, write rasters, vectorise and write features run in worker "
         "threads, overlapping onnxruntime; stream_waited: the stream waiting for the "
         "vectoriser; after_stream: from the last tile to the end)"

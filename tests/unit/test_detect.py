@@ -412,6 +412,7 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
         DetectRequest(str(src), model(tmp_path), str(tmp_path / "t.gpkg")), log=messages.append
     )
     phases = [
+        "before_stream",
         "scene_statistics",
         "read",
         "normalise",
