@@ -51,21 +51,23 @@ class SceneStatistics:
 
 @dataclass(frozen=True)
 class Adaptation:
-    """Per band: ``raw' = raw * gain[b]`` on valid pixels, before the normalisation."""
+    """Per band: ``raw' = (raw - offset) * gain[b]`` on valid pixels, before the
+    normalisation (``offset``: the user's, e.g. Sentinel-2's 1000; ``gain``: the plan's)."""
 
     gain: tuple[float, ...]
+    offset: float = 0.0
 
     def apply(
         self, raw: np.ndarray, valid: np.ndarray, nodata: Sequence[float | None] = ()
     ) -> np.ndarray:
-        """``raw`` (C x H x W) scaled where ``valid`` (H x W); other pixels unchanged.
+        """``raw`` (C x H x W) changed where ``valid`` (H x W); other pixels unchanged.
 
         Integer rasters stay integers of their type (rounded and clipped to the type's
-        range), so the normalisation keeps its exact lookup tables; a scaled value that
+        range), so the normalisation keeps its exact lookup tables; a changed value that
         would equal the band's ``nodata`` value moves one step away from it.
         """
         g = np.asarray(self.gain, np.float64).reshape(-1, 1, 1)
-        out = raw.astype(np.float64) * g
+        out = (raw.astype(np.float64) - float(self.offset)) * g
         if raw.dtype.kind in "iu":
             info = np.iinfo(raw.dtype)
             out = np.clip(np.rint(out), info.min, info.max)

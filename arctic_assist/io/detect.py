@@ -28,6 +28,7 @@ run and returned in :attr:`DetectResult.timings`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
@@ -58,6 +59,8 @@ from .vector import Cleanup, FeatureWriter, Vectoriser
 
 LOG = logging.getLogger(__name__)
 
+#: the largest OFFSET (raw units)
+MAX_OFFSET = 1e6
 #: GDAL block cache during a run: a panel's row of tiles needs a few MB of source blocks; a
 #: bigger cache only fills up with blocks never read again (128 MB: 682 MB peak at 40k x 40k)
 GDAL_CACHE_MB = 64
@@ -107,6 +110,9 @@ class DetectRequest:
     run_id: str | None = None  # default: a fresh uuid4 hex
     #: scene adaptation (:mod:`arctic_assist.core.adapt`): auto | always | never
     adapt: str = "auto"
+    #: subtracted from every band's raw values first (Sentinel-2 from processing baseline
+    #: 04.00 on: 1000)
+    offset: float = 0.0
 
 
 @dataclass
@@ -165,7 +171,12 @@ def _temp_name(final: str, run_id: str, tag: str) -> str:
 
 
 def scene_plan(
-    grid, spec, mode: str, whole=None, is_canceled: Callable[[], bool] | None = None
+    grid,
+    spec,
+    mode: str,
+    whole=None,
+    is_canceled: Callable[[], bool] | None = None,
+    offset: float = 0.0,
 ) -> scene_adapt.Plan:
     """The scene adaptation of a run (the scene is measured only when the model carries its
     training scenes' band medians and ``mode`` is not ``never``).
@@ -177,8 +188,10 @@ def scene_plan(
     stats = None
     if mode != "never" and spec.input_medians is not None:
         g = whole or grid
+        reader = GridReader(g, spec)
+        reader.offset = offset
         stats = scene_adapt.scene_statistics(
-            GridReader(g, spec).raw_valid, g.height, g.width, is_canceled=is_canceled
+            reader.raw_valid, g.height, g.width, is_canceled=is_canceled
         )
     return scene_adapt.plan(spec.input_medians, stats, mode, spec.bands)
 
@@ -209,6 +222,8 @@ def run_detection(
     )
     if req.min_area_m2 < 0 or req.simplify_m < 0:
         raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
+    if not (math.isfinite(req.offset) and 0 <= req.offset <= MAX_OFFSET):
+        raise InputError(f"OFFSET must be between 0 and {MAX_OFFSET:g}; got {req.offset!r}")
     if req.adapt not in scene_adapt.MODES:
         raise InputError(f"ADAPT must be one of {', '.join(scene_adapt.MODES)}; got {req.adapt!r}")
     for final in (out_path, prob_path):
@@ -327,7 +342,7 @@ def run_detection(
             if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_medians:
                 whole = build_grid(ds, info, bands, spec, None, None, os.path.dirname(out_path))
             try:
-                plan = scene_plan(grid, spec, req.adapt, whole, is_canceled)
+                plan = scene_plan(grid, spec, req.adapt, whole, is_canceled, req.offset)
             finally:
                 if whole is not None:
                     whole.close()
@@ -337,6 +352,10 @@ def run_detection(
             else:
                 say(plan.message)
             reader.adaptation = plan.adaptation
+            if req.offset:
+                say(f"OFFSET: {req.offset:g} subtracted from every band before the model")
+                gain = plan.adaptation.gain if plan.adaptation else (1.0,) * spec.n_bands
+                reader.adaptation = scene_adapt.Adaptation(gain, float(req.offset))
             model.reset_timer()
 
             def predict(batch: np.ndarray) -> np.ndarray:

@@ -483,6 +483,9 @@ class GridReader:
         self.normalise_seconds = 0.0  # validity mask and normalisation
         #: scene adaptation (core.adapt.Adaptation) applied to the raw values of every read
         self.adaptation = None
+        #: subtracted from the raw values of :meth:`raw_valid` (detection's OFFSET, so the
+        #: scene is measured as the model will see it)
+        self.offset = 0.0
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw band values (C x nr x nc) and the extra validity (alpha and mask) or None."""
@@ -514,9 +517,16 @@ class GridReader:
         return valid & extra if extra is not None else valid
 
     def raw_valid(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw band values (C x nr x nc) and where they are valid (nodata, alpha, mask)."""
+        """Raw band values (C x nr x nc), less :attr:`offset`, and where they are valid
+        (nodata, alpha, mask)."""
         arr, extra = self.raw(r0, c0, nr, nc)
-        return arr, self._valid(arr, extra)
+        valid = self._valid(arr, extra)
+        if self.offset:
+            from ..core.adapt import Adaptation
+
+            ones = (1.0,) * arr.shape[0]
+            arr = Adaptation(ones, self.offset).apply(arr, valid, self._nodata_per_band(len(ones)))
+        return arr, valid
 
     def __call__(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
         import time

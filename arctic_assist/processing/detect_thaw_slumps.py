@@ -72,6 +72,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
     FILL_HOLES = "FILL_HOLES"
     FILTER = "FILTER"
     ADAPT = "ADAPT"
+    OFFSET = "OFFSET"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
@@ -116,6 +117,11 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
         "statistics (e.g. a Deepness model) is never adapted. An area with very little "
         "land of the kind the model was trained on (mostly water, cloud or snow) is better "
         "run with never.</li>"
+        "<li><b>OFFSET</b> (advanced; default 0): subtracted from every band's values before "
+        "anything else, the scene adaptation's measurement included. Sentinel-2 L1C and L2A "
+        "products from processing baseline 04.00 (25 January 2022) on add 1000 to every "
+        "digital number: set 1000 for those, read from the original product (harmonized "
+        "collections have removed it already).</li>"
         "<li><b>DEVICE</b> (advanced): auto (CUDA when ONNX Runtime can use it), cpu or cuda. The "
         "provider that actually ran is logged and stored on every feature.</li>"
         "<li><b>OUTPUT</b>: GeoPackage of polygons with score, area_m2, model, "
@@ -214,6 +220,18 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 )
             )
         )
+        self.addParameter(
+            advanced(
+                QgsProcessingParameterNumber(
+                    self.OFFSET,
+                    "Subtract from every band first (e.g. 1000 for Sentinel-2 from 2022 on)",
+                    QgsProcessingParameterNumber.Type.Double,
+                    defaultValue=0.0,
+                    minValue=0.0,
+                    maxValue=1_000_000.0,
+                )
+            )
+        )
         self.addParameter(device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -284,6 +302,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                 ),
                 device=device,
                 adapt=ADAPT_MODES[self.parameterAsEnum(parameters, self.ADAPT, context)],
+                offset=self.parameterAsDouble(parameters, self.OFFSET, context),
             ),
             progress=progress,
             is_canceled=is_canceled,

@@ -210,3 +210,8 @@ def test_bundled_model_on_a_brighter_peel_is_adapted(cli_env, tmp_path):
     assert "Scene adaptation: off" in log
     # the experts' majority marks ~5 % of the 251 x 251 px image (~300 000 m2)
     assert adapted > 150_000 and plain < 0.5 * adapted
+
+
+def test_negative_offset_is_refused(cli_env, scene, model, tmp_path):
+    out = tmp_path / "out.gpkg"
+    assert_refused(run(cli_env, INPUT=scene, MODEL=model, OUTPUT=out, OFFSET=-5), out, "OFFSET")

@@ -204,3 +204,49 @@ def test_an_extent_is_adapted_with_the_whole_scene(tmp_path):
     # rows 35..75, cols 45..95 of the 10 m grid at x0 = 500000, y0 = 7500000
     part = adaptation_line(extent=(500450.0, 7499250.0, 500950.0, 7499650.0))
     assert part == whole
+
+
+def test_offset_is_subtracted_before_the_model_and_the_measurement(tmp_path):
+    """OFFSET takes a scene whose digital numbers carry +1000 (Sentinel-2 from 2022 on)
+    back to the original values: the same probabilities, adapted or not; and the scene is
+    measured after the subtraction (gain x 1.000)."""
+    raw = slump_image()
+    shifted = np.where(raw > 0, raw + 1000, 0).astype(np.uint16)
+    plain = write_geotiff(tmp_path / "plain.tif", raw)
+    offset = write_geotiff(tmp_path / "offset.tif", shifted)
+    norm = Normalization("scale", scale=1e-4, offset=0.0)
+    model = weighted_sum_model(
+        tmp_path / "m.onnx",
+        WEIGHTS,
+        BIAS,
+        spec=make_spec(normalization=norm, input_medians=_scene_reference(raw)),
+    )
+    want, _ = _detect(tmp_path, plain, model, "auto", "want")
+
+    def run(mode: str, name: str, value: float):
+        messages: list[str] = []
+        prob = tmp_path / f"{name}.tif"
+        run_detection(
+            DetectRequest(
+                str(offset),
+                str(model),
+                str(tmp_path / f"{name}.gpkg"),
+                str(prob),
+                adapt=mode,
+                offset=value,
+            ),  # fmt: skip
+            log=messages.append,
+        )
+        return gdal.Open(str(prob)).ReadAsArray(), messages
+
+    valid = want >= 0
+    for mode in ("auto", "never"):
+        got, msg = run(mode, f"o_{mode}", 1000.0)
+        assert np.abs(got - want)[valid].max() < 1e-6, mode
+        assert any(m.startswith("OFFSET: 1000 subtracted") for m in msg)
+    _, msg = run("auto", "o_gain", 1000.0)
+    assert any("-> x 1.000" in m for m in msg)
+    without, _ = run("never", "no_offset", 0.0)
+    assert np.abs(without - want)[valid].max() > 0.05
+    with pytest.raises(InputError, match="OFFSET must be between 0 and"):
+        run("auto", "bad", -1.0)
