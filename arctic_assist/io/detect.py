@@ -337,6 +337,8 @@ def run_detection(
                 vec.feed(row0, col0, p)  # waits when the vectoriser is AHEAD windows behind
 
             reader = GridReader(grid, spec)
+            if req.offset:
+                say(f"OFFSET: {req.offset:g} subtracted from every band first")
             t_adapt = time.perf_counter()
             whole = None
             if (req.extent or req.mask_path) and req.adapt != "never" and spec.input_medians:
@@ -353,7 +355,6 @@ def run_detection(
                 say(plan.message)
             reader.adaptation = plan.adaptation
             if req.offset:
-                say(f"OFFSET: {req.offset:g} subtracted from every band before the model")
                 gain = plan.adaptation.gain if plan.adaptation else (1.0,) * spec.n_bands
                 reader.adaptation = scene_adapt.Adaptation(gain, float(req.offset))
             model.reset_timer()
