@@ -102,6 +102,23 @@ def test_packed_data_gives_the_scene_medians_within_a_quantisation_step(tiny_dat
     assert np.allclose(from_packed, exact, rtol=0.01)
 
 
+def test_packed_data_scaled_like_the_folder(tiny_dataset, packed):
+    """A warm start's gain on packed data (only normalised values stored): the chips come
+    out as the folder's own scaled chips, within a quantisation step or two."""
+    import dataclasses
+
+    from arctic_assist.training.data import load_dataset
+
+    p = load_dataset(packed / "rts.npz")
+    p.gain = (1.25, 0.8, 1.1, 1.0)
+    folder = dataclasses.replace(tiny_dataset, gain=p.gain)
+    for chip, pchip in zip(tiny_dataset.select("train"), p.select("train")):
+        want, got = folder.read_chip(chip)[0], p.read_chip(pchip)[0]
+        assert np.abs(got - want).max() <= 2.5 / 255
+    plain = load_dataset(packed / "rts.npz").read_chip(p.select("train")[0])[0]
+    assert np.abs(p.read_chip(p.select("train")[0])[0] - plain).max() > 5 / 255
+
+
 def test_packed_path_needs_no_gdal(packed):
     r = subprocess.run(
         [sys.executable, "-c", _NO_GDAL, str(packed)],
