@@ -11,18 +11,19 @@ whole raster) and multiplies each band by
 
     gain[b] = training_median[b] / scene_median[b]
 
-before the model's normalisation. One gain per band, from medians: a gain is what light
-and calibration change most, and a median does not move when a fifth of the scene is
-lakes, cloud or snow. Matching mean and standard deviation (measured first) undoes offsets
-too, but drops Peel's held-out IoU from 0.70 to 0.31 when a fifth of the image is lake,
-the most common surface of a permafrost landscape; the median gain keeps 0.73 there and
-also recovers +300 DN, haze and single-band changes (0.70-0.73; README).
+before the model's normalisation (after the user's ``OFFSET``, if any). One gain per band,
+from medians: a gain is what light and calibration change most, and a median moves only a
+few percent when a fifth of the scene is lake or cloud. Matching mean and standard
+deviation (measured first) undoes offsets too, but drops Peel's held-out IoU from 0.70 to
+0.31 when a fifth of the image is lake, the most common surface of a permafrost landscape;
+the median gain keeps 0.72 there, recovers +300 DN, haze and single-band changes
+(0.70-0.73) and costs 0.04 with 15 % cloud (README).
 
 A band that needs a gain beyond ``GAIN_RANGE`` is not another light on the same kind of
-land (Sentinel-2's processing-baseline offset of +1000 DN asks for about 0.5 in blue; a
-mid-latitude scene in the Virginia test asks for 5.5 in NIR): in ``auto`` mode such a scene
-is used as it is, with a warning saying why; ``always`` / ``never`` decide for the user.
-numpy only.
+land (a mid-latitude scene in the Virginia test asks for 5.5 in NIR): in ``auto`` mode such
+a scene is used as it is, with a warning saying why; ``always`` / ``never`` decide for the
+user. (Sentinel-2's processing-baseline offset of +1000 DN asks for about 0.5 in blue and
+is only half undone by a gain: ``OFFSET`` removes it.) numpy only.
 """
 
 from __future__ import annotations
