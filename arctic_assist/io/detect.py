@@ -353,10 +353,7 @@ def run_detection(
                 feedback.warn(plan.message)
             else:
                 say(plan.message)
-            reader.adaptation = plan.adaptation
-            if req.offset:
-                gain = plan.adaptation.gain if plan.adaptation else (1.0,) * spec.n_bands
-                reader.adaptation = scene_adapt.Adaptation(gain, float(req.offset))
+            reader.offset, reader.adaptation = req.offset, plan.adaptation
             model.reset_timer()
 
             def predict(batch: np.ndarray) -> np.ndarray:

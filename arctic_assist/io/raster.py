@@ -481,11 +481,22 @@ class GridReader:
         self.spec = spec
         self.read_seconds = 0.0  # GDAL reads (and warping)
         self.normalise_seconds = 0.0  # validity mask and normalisation
-        #: scene adaptation (core.adapt.Adaptation) applied to the raw values of every read
-        self.adaptation = None
-        #: subtracted from the raw values of :meth:`raw_valid` (detection's OFFSET, so the
-        #: scene is measured as the model will see it)
+        #: subtracted from the raw values of every read (detection's OFFSET), before
+        #: :attr:`adaptation`; :meth:`raw_valid` applies it too, so the scene is measured
+        #: as the model will see it
         self.offset = 0.0
+        #: the scene adaptation's plan (core.adapt.Adaptation: its gains), or None
+        self.adaptation = None
+
+    def _change(self, n_bands: int, gains: bool = True):
+        """The core.adapt.Adaptation of a read (offset, then the plan's gains), or None."""
+        from ..core.adapt import Adaptation
+
+        plan = self.adaptation if gains else None
+        if plan is None and not self.offset:
+            return None
+        gain = plan.gain if plan is not None else (1.0,) * n_bands
+        return Adaptation(gain, float(self.offset))
 
     def raw(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw band values (C x nr x nc) and the extra validity (alpha and mask) or None."""
@@ -502,18 +513,19 @@ class GridReader:
             extra = m if extra is None else extra & m
         return arr, extra
 
-    def _nodata(self):
+    def nodata(self):
+        """The nodata value(s) that make a pixel invalid: the raster's, else the model's."""
         nodata: Any = self.grid.nodata
         if nodata is None or all(v is None for v in nodata):
             nodata = self.spec.nodata_value
         return nodata
 
     def _nodata_per_band(self, n: int) -> list[float | None]:
-        nodata = self._nodata()
+        nodata = self.nodata()
         return list(nodata) if isinstance(nodata, (list, tuple)) else [nodata] * n
 
     def _valid(self, arr: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-        valid = valid_mask(arr, self._nodata())
+        valid = valid_mask(arr, self.nodata())
         return valid & extra if extra is not None else valid
 
     def raw_valid(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
@@ -521,11 +533,9 @@ class GridReader:
         (nodata, alpha, mask)."""
         arr, extra = self.raw(r0, c0, nr, nc)
         valid = self._valid(arr, extra)
-        if self.offset:
-            from ..core.adapt import Adaptation
-
-            ones = (1.0,) * arr.shape[0]
-            arr = Adaptation(ones, self.offset).apply(arr, valid, self._nodata_per_band(len(ones)))
+        change = self._change(arr.shape[0], gains=False)
+        if change is not None:
+            arr = change.apply(arr, valid, self._nodata_per_band(arr.shape[0]))
         return arr, valid
 
     def __call__(self, r0: int, c0: int, nr: int, nc: int) -> tuple[np.ndarray, np.ndarray]:
@@ -534,9 +544,10 @@ class GridReader:
         t0 = time.perf_counter()
         arr, extra = self.raw(r0, c0, nr, nc)
         t1 = time.perf_counter()
-        if self.adaptation is not None:
+        change = self._change(arr.shape[0])
+        if change is not None:
             valid = self._valid(arr, extra)
-            arr = self.adaptation.apply(arr, valid, self._nodata_per_band(arr.shape[0]))
+            arr = change.apply(arr, valid, self._nodata_per_band(arr.shape[0]))
         x, valid = prepare(arr, self.spec, self.grid.nodata, extra)
         self.read_seconds += t1 - t0
         self.normalise_seconds += time.perf_counter() - t1
@@ -564,17 +575,12 @@ def check_has_valid_data(
     """
     gdal = _gdal()
     reader = GridReader(grid, spec)
-    nodata: Any = grid.nodata
-    if all(v is None for v in nodata):
-        nodata = spec.nodata_value
+    nodata = reader.nodata()
     ys = np.linspace(0, max(grid.height - size, 0), samples).astype(int)
     xs = np.linspace(0, max(grid.width - size, 0), samples).astype(int)
     for r in sorted(set(ys)):
         for c in sorted(set(xs)):
-            arr, extra = reader.raw(int(r), int(c), min(size, grid.height), min(size, grid.width))
-            v = valid_mask(arr, nodata)
-            if extra is not None:
-                v &= extra
+            _, v = reader.raw_valid(int(r), int(c), min(size, grid.height), min(size, grid.width))
             if v.any():
                 return
     skip_empty = grid.empty_fill_is_invalid(spec.nodata_value)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -285,34 +286,23 @@ class Radiometric:
         if self.norm.type not in ("none", "scale", "standardize", "pixeldino_logsigmoid"):
             raise ValueError(f"radiometric augmentation: unknown normalisation {self.norm.type}")
 
-    def _band(self, values, x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(values, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-
     def to_raw(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.norm
-        if n.type == "none":
-            return x
-        if n.type == "scale":
-            return (x - n.offset) / n.scale
-        if n.type == "standardize":
-            return (x * self._band(n.std, x) + self._band(n.mean, x)) / n.scale
-        u = x.clamp(0.5 / 255.0, 1.0 - 0.5 / 255.0)
-        z = torch.log(u) - torch.log1p(-u)
-        return torch.expm1(z / n.gain + n.offset) / n.scale
+        """Raw band values (float64) of normalised ``x`` (N x C x H x W): the exact inverse
+        of the plugin's normalisation (``core.normalize.denormalize``)."""
+        from ..core.normalize import denormalize
+
+        arr = x.detach().cpu().numpy()
+        raw = np.stack([denormalize(sample, self.norm) for sample in arr])
+        return torch.from_numpy(raw).to(x.device)
 
     def from_raw(self, raw: torch.Tensor) -> torch.Tensor:
-        n = self.norm
-        if n.type == "none":
-            return raw
-        if n.type == "scale":
-            return raw * n.scale + n.offset
-        if n.type == "standardize":
-            return (raw * n.scale - self._band(n.mean, raw)) / self._band(n.std, raw)
-        z = n.gain * (torch.log1p(n.scale * raw.clamp_min(0.0)) - n.offset)
-        u = 255.0 * torch.sigmoid(z)
-        if n.quantize:
-            u = torch.round(u)
-        return u / 255.0
+        """The plugin's normalisation of raw values (``core.normalize.apply_normalization``;
+        float32, quantised as the plugin quantises)."""
+        from ..core.normalize import apply_normalization
+
+        arr = raw.detach().cpu().numpy().astype(np.float64)
+        out = np.stack([apply_normalization(sample, self.norm) for sample in arr])
+        return torch.from_numpy(out).to(raw.device)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.cfg

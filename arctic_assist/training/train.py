@@ -474,7 +474,7 @@ def select_network(module, data: TrainingData, mode: str = "auto") -> dict[str, 
     }
 
 
-def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
+def recipe(cfg, a: argparse.Namespace, scene_gain=None) -> dict[str, Any]:
     """The training recipe as it ran (what a reader of the model card needs to redo it)."""
     start, end = cfg.ema_schedule()
     return {
@@ -489,7 +489,7 @@ def recipe(cfg, a: argparse.Namespace) -> dict[str, Any]:
         "seed": getattr(a, "seed", None),
         "warm_start": bool(getattr(a, "base_model", None)),
         "radiometric": asdict(cfg.radiometric) if cfg.radiometric.active else None,
-        "scene_gain": list(getattr(a, "scene_gain", None) or []) or None,
+        "scene_gain": list(scene_gain) if scene_gain else None,
     }
 
 
@@ -526,7 +526,6 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         "training_data": source_path(a.data),
         "input_medians": training_medians(data, a),
     }
-    a.scene_gain = data.gain
     module = make_method(cfg, meta)
     if a.base_model:
         warm_start(module, a.base_model)
@@ -594,7 +593,7 @@ def train(method: str, a: argparse.Namespace) -> dict[str, Any]:
         tile_size=a.export_tile,
         tile_overlap=a.export_overlap,
         threshold=threshold,
-        extra_provenance={"selection": selection, "recipe": recipe(cfg, a)},
+        extra_provenance={"selection": selection, "recipe": recipe(cfg, a, data.gain)},
     )
     result["output"] = str(path)
     return result

@@ -124,12 +124,17 @@ def _scene_reference(raw: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.median(raw[:, valid].astype(np.float64), axis=1))
 
 
-def _detect(tmp_path: Path, raster: Path, model: Path, mode: str, name: str):
+def _detect(tmp_path: Path, raster: Path, model: Path, mode: str, name: str, offset: float = 0.0):
     messages: list[str] = []
     prob = tmp_path / f"{name}.tif"
     run_detection(
         DetectRequest(
-            str(raster), str(model), str(tmp_path / f"{name}.gpkg"), str(prob), adapt=mode
+            str(raster),
+            str(model),
+            str(tmp_path / f"{name}.gpkg"),
+            str(prob),
+            adapt=mode,
+            offset=offset,
         ),
         log=messages.append,
     )
@@ -213,7 +218,7 @@ def test_offset_is_subtracted_before_the_model_and_the_measurement(tmp_path):
     raw = slump_image()
     shifted = np.where(raw > 0, raw + 1000, 0).astype(np.uint16)
     plain = write_geotiff(tmp_path / "plain.tif", raw)
-    offset = write_geotiff(tmp_path / "offset.tif", shifted)
+    offset_raster = write_geotiff(tmp_path / "offset.tif", shifted)
     norm = Normalization("scale", scale=1e-4, offset=0.0)
     model = weighted_sum_model(
         tmp_path / "m.onnx",
@@ -224,20 +229,7 @@ def test_offset_is_subtracted_before_the_model_and_the_measurement(tmp_path):
     want, _ = _detect(tmp_path, plain, model, "auto", "want")
 
     def run(mode: str, name: str, value: float):
-        messages: list[str] = []
-        prob = tmp_path / f"{name}.tif"
-        run_detection(
-            DetectRequest(
-                str(offset),
-                str(model),
-                str(tmp_path / f"{name}.gpkg"),
-                str(prob),
-                adapt=mode,
-                offset=value,
-            ),  # fmt: skip
-            log=messages.append,
-        )
-        return gdal.Open(str(prob)).ReadAsArray(), messages
+        return _detect(tmp_path, offset_raster, model, mode, name, value)
 
     valid = want >= 0
     for mode in ("auto", "never"):
