@@ -222,6 +222,7 @@ def sliding_window_stream(
         row_sum[r0 : r0 + th] += a_row
     col_sum32, row_sum32 = col_sum.astype(np.float32), row_sum.astype(np.float32)
     acc = np.zeros((out_channels, th, span), dtype=np.float32)
+    weighted = np.empty((out_channels, th, tw), dtype=np.float32)
     valid_buf = np.zeros((th, span), dtype=bool)
     # weighted sums of the columns a panel's tiles reach into the next panel, all rows
     spill = max(p2 - p1 for _, p1, p2 in panels)
@@ -242,7 +243,9 @@ def sliding_window_stream(
         for b0 in range(0, len(cols), batch_size)
     ]
 
-    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
+    def load(i: int) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+        """Batch ``i`` ready for the predictor (in the prefetch thread): the window's
+        validity, the columns of the tiles to run and their stacked input (None if none)."""
         _, ri, cols = batches[i]
         c_lo, c_hi = cols[0], cols[-1] + tw
         data, valid = read(row_starts[ri], c_lo, th, c_hi - c_lo)
@@ -250,7 +253,14 @@ def sliding_window_stream(
             raise ValueError(
                 f"reader returned {data.shape}/{valid.shape} for a {th} x {c_hi - c_lo} window"
             )
-        return data, valid
+        run_cols = [c0 for c0 in cols if valid[:, c0 - c_lo : c0 - c_lo + tw].any()]
+        if not run_cols:
+            return valid, run_cols, None
+        batch = np.empty((len(run_cols), data.shape[0], tile, tile), dtype=np.float32)
+        for k, c0 in enumerate(run_cols):
+            x = data[:, :, c0 - c_lo : c0 - c_lo + tw]
+            batch[k] = pad_to(x, tile, tile, pad_mode) if (th, tw) != (tile, tile) else x
+        return valid, run_cols, batch
 
     pool = ThreadPoolExecutor(max_workers=2) if prefetch else None
     pending_read: Future | None = None
@@ -263,43 +273,32 @@ def sliding_window_stream(
             r0 = row_starts[ri]
             p0, p1, p2 = panels[pi]
             if pool is not None:
-                data, valid = pending_read.result()  # type: ignore[union-attr]
+                valid, run_cols, batch = pending_read.result()  # type: ignore[union-attr]
                 pending_read = pool.submit(load, i + 1) if i + 1 < len(batches) else None
             else:
-                data, valid = load(i)
+                valid, run_cols, batch = load(i)
             t_blend = time.perf_counter()
             c_lo, c_hi = cols[0], cols[-1] + tw
             valid_buf[:, c_lo - p0 : c_hi - p0] |= valid
-            run_cols = []
-            tiles = []
-            for c0 in cols:
-                v = valid[:, c0 - c_lo : c0 - c_lo + tw]
-                if not v.any():
-                    stats.tiles_skipped += 1
-                    continue
-                x = data[:, :, c0 - c_lo : c0 - c_lo + tw]
-                if (th, tw) != (tile, tile):
-                    x = pad_to(x, tile, tile, pad_mode)
-                tiles.append(x)
-                run_cols.append(c0)
-            if tiles:
-                batch = np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
+            stats.tiles_skipped += len(cols) - len(run_cols)
+            if batch is not None:
                 stats.blend_seconds += time.perf_counter() - t_blend
                 out = np.asarray(predict(batch), dtype=np.float32)
                 t_blend = time.perf_counter()
                 if (
-                    out.shape[0] != len(tiles)
+                    out.shape[0] != len(run_cols)
                     or out.shape[1] != out_channels
                     or out.shape[2] < th
                     or out.shape[3] < tw
                 ):
                     raise ValueError(
                         f"predictor returned shape {out.shape} for input {batch.shape}; "
-                        f"expected ({len(tiles)}, {out_channels}, {tile}, {tile})"
+                        f"expected ({len(run_cols)}, {out_channels}, {tile}, {tile})"
                     )
                 for k, c0 in enumerate(run_cols):
-                    acc[:, :, c0 - p0 : c0 - p0 + tw] += out[k, :, :th, :tw] * weights
-                stats.tiles_run += len(tiles)
+                    np.multiply(out[k, :, :th, :tw], weights, out=weighted)
+                    acc[:, :, c0 - p0 : c0 - p0 + tw] += weighted
+                stats.tiles_run += len(run_cols)
             done += len(cols)
             stats.blend_seconds += time.perf_counter() - t_blend
             if progress is not None:
