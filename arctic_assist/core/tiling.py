@@ -188,8 +188,9 @@ def sliding_window_stream(
     receives every output pixel exactly once, in blocks of whole panel width: within a panel
     top to bottom, panels left to right. Progress is reported in percent of tiles done
     (0..100); ``is_canceled`` is polled before every batch and raises
-    :class:`CanceledError`. With ``prefetch`` (default) the next batch is read and finished
-    rows are written in a worker thread while the predictor runs; ``read`` and ``write`` are
+    :class:`CanceledError`. With ``prefetch`` (default) the next batch is read and stacked
+    into the predictor's input, and finished rows are written, in worker threads while the
+    predictor runs (the calling thread only predicts and blends); ``read`` and ``write`` are
     never called concurrently with themselves, and ``write`` still receives the blocks in
     order.
     """
