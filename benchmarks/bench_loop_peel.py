@@ -13,8 +13,8 @@ server would run it:
    experts' majority vote (polygonised at 2.5 m), and as a second row one expert's
    polygons -- exported with ``export_training_data`` with the AOI = the experts' area x
    the top half (so the bottom half is never trained on);
-3. ``retrain_model`` on the CPU (``--start scratch``: from nothing; ``warm``: from the
-   model of step 1), wall time printed;
+3. ``retrain_model`` on the CPU (``--start scratch``: from nothing, START = scratch;
+   ``warm``: from the model of step 1, as BASE_MODEL), wall time printed;
 4. ``detect_thaw_slumps`` with the new model.
 
 Scored: IoU against the experts' majority on the **bottom half** only (inside the AOI,
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     "DATA": base_data,
                     "TASK": 0,
                     "METHOD": METHODS[a.base_method],
+                    "START": 1,
                     "STEPS": a.base_steps,
                     "DEVICE": 1,
                     "SEED": 0,
@@ -289,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if start == "warm":
                         params["BASE_MODEL"] = a.model
+                    else:  # START: scratch (its default is the task's default model)
+                        params["START"] = 1
                     secs = qgis_run("retrain_model", params, env)
                     after.unlink(missing_ok=True)
                     qgis_run(

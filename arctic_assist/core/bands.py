@@ -85,6 +85,20 @@ def canonical_band(name: str | None) -> str | None:
     return None
 
 
+def bands_fit(data_bands: Sequence[str], model_bands: Sequence[str]) -> bool:
+    """Whether training data with bands ``data_bands`` can train a model with
+    ``model_bands`` (in its order): compared by canonical name (``blue`` = ``B2``), or only
+    by count where the data's names say nothing (``band1..band4`` from a raster without
+    band descriptions)."""
+
+    def canon(names: Sequence[str]) -> list[str]:
+        return [canonical_band(b) or b.strip().lower() for b in names]
+
+    if any(canonical_band(b) for b in data_bands):
+        return canon(data_bands) == canon(model_bands)
+    return len(data_bands) == len(model_bands)
+
+
 def _fmt_descriptions(descriptions: Sequence[str | None]) -> str:
     return ", ".join(f"{i + 1}: '{d or ''}'" for i, d in enumerate(descriptions))
 

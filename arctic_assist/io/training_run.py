@@ -82,6 +82,34 @@ def build_command(
     return cmd
 
 
+def start_model(task: str, data: str, model: str | None) -> tuple[str | None, str]:
+    """Whether a retraining on the training-data folder ``data`` can start from ``model``
+    (the task's default model): ``(model, why)`` when its task and bands fit the data,
+    ``(None, why not)`` otherwise (the run then starts from scratch)."""
+    from ..core.bands import bands_fit
+    from .models import read_spec
+
+    if not model or not Path(model).is_file():
+        return None, "there is no default model for this task"
+    try:
+        spec = read_spec(model)
+        manifest = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))
+    except (ArcticAssistError, OSError, ValueError) as exc:
+        return None, f"the default model {model} cannot be read ({exc})"
+    bands = [str(b) for b in manifest.get("bands") or []]
+    if manifest.get("task", "segmentation") != task:
+        return None, ""  # the TASK check names what to choose
+    if spec.task != task:
+        return None, f"the default model {model} is a '{spec.task}' model"
+    fits = len(bands) == len(spec.bands) if task == "contour" else bands_fit(bands, spec.bands)
+    if not fits:
+        return None, (
+            f"the default model {spec.name} expects bands {', '.join(spec.bands)} and the "
+            f"training data has {', '.join(bands) or 'none'}"
+        )
+    return model, f"starting from the default model {spec.name} {spec.version} ({model})"
+
+
 def check_python(python: str) -> None:
     """Refuse an interpreter that cannot run the training, naming what it lacks."""
     from .training_env import TRAINING_MODULES, probe

@@ -265,19 +265,13 @@ def base_model_bands(path: str, bands: list[str], default_width: int) -> tuple[i
     or only by count where the data's names say nothing (``band1..band4`` from a raster
     without band descriptions); the new model then keeps the base model's band names.
     """
-    from ..core.bands import canonical_band
+    from ..core.bands import bands_fit
     from .export import read_spec
 
     spec = read_spec(path)
     if spec.task != "segmentation":
         raise ValueError(f"base model {path} is a '{spec.task}' model, not a segmentation model")
-
-    def canon(names) -> list[str]:
-        return [canonical_band(b) or b.strip().lower() for b in names]
-
-    named = any(canonical_band(b) for b in bands)
-    fits = canon(bands) == canon(spec.bands) if named else len(bands) == len(spec.bands)
-    if not fits:
+    if not bands_fit(bands, spec.bands):
         raise ValueError(
             f"base model {path} expects bands {', '.join(spec.bands)}, but the training data "
             f"has {', '.join(bands)}; export the training data from a raster with the "

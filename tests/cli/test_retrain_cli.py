@@ -71,6 +71,34 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default
     assert out.is_file() and not (tmp_path / "new.onnx.part.onnx").exists()
+    # START's default: the task's default model (the bundled one here: same bands)
+    assert "START: starting from the default model" in log
+    assert "--base-model " in log and "rts_pixeldino_s2_bgrn.onnx" in log
+
+
+@pytest.mark.needs_torch
+def test_retrain_from_scratch_when_asked(cli_env, tmp_path):
+    """START = scratch: no base model, whatever the default model is."""
+    data = small_training_data(tmp_path)
+    out = tmp_path / "new.onnx"
+    proc = run_qgis_process(
+        [
+            "run",
+            "arctic_assist:retrain_model",
+            "--",
+            f"DATA={data.root}",
+            "START=1",
+            "STEPS=1",
+            "DEVICE=1",
+            f"OUTPUT={out}",
+        ],
+        cli_env,
+        timeout=600,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "--base-model" not in log and "START: starting" not in log
+    assert out.is_file()
 
 
 def test_task_that_does_not_match_the_data_is_named(cli_env, tmp_path):

@@ -169,3 +169,33 @@ def test_done_event_is_logged_as_the_table():
     assert fb.info[0] == "Training finished; exported /tmp/m.onnx"
     assert fb.info[1:] == metrics_lines(SEG_METRICS)
     assert not any("None" in i or "{" in i for i in fb.info)
+
+
+def _manifest(folder, task, bands):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"task": task, "bands": bands}))
+    return str(folder)
+
+
+def test_start_model_is_the_default_model_where_its_task_and_bands_fit(tmp_path):
+    """retrain_model's START: the task's default model when it fits the data, else scratch
+    with the reason (bands named)."""
+    from arctic_assist import about
+    from arctic_assist.io.training_run import start_model
+
+    rts, cobra = str(about.bundled_model("segmentation")), str(about.bundled_model("contour"))
+    same = _manifest(tmp_path / "a", "segmentation", ["blue", "green", "red", "nir"])
+    assert start_model("segmentation", same, rts)[0] == rts
+    generic = _manifest(tmp_path / "b", "segmentation", ["band1", "band2", "band3", "band4"])
+    assert start_model("segmentation", generic, rts)[0] == rts  # only the count to go by
+    other = _manifest(tmp_path / "c", "segmentation", ["B4", "B3", "B2"])
+    model, why = start_model("segmentation", other, rts)
+    assert model is None and "B4, B3, B2" in why and "B8" in why
+    fronts = _manifest(tmp_path / "d", "contour", ["band1"])
+    assert start_model("contour", fronts, cobra)[0] == cobra
+    assert start_model("contour", fronts, rts)[0] is None  # a segmentation model
+    assert start_model("segmentation", fronts, rts) == (None, "")  # TASK's check speaks
+    assert start_model("segmentation", same, str(tmp_path / "gone.onnx"))[0] is None
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    model, why = start_model("segmentation", same, str(tmp_path / "bad.onnx"))
+    assert model is None and "cannot be read" in why
