@@ -223,7 +223,10 @@ def prepare_run_dir(work_dir: Path, run_info: dict[str, Any], say) -> str | None
             return str(ckpts[-1])
         shutil.rmtree(work_dir)
         if previous:
-            say(f"Removed the earlier run folder {work_dir} (another DATA, TASK or METHOD).")
+            say(
+                f"Removed the earlier run folder {work_dir} (another DATA, TASK, METHOD or "
+                "model to start from)."
+            )
     work_dir.mkdir(parents=True)
     info_path.write_text(json.dumps(run_info, indent=1), encoding="utf-8")
     return None

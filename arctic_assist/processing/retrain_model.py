@@ -7,9 +7,9 @@ stops it on Cancel) and registers the exported model in the user models folder, 
 detection and tracing algorithms can use it at once.
 
 The run's folder ``<OUTPUT>_run/`` holds ``run.json`` (what was trained), the logs and the
-checkpoints. A rerun with the same DATA, TASK, METHOD and OUTPUT continues from the newest
-checkpoint (``--resume``); a finished run removes the folder, and so does a failed or
-canceled run that had not reached its first checkpoint. The new model is exported inside
+checkpoints. A rerun with the same DATA, TASK, METHOD, model to start from and OUTPUT
+continues from the newest checkpoint (``--resume``); a finished run removes the folder, and
+so does a failed or canceled run that had not reached its first checkpoint. The new model is exported inside
 the folder under its final file name (so its metadata carries that name) and moved to
 OUTPUT at the end. The training process dies with the process that started it.
 """
@@ -154,7 +154,8 @@ class RetrainModel(ArcticAssistAlgorithm):
         "and the METRICS result show them as a table (IoU, precision, recall per region).</li>"
         "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
         "folder <i>OUTPUT</i>_run beside OUTPUT, and running the algorithm again with the "
-        "same DATA, TASK, METHOD and OUTPUT continues from the newest one; a run that "
+        "same DATA, TASK, METHOD, model to start from and OUTPUT continues from the "
+        "newest one; a run that "
         "finishes, or stops before its first checkpoint, leaves nothing behind.</p>"
     )
 
