@@ -9,9 +9,9 @@ detection and tracing algorithms can use it at once.
 The run's folder ``<OUTPUT>_run/`` holds ``run.json`` (what was trained), the logs and the
 checkpoints. A rerun with the same DATA, TASK, METHOD, model to start from and OUTPUT
 continues from the newest checkpoint (``--resume``); a finished run removes the folder, and
-so does a failed or canceled run that had not reached its first checkpoint. The new model is exported inside
-the folder under its final file name (so its metadata carries that name) and moved to
-OUTPUT at the end. The training process dies with the process that started it.
+so does a failed or canceled run that had not reached its first checkpoint. The new model
+is exported inside the folder under its final file name (so its metadata carries that
+name) and moved to OUTPUT at the end. The training process dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ class RetrainModel(ArcticAssistAlgorithm):
         "</ul><p>Cancel stops the training. Checkpoints (every 500 steps) are kept in the "
         "folder <i>OUTPUT</i>_run beside OUTPUT, and running the algorithm again with the "
         "same DATA, TASK, METHOD, model to start from and OUTPUT continues from the "
-        "newest one; a run that "
-        "finishes, or stops before its first checkpoint, leaves nothing behind.</p>"
+        "newest one; a run that finishes, or stops before its first checkpoint, leaves "
+        "nothing behind.</p>"
     )
 
     def initAlgorithm(self, config=None) -> None:
