@@ -27,7 +27,8 @@ start from is trained first by ``retrain_model`` on the **left half** of the ima
 (all rows; ``--base-method``, ``--base-steps``, seed 0), the review labels the **top-right**
 quarter and the score is taken on the **bottom-right** quarter, where the slumps cover
 1.3 % of the experts' area (6 small ones) against 8 % in the top half: a sparse scene, as
-another region may be. ``--model`` is then not used.
+another region may be. ``--model`` is then not used. ``--accumulate`` reviews the left half
+again together with the top-right quarter (everything reviewed so far).
 Data: Nitze et al. 2024 RTS digitisation experiment (MIT); Copernicus Sentinel-2.
 """
 
@@ -93,15 +94,22 @@ def write_polygons(path: Path, mask: np.ndarray, grid, status: str = "accepted")
     return path
 
 
-def aoi_box(
-    path: Path, aoi: Path, raster: gdal.Dataset, rows: tuple[int, int], cols: tuple[int, int]
-) -> Path:
-    """The experts' AOI cut to the pixel rows ``rows`` and columns ``cols`` (start, end) of
-    ``raster``."""
+Box = tuple[tuple[int, int], tuple[int, int]]  # (rows, columns) of the image, [start, end)
+
+
+def aoi_box(path: Path, aoi: Path, raster: gdal.Dataset, boxes: list[Box]) -> Path:
+    """The experts' AOI cut to the union of ``boxes`` of ``raster``."""
     gt = raster.GetGeoTransform()
-    x0, x1 = (gt[0] + c * gt[1] for c in cols)
-    y0, y1 = (gt[3] + r * gt[5] for r in rows)
-    box = ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
+    box = ogr.Geometry(ogr.wkbMultiPolygon)
+    for rows, cols in boxes:
+        x0, x1 = (gt[0] + c * gt[1] for c in cols)
+        y0, y1 = (gt[3] + r * gt[5] for r in rows)
+        box.AddGeometry(
+            ogr.CreateGeometryFromWkt(
+                f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+            )
+        )
+    box = box.UnionCascaded()
     src = ogr.Open(str(aoi))
     layer = src.GetLayer(0)
     srs = osr.SpatialReference(wkt=raster.GetProjection())
@@ -152,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rows: review the top half, score the bottom half; right: start from a model "
         "trained on the left half, review the top-right quarter, score the bottom-right",
     )
+    p.add_argument(
+        "--accumulate",
+        action="store_true",
+        help="with --split right: the review is the left half again plus the top-right "
+        "quarter (everything reviewed so far), not the quarter alone",
+    )
     p.add_argument("--base-method", default="pixeldino", choices=sorted(METHODS))
     p.add_argument("--base-steps", type=int, default=1500)
     p.add_argument("--work", default="build/bench_loop_peel")
@@ -183,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     height, width = raster.RasterYSize, raster.RasterXSize
     mid = width // 2
     where = ref.inside & ref.bottom
-    review = ((0, HOLDOUT_ROW), (0, width))
+    review: list[Box] = [((0, HOLDOUT_ROW), (0, width))]
     if a.split == "right":
         where = where.copy()
         where[:, : mid * FINE] = False
-        review = ((0, HOLDOUT_ROW), (mid, width))
+        review = [((0, HOLDOUT_ROW), (mid, width))]
+        if a.accumulate:  # the base's ground reviewed again with the new quarter
+            review.append(((0, height), (0, mid)))
         a.model = str(work / f"base_left_{a.base_method}_{a.base_steps}.onnx")
         if not Path(a.model).is_file():  # the model to start from: the left half only
             base_data = work / "data_base_left"
@@ -196,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     work / "aoi_left.gpkg",
                     peel / "peel_aoi.geojson",
                     raster,
-                    (0, height),
-                    (0, mid),
+                    [((0, height), (0, mid))],
                 )
                 qgis_run(
                     "export_training_data",
@@ -217,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                     "DATA": base_data,
                     "TASK": 0,
                     "METHOD": METHODS[a.base_method],
-                    "START": 1,
+                    "START": 2,
                     "STEPS": a.base_steps,
                     "DEVICE": 1,
                     "SEED": 0,
@@ -238,13 +253,14 @@ def main(argv: list[str] | None = None) -> int:
             env,
         )
     iou_before = score(before)
-    aoi = aoi_box(work / "aoi_review.gpkg", peel / "peel_aoi.geojson", raster, *review)
+    tag_split = a.split + ("_accumulated" if a.accumulate else "")
+    aoi = aoi_box(work / f"aoi_{tag_split}.gpkg", peel / "peel_aoi.geojson", raster, review)
     for labels in a.labels:
         if labels == "majority":
             lpath = write_polygons(work / "majority.gpkg", majority, grid)
         else:
             lpath = peel / "labels_by_expert" / f"expert_{labels.removeprefix('expert')}.shp"
-        folder = work / (f"data_{labels}" if a.split == "rows" else f"data_{labels}_{a.split}")
+        folder = work / (f"data_{labels}" if a.split == "rows" else f"data_{labels}_{tag_split}")
         if not (folder / "manifest.json").is_file():
             qgis_run(
                 "export_training_data",
@@ -267,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                         method=method,
                         seed=seed,
                         steps=a.steps,
-                        split=a.split,
+                        split=tag_split,
                     )
                     if any(
                         all(r.get(k, "rows" if k == "split" else None) == v for k, v in key.items())
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     ):
                         continue
                     tag = f"{labels}_{start}_{method}_s{seed}" + (
-                        "" if a.split == "rows" else f"_{a.split}"
+                        "" if a.split == "rows" else f"_{tag_split}"
                     )
                     model = work / f"{tag}.onnx"
                     after = work / f"{tag}.gpkg"
@@ -290,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if start == "warm":
                         params["BASE_MODEL"] = a.model
-                    else:  # START: scratch (its default is the task's default model)
-                        params["START"] = 1
+                    else:  # START: scratch
+                        params["START"] = 2
                     secs = qgis_run("retrain_model", params, env)
                     after.unlink(missing_ok=True)
                     qgis_run(
@@ -318,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: dict[tuple, list] = {}
     for r in results:
-        if r.get("steps") == a.steps and r.get("split", "rows") == a.split:
+        if r.get("steps") == a.steps and r.get("split", "rows") == tag_split:
             rows.setdefault((r["labels"], r["start"], r["method"]), []).append(r)
     for (labels, start, method), rs in sorted(rows.items()):
         v = [r["iou_after"] for r in rs]

@@ -71,14 +71,13 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default
     assert out.is_file() and not (tmp_path / "new.onnx.part.onnx").exists()
-    # START's default: the task's default model (the bundled one here: same bands)
-    assert "START: starting from the default model" in log
-    assert "--base-model " in log and "rts_pixeldino_s2_bgrn.onnx" in log
+    # START's default (auto) for thaw slumps: from scratch
+    assert "--base-model" not in log and "START: starting" not in log
 
 
 @pytest.mark.needs_torch
-def test_retrain_from_scratch_when_asked(cli_env, tmp_path):
-    """START = scratch: no base model, whatever the default model is."""
+def test_retrain_from_the_default_model_when_asked(cli_env, tmp_path):
+    """START = the task's default model: the bundled one here (its bands fit the data)."""
     data = small_training_data(tmp_path)
     out = tmp_path / "new.onnx"
     proc = run_qgis_process(
@@ -97,7 +96,8 @@ def test_retrain_from_scratch_when_asked(cli_env, tmp_path):
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert "--base-model" not in log and "START: starting" not in log
+    assert "START: starting from the default model" in log
+    assert "--base-model " in log and "rts_pixeldino_s2_bgrn.onnx" in log
     assert out.is_file()
 
 

@@ -119,7 +119,7 @@ def test_rerun_resumes_from_the_checkpoint(cli_env, data, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     assert list(work.glob("*/checkpoints/*.ckpt"))
     # pixeldino from scratch, as run.json says
-    proc = run_qgis_process(args(data, out, 5, "METHOD=0", "START=1"), cli_env)
+    proc = run_qgis_process(args(data, out, 5, "METHOD=0", "START=2"), cli_env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Continuing the earlier run" in log

@@ -234,14 +234,14 @@ def scenario():
     result["stages"].append({"stage": "export", "chips": dialog.results()["N_CHIPS"]})
     dialog.close()
 
-    # 5. retrain COBRA for a few steps from the bundled model
+    # 5. retrain COBRA for a few steps; without BASE_MODEL, START's default (auto) starts
+    # a calving-front run from the task's default model: the bundled one in this profile
     new_model = os.path.join(WORK, "cobra_retrained.onnx")
     dialog = run_from_toolbar(
         "ArcticAssistRetrain",
         {
             "DATA": data,
             "TASK": 1,
-            "BASE_MODEL": MODEL,
             "STEPS": 3,
             "PYTHON": PYTHON,
             "OUTPUT": new_model,
@@ -249,6 +249,8 @@ def scenario():
     )
     yield lambda: dialog_done(dialog)
     assert dialog.results(), dialog_log(dialog)
+    assert "START: starting from the default model" in dialog_log(dialog), dialog_log(dialog)
+    assert "calving_front_cobra.onnx" in dialog_log(dialog).split("--base-model ")[1]
     result["stages"].append(
         {"stage": "retrain", "model": new_model, "registered": dialog.results().get("REGISTERED")}
     )
