@@ -46,6 +46,12 @@ def test_python_without_torch_is_named(cli_env, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def retrain(env, data, out, *extra):
+    """retrain_model on the CPU through qgis_process (``extra``: more KEY=VALUE)."""
+    args = ["run", "arctic_assist:retrain_model", "--", f"DATA={data}", "DEVICE=1"]
+    return run_qgis_process([*args, *extra, f"OUTPUT={out}"], env, timeout=600)
+
+
 @pytest.mark.needs_torch
 def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     """No PYTHON given: qgis_process runs Debian's python, and the plugin folder is made of
@@ -54,19 +60,7 @@ def test_retrain_finds_the_project_venv_by_default(cli_env, tmp_path):
     data = small_training_data(tmp_path)
     out = tmp_path / "new.onnx"
     env = dict(cli_env, PATH="/usr/bin:/bin")  # a PATH whose python3 has no torch
-    proc = run_qgis_process(
-        [
-            "run",
-            "arctic_assist:retrain_model",
-            "--",
-            f"DATA={data.root}",
-            "STEPS=2",
-            "DEVICE=1",
-            f"OUTPUT={out}",
-        ],
-        env,
-        timeout=600,
-    )
+    proc = retrain(env, data.root, out, "STEPS=2")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert ".venv/bin/python -m arctic_assist.training supervised" in log  # the default
@@ -80,20 +74,7 @@ def test_retrain_from_the_default_model_when_asked(cli_env, tmp_path):
     """START = the task's default model: the bundled one here (its bands fit the data)."""
     data = small_training_data(tmp_path)
     out = tmp_path / "new.onnx"
-    proc = run_qgis_process(
-        [
-            "run",
-            "arctic_assist:retrain_model",
-            "--",
-            f"DATA={data.root}",
-            "START=1",
-            "STEPS=1",
-            "DEVICE=1",
-            f"OUTPUT={out}",
-        ],
-        cli_env,
-        timeout=600,
-    )
+    proc = retrain(cli_env, data.root, out, "START=1", "STEPS=1")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "START: starting from the default model" in log
