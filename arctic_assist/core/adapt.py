@@ -35,6 +35,8 @@ import numpy as np
 
 #: ``auto``: adapt unless a gain is beyond GAIN_RANGE; ``always``; ``never``
 MODES = ("auto", "always", "never")
+#: the largest OFFSET (raw units) subtracted before a scene is measured and adapted
+MAX_OFFSET = 1e6
 #: per-band gains ``auto`` applies (either way a factor 2.5)
 GAIN_RANGE = (0.4, 2.5)
 #: pixels sampled for the statistics (windows of WINDOW px on a regular grid)

@@ -59,8 +59,6 @@ from .vector import Cleanup, FeatureWriter, Vectoriser
 
 LOG = logging.getLogger(__name__)
 
-#: the largest OFFSET (raw units)
-MAX_OFFSET = 1e6
 #: GDAL block cache during a run: a panel's row of tiles needs a few MB of source blocks; a
 #: bigger cache only fills up with blocks never read again (128 MB: 682 MB peak at 40k x 40k)
 GDAL_CACHE_MB = 64
@@ -222,8 +220,10 @@ def run_detection(
     )
     if req.min_area_m2 < 0 or req.simplify_m < 0:
         raise InputError("MIN_AREA and SIMPLIFY must be >= 0")
-    if not (math.isfinite(req.offset) and 0 <= req.offset <= MAX_OFFSET):
-        raise InputError(f"OFFSET must be between 0 and {MAX_OFFSET:g}; got {req.offset!r}")
+    if not (math.isfinite(req.offset) and 0 <= req.offset <= scene_adapt.MAX_OFFSET):
+        raise InputError(
+            f"OFFSET must be between 0 and {scene_adapt.MAX_OFFSET:g}; got {req.offset!r}"
+        )
     if req.adapt not in scene_adapt.MODES:
         raise InputError(f"ADAPT must be one of {', '.join(scene_adapt.MODES)}; got {req.adapt!r}")
     for final in (out_path, prob_path):

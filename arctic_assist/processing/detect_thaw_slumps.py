@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..core import adapt as scene_adapt
 from ..core.errors import InputError
 from ..core.onnx_model import DEVICES
 from .base import (
@@ -36,7 +37,7 @@ FILTER_SIZES = [0, 3, 5, 7]
 #: ``arctic_assist.io.vector.DEFAULT_CLEANUP`` (numpy is imported only when the algorithm runs)
 DEFAULT_MIN_SEGMENT, DEFAULT_FILL_HOLES, DEFAULT_FILTER = 4, 16, 0
 #: scene adaptation choices (``arctic_assist.core.adapt.MODES``, same order)
-ADAPT_MODES = ["auto", "always", "never"]
+ADAPT_MODES = list(scene_adapt.MODES)
 #: the loaded output layer is called "<LAYER_NAME> (<raster layer>, <HH:MM:SS>)"
 LAYER_NAME = "Thaw slump proposals"
 
@@ -229,7 +230,7 @@ class DetectThawSlumps(ArcticAssistAlgorithm):
                     QgsProcessingParameterNumber.Type.Double,
                     defaultValue=0.0,
                     minValue=0.0,
-                    maxValue=1_000_000.0,
+                    maxValue=scene_adapt.MAX_OFFSET,
                 )
             )
         )

@@ -124,6 +124,14 @@ def _scene_reference(raw: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.median(raw[:, valid].astype(np.float64), axis=1))
 
 
+def _adapting_model(path: Path, raw: np.ndarray) -> Path:
+    """The weighted-sum model carrying ``raw``'s band medians as its training scene's."""
+    norm = Normalization("scale", scale=1e-4, offset=0.0)
+    return weighted_sum_model(
+        path, WEIGHTS, BIAS, spec=make_spec(normalization=norm, input_medians=_scene_reference(raw))
+    )
+
+
 def _detect(tmp_path: Path, raster: Path, model: Path, mode: str, name: str, offset: float = 0.0):
     messages: list[str] = []
     prob = tmp_path / f"{name}.tif"
@@ -147,13 +155,8 @@ def test_detection_sees_a_brighter_scene_as_the_training_scene(tmp_path):
     brighter = write_geotiff(
         tmp_path / "bright.tif", np.where(raw > 0, np.round(raw * 1.25), 0).astype(np.uint16)
     )
+    with_stats = _adapting_model(tmp_path / "m.onnx", raw)
     norm = Normalization("scale", scale=1e-4, offset=0.0)
-    with_stats = weighted_sum_model(
-        tmp_path / "m.onnx",
-        WEIGHTS,
-        BIAS,
-        spec=make_spec(normalization=norm, input_medians=_scene_reference(raw)),
-    )
     without = weighted_sum_model(
         tmp_path / "plain.onnx", WEIGHTS, BIAS, spec=make_spec(normalization=norm)
     )
@@ -185,15 +188,7 @@ def test_an_extent_is_adapted_with_the_whole_scene(tmp_path):
     raster (its pixel count in the log), so it gets the whole scene's adaptation."""
     raw = slump_image()
     raster = write_geotiff(tmp_path / "s.tif", raw)
-    model = weighted_sum_model(
-        tmp_path / "m.onnx",
-        WEIGHTS,
-        BIAS,
-        spec=make_spec(
-            normalization=Normalization("scale", scale=1e-4, offset=0.0),
-            input_medians=_scene_reference(raw),
-        ),
-    )
+    model = _adapting_model(tmp_path / "m.onnx", raw)
     valid_pixels = int((raw != 0).all(axis=0).sum())
 
     def adaptation_line(**kw) -> str:
@@ -219,13 +214,7 @@ def test_offset_is_subtracted_before_the_model_and_the_measurement(tmp_path):
     shifted = np.where(raw > 0, raw + 1000, 0).astype(np.uint16)
     plain = write_geotiff(tmp_path / "plain.tif", raw)
     offset_raster = write_geotiff(tmp_path / "offset.tif", shifted)
-    norm = Normalization("scale", scale=1e-4, offset=0.0)
-    model = weighted_sum_model(
-        tmp_path / "m.onnx",
-        WEIGHTS,
-        BIAS,
-        spec=make_spec(normalization=norm, input_medians=_scene_reference(raw)),
-    )
+    model = _adapting_model(tmp_path / "m.onnx", raw)
     want, _ = _detect(tmp_path, plain, model, "auto", "want")
 
     def run(mode: str, name: str, value: float):
