@@ -187,12 +187,15 @@ class RetrainModel(ArcticAssistAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                self.BASE_MODEL, "Start from model (optional)", extension="onnx", optional=True
+                self.BASE_MODEL, "Start from model", extension="onnx", optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.START, "Without BASE_MODEL, start from", options=STARTS, defaultValue=0
+                self.START,
+                "If no model to start from is given, start from",
+                options=STARTS,
+                defaultValue=0,
             )
         )
         self.addParameter(
