@@ -130,6 +130,7 @@ class DetectResult:
     #: statistics), scene_statistics (ADAPT), read, normalise,
     #: onnxruntime, blend, write_rasters, vectorise,
     #: write_features (all but onnxruntime and blend run in worker threads, overlapping),
+    #: spatial_index (the part of write_features that packs the GeoPackage's R-tree),
     #: stream_waited (the stream waiting for the vectoriser's threads to catch up),
     #: after_stream (wall time from the end of the stream to the end) and total
     timings: dict[str, float] = field(default_factory=dict)
@@ -461,6 +462,7 @@ def run_detection(
         "write_rasters": t_write,
         "vectorise": max(0.0, vstats.seconds - vstats.write_seconds),
         "write_features": writer.seconds,
+        "spatial_index": writer.index_seconds,
         "stream_waited": vec.stalled_seconds,
         "after_stream": seconds - (t_stream_end - t_start),
         "total": seconds,
@@ -472,7 +474,8 @@ def run_detection(
         "the outputs, scene_statistics included; scene_statistics: measuring the scene for "
         "ADAPT; read, "
         "normalise, write rasters, vectorise and write features run in worker "
-        "threads, overlapping onnxruntime; stream_waited: the stream waiting for the "
+        "threads, overlapping onnxruntime; spatial_index: the part of write_features "
+        "packing the GeoPackage's spatial index; stream_waited: the stream waiting for the "
         "vectoriser; after_stream: from the last tile to the end)"
     )
     say(f"{n} proposal(s) written to {out_path} in {seconds:.1f} s (run {run_id})")

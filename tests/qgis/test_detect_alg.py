@@ -121,3 +121,55 @@ def test_adapt_parameter_brings_a_darker_scene_back(provider, tmp_path):
     assert area(clear) == area(dark) == 900 * 100.0
     assert area(dark, ADAPT=2) == 0.0
     assert area(dark, ADAPT=1) == 900 * 100.0
+
+
+def test_proposals_have_a_spatial_index_that_follows_edits(provider, tmp_path):
+    """The packed R-tree (io/gpkg_rtree.py) as QGIS sees it: present, and right after an
+    expert moves a proposal, draws one and saves (QGIS's edits go through the index's
+    triggers, the insert trigger put back)."""
+    import sqlite3
+
+    import processing
+    from qgis.core import (
+        QgsFeature,
+        QgsFeatureRequest,
+        QgsFeatureSource,
+        QgsGeometry,
+        QgsRectangle,
+        QgsVectorLayer,
+    )
+
+    bright = np.kron(np.indices((12, 12)).sum(0) % 2, np.ones((8, 8)))  # 72 squares
+    raster = write_raster(
+        tmp_path / "scene.tif",
+        np.repeat((200 + 3800 * bright)[None], 4, 0).astype(np.uint16),
+        descriptions=["B02_blue", "B03_green", "B04_red", "B08_nir"],
+    )
+    model = weighted_sum_model(tmp_path / "m.onnx", weights=[0, 0, 1.0, 0], bias=-0.2)
+    out = tmp_path / "rts.gpkg"
+    result = processing.run(
+        "arctic_assist:detect_thaw_slumps",
+        {"INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(out), "MIN_AREA": 0},
+    )
+    n = result["N_FEATURES"]
+    assert n > 60  # more than one R-tree node holds
+    layer = QgsVectorLayer(str(out), "p", "ogr")
+    assert layer.hasSpatialIndex() == QgsFeatureSource.SpatialIndexPresent
+    feature = next(layer.getFeatures())
+    far = QgsRectangle(0, 0, 10, 10)
+    assert not list(layer.getFeatures(QgsFeatureRequest().setFilterRect(far)))
+    layer.startEditing()
+    assert layer.changeGeometry(feature.id(), QgsGeometry.fromRect(QgsRectangle(2, 2, 4, 4)))
+    drawn = QgsFeature(layer.fields())  # and one drawn by hand
+    drawn.setGeometry(QgsGeometry.fromRect(QgsRectangle(6, 6, 8, 8)))
+    assert layer.addFeature(drawn)
+    assert layer.commitChanges()
+    hits = list(layer.getFeatures(QgsFeatureRequest().setFilterRect(far)))
+    assert len(hits) == 2 and feature.id() in {f.id() for f in hits}
+    del layer
+    con = sqlite3.connect(out)
+    try:
+        assert con.execute("SELECT rtreecheck('rtree_thaw_slumps_geom')").fetchone()[0] == "ok"
+        assert con.execute("SELECT count(*) FROM rtree_thaw_slumps_geom").fetchone()[0] == n + 1
+    finally:
+        con.close()

@@ -421,6 +421,7 @@ def test_time_per_phase_is_logged(tmp_path, make_raster):
         "write_rasters",
         "vectorise",
         "write_features",
+        "spatial_index",
         "stream_waited",
         "after_stream",
         "total",
