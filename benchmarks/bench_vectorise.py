@@ -22,6 +22,12 @@ each tree (e.g. ``git archive main | tar -x -C /tmp/aa_old``), alternately, in t
 invocation, so old and new code are compared on the same machine state. Every
 measurement runs in its own subprocess.
 
+``--alone 8192`` measures the vectoriser alone, no model running: ``vectorise()`` with the
+default clean-up on an 8192^2 probability GeoTIFF of smooth noise (8 px blobs through a
+sigmoid) thresholded at 0.6, each code tree in its own process, alternately
+(``--repeat`` times): its CPU time (what it takes from onnxruntime on a machine the model
+fills) and the writer's share.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 2048            # smoke (1 min)
@@ -29,6 +35,8 @@ Usage::
     .venv/bin/python benchmarks/bench_vectorise.py --sizes "" --overhead  # (a) alone
     .venv/bin/python benchmarks/bench_vectorise.py --sizes 8192 --overhead \
         --ort-threads 0,1 --code new=.,old=/tmp/aa_old              # old vs new code
+    .venv/bin/python benchmarks/bench_vectorise.py --alone 8192 --repeat 2 \
+        --code new=.,old=/tmp/aa_old                                # the vectoriser alone
 """
 
 from __future__ import annotations
@@ -152,6 +160,70 @@ def unet(path: Path, tile: Path) -> Path:
     return conv_net_model(path, in_channels=4, width=16, depth=2, spec=spec, seed=3)
 
 
+def probability_raster(path: Path, size: int, seed: int = 0) -> Path:
+    """``size``^2 float32 probabilities: smooth noise (8 px blobs) through a sigmoid, 1 m,
+    EPSG:32633, nodata -1 (written in strips of 2048 rows)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    rng = np.random.default_rng(seed)
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), size, size, 1, gdal.GDT_Float32, options=["TILED=YES"]
+    )
+    ds.SetGeoTransform((500000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0))
+    ds.SetProjection(_wkt(32633))
+    band = ds.GetRasterBand(1)
+    band.SetNoDataValue(-1.0)
+    for r in range(0, size, NOISE):
+        rows = min(NOISE, size - r)
+        a = rng.normal(0, 1, (-(-rows // 8), -(-size // 8))).astype(np.float32)
+        a = np.kron(a, np.ones((8, 8), np.float32))[:rows, :size]
+        a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
+        a = np.pad(a, ((0, 1), (0, 1)), mode="edge")
+        band.WriteArray(1 / (1 + np.exp(-a)), 0, r)
+    ds = None
+    return path
+
+
+def alone_child(prob: str, out: str) -> None:
+    """``vectorise()`` alone on ``prob`` (threshold 0.6, the default clean-up): JSON."""
+    import time
+
+    from osgeo import osr
+
+    import arctic_assist
+    from arctic_assist.io.vector import DEFAULT_CLEANUP, FeatureWriter, vectorise
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    attrs = {"model": "m", "run_id": "r", "status": "proposed", "source": prob}
+    writer = FeatureWriter(out, "p", srs, attrs)
+    t0, c0 = time.perf_counter(), time.process_time()
+    vectorise(
+        prob,
+        writer,
+        threshold=0.6,
+        metres_per_unit=1.0,
+        grid_srs=srs,
+        out_srs=srs,
+        cleanup=DEFAULT_CLEANUP,
+    )
+    n = writer.close()
+    print(
+        json.dumps(
+            {
+                "code": str(Path(arctic_assist.__file__).parents[1]),
+                "features": n,
+                "wall": time.perf_counter() - t0,
+                "cpu": time.process_time() - c0,
+                "writer": writer.seconds,
+                "index": getattr(writer, "index_seconds", 0.0),
+                "peak_rss_mb": vm_hwm_kb() / 1024,
+            }
+        )
+    )
+
+
 def vm_hwm_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -235,14 +307,26 @@ def main() -> int:
         default=f"new={REPO}",
         help="comma-separated NAME=TREE: measure the arctic_assist package of each tree",
     )
+    ap.add_argument("--alone", type=int, default=0, help="the vectoriser alone on SIZE^2")
+    ap.add_argument("--repeat", type=int, default=1, help="--alone: runs of each code")
     ap.add_argument("--child", nargs=4, metavar=("RASTER", "MODEL", "OUT", "THREADS"))
+    ap.add_argument("--alone-child", nargs=2, metavar=("PROB", "OUT"))
     args = ap.parse_args()
     if args.child:
         child(*args.child[:3], int(args.child[3]))
         return 0
+    if args.alone_child:
+        alone_child(*args.alone_child)
+        return 0
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aa_vec_"))
     work.mkdir(parents=True, exist_ok=True)
     codes = [tuple(c.split("=", 1)) for c in args.code.split(",") if c.strip()]
+    if args.alone:
+        try:
+            return alone(work, args.alone, codes, max(1, args.repeat))
+        finally:
+            if not args.workdir:
+                shutil.rmtree(work, ignore_errors=True)
     threads = [int(t) for t in args.ort_threads.split(",") if t.strip()]
     cases = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.overhead:
@@ -283,6 +367,30 @@ def main() -> int:
                     f"({da['seconds'] / db['seconds']:.3f})"
                 )
     print("(targets: wall / ORT <= 1.3 with many polygons, <= 1.10 for (a); peak RSS <= 1 GB)")
+    return 0
+
+
+def alone(work: Path, size: int, codes: list[tuple[str, ...]], repeat: int) -> int:
+    prob = work / f"prob_{size}.tif"
+    if not prob.exists():
+        probability_raster(prob, size)
+    print(f"vectorise() alone on {size} x {size} probabilities (threshold 0.6, default clean-up)")
+    for _ in range(repeat):
+        for name, code in codes:  # old and new one after the other
+            out = work / "alone.gpkg"
+            cmd = [sys.executable, __file__, "--alone-child", str(prob), str(out)]
+            env = {**os.environ, CODE_ENV: str(Path(code).resolve())}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            out.unlink(missing_ok=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
+            d = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(
+                f"  {name:>5}: {d['features']} polygons, CPU {d['cpu']:.1f} s, wall "
+                f"{d['wall']:.1f} s, writer {d['writer']:.1f} s (index {d['index']:.1f} s), "
+                f"peak RSS {d['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     return 0
 
 
