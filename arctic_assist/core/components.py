@@ -62,13 +62,23 @@ class Runs:
         return np.bincount(self.comp, weights=per_run, minlength=self.n)
 
     def paint(
-        self, values: np.ndarray, select: np.ndarray | None = None, dtype: type = np.int32
+        self,
+        values: np.ndarray,
+        select: np.ndarray | None = None,
+        dtype: type = np.int32,
+        box: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray:
         """An image holding ``values[comp]`` on the runs (of the components where ``select``
-        is True, when given) and 0 elsewhere."""
+        is True, when given) and 0 elsewhere; only rows ``[r0, r1)`` and columns
+        ``[c0, c1)`` of it when ``box`` is given (the selected runs must lie inside)."""
         h, w = self.shape
+        r0 = c0 = 0
+        if box is not None:
+            r0, r1, c0, c1 = box
+            h, w = r1 - r0, c1 - c0
         v = np.asarray(values, dtype=dtype)[self.comp]
-        fs, fe = self.flat_start(), self.flat_start() + self.length
+        fs = (self.row - r0) * w + (self.start - c0)
+        fe = fs + self.length
         if select is not None:
             keep = select[self.comp]
             v, fs, fe = v[keep], fs[keep], fe[keep]

@@ -668,17 +668,20 @@ class Vectoriser:
         sums = runs.sums(prob)
         # pieces touch an inner edge of the window (the core's other edges have no
         # foreground beyond them)
-        on_edge = np.zeros(runs.row.size, dtype=bool)
-        if 0 < w0 == r0:
-            on_edge |= runs.row == 0
-        if height > w1 == r1:
-            on_edge |= runs.row == r1 - r0 - 1
-        if 0 < v0 == c0:
-            on_edge |= runs.start == 0
-        if width > v1 == c1:
-            on_edge |= runs.end == c1 - c0
-        seam = np.zeros(n, dtype=bool)
-        seam[runs.comp[on_edge]] = True
+        # foreground beyond them); each piece is given to the first inner edge it touches
+        sides = [
+            runs.row == 0 if 0 < w0 == r0 else None,
+            runs.row == r1 - r0 - 1 if height > w1 == r1 else None,
+            runs.start == 0 if 0 < v0 == c0 else None,
+            runs.end == c1 - c0 if width > v1 == c1 else None,
+        ]
+        side_of = np.full(n, -1, np.int8)
+        for k, on_side in enumerate(sides):
+            if on_side is not None:
+                touch = np.zeros(n, dtype=bool)
+                touch[runs.comp[on_side]] = True
+                side_of[touch & (side_of < 0)] = k
+        seam = side_of >= 0
         keep = ~seam & self._big_enough(counts)
         res.whole = int(np.count_nonzero(~seam))
         if r0 == w0:
@@ -707,13 +710,23 @@ class Vectoriser:
             lut[1:] = sums / np.maximum(counts, 1)
             kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
             res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, self.gsrs)
-        if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row)
-            res.pieces = {
-                lbl: bytes(geom.ExportToWkb())
-                for lbl, geom in _polygons(
-                    runs.paint(numbers, seam), (float(c0), 1.0, 0.0, -float(r0), 0.0, -1.0)
+        if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row), polygonised
+            # per edge in the box of that edge's pieces (a strip, not the whole window)
+            run_side = side_of[runs.comp]
+            for k in range(len(sides)):
+                on = run_side == k
+                if not on.any():
+                    continue
+                box = (
+                    int(runs.row[on].min()),
+                    int(runs.row[on].max()) + 1,
+                    int(runs.start[on].min()),
+                    int(runs.end[on].max()),
                 )
-            }
+                labels = runs.paint(numbers, side_of == k, box=box)
+                box_gt = (float(c0 + box[2]), 1.0, 0.0, -float(r0 + box[0]), 0.0, -1.0)
+                for lbl, geom in _polygons(labels, box_gt):
+                    res.pieces[lbl] = bytes(geom.ExportToWkb())
         res.t_poly = time.perf_counter() - t2
         return res
 
