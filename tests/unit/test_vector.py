@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from arctic_assist.core.components import fill_holes, label, majority_filter
+from arctic_assist.core.components import fill_holes, label, label_runs, majority_filter
 from arctic_assist.core.tiling import panel_bounds
 from arctic_assist.io import vector
 from arctic_assist.io.vector import Cleanup, FeatureWriter, vectorise
@@ -419,3 +419,24 @@ def test_spatial_index_grows_with_the_features(tmp_path):
     layer.SetSpatialFilter(None)
     expect = {f.GetFID() for f in layer if f.GetGeometryRef().GetEnvelope()[0] <= (minx + maxx) / 2}
     assert inside == expect and 0 < len(inside) < n
+
+
+def test_paint_in_a_box_is_that_box_of_the_whole_image():
+    """Runs.paint(box=...) (pieces polygonised in the box of one edge's pieces): the same
+    values as painting the whole window, then cutting the box out."""
+    runs = label_runs(smooth_field((90, 70), 4, seed=11) > 0.55, 4)
+    select = np.zeros(runs.n, dtype=bool)
+    select[[1, 3]] = True  # two components near the top
+    on = select[runs.comp]
+    box = (
+        int(runs.row[on].min()),
+        int(runs.row[on].max()) + 1,
+        int(runs.start[on].min()),
+        int(runs.end[on].max()),
+    )
+    values = np.arange(1, runs.n + 1)
+    whole = runs.paint(values, select)
+    r0, r1, c0, c1 = box
+    assert (r1 - r0, c1 - c0) != whole.shape
+    assert np.array_equal(runs.paint(values, select, box=box), whole[r0:r1, c0:c1])
+    assert np.count_nonzero(whole) == np.count_nonzero(whole[r0:r1, c0:c1]) > 0
