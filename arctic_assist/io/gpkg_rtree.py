@@ -297,7 +297,7 @@ class PackedIndex:
                 self._parents(ids, np.repeat(numbers, self.fanout)[: ids.size])
                 ids, box = numbers, union_boxes(box, self.fanout)
                 depth += 1
-        self.ds.ExecuteSQL(self.trigger_sql)
+        self._restore_trigger()
         expected = _scalar(
             self.ds,
             f"SELECT count(*) FROM {_q(self.table)} WHERE {_q(self.column)} IS NOT NULL",
@@ -305,6 +305,11 @@ class PackedIndex:
         got = _scalar(self.ds, f"SELECT count(*) FROM {_q(self.rt + '_rowid')}")
         if got != expected or got != self.indexed:
             raise PackError(f"{got} entries indexed for {expected} features")
+
+    def _restore_trigger(self) -> None:
+        """The insert trigger as GDAL wrote it (replacing one GDAL may have made again)."""
+        self.ds.ExecuteSQL(f"DROP TRIGGER IF EXISTS {_q(self.rt + '_insert')}")
+        self.ds.ExecuteSQL(self.trigger_sql)
 
     def _parents(self, children: np.ndarray, parents: np.ndarray) -> None:
         rows = ",".join(f"({c},{p})" for c, p in zip(children.tolist(), parents.tolist()))
@@ -323,5 +328,5 @@ class PackedIndex:
             f"INSERT OR REPLACE INTO {rt} SELECT {_q(self.fid)}, ST_MinX({g}), ST_MaxX({g}), "
             f"ST_MinY({g}), ST_MaxY({g}) FROM {t} WHERE {g} NOT NULL AND NOT ST_IsEmpty({g})"
         )
-        self.ds.ExecuteSQL(self.trigger_sql)
+        self._restore_trigger()
         self.indexed = int(_scalar(self.ds, f"SELECT count(*) FROM {_q(self.rt + '_rowid')}"))

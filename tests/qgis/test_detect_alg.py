@@ -123,7 +123,7 @@ def test_adapt_parameter_brings_a_darker_scene_back(provider, tmp_path):
     assert area(dark, ADAPT=1) == 900 * 100.0
 
 
-def test_proposals_have_a_spatial_index_that_follows_edits(provider, tmp_path):
+def test_proposals_have_a_spatial_index_that_follows_edits(provider, tmp_path, caplog):
     """The packed R-tree (io/gpkg_rtree.py) as QGIS sees it: present, and right after an
     expert moves a proposal, draws one and saves (QGIS's edits go through the index's
     triggers, the insert trigger put back)."""
@@ -153,6 +153,7 @@ def test_proposals_have_a_spatial_index_that_follows_edits(provider, tmp_path):
     )
     n = result["N_FEATURES"]
     assert n > 60  # more than one R-tree node holds
+    assert "not packed" not in caplog.text  # packed with this GDAL, not the fallback
     layer = QgsVectorLayer(str(out), "p", "ogr")
     assert layer.hasSpatialIndex() == QgsFeatureSource.SpatialIndexPresent
     feature = next(layer.getFeatures())
