@@ -667,7 +667,6 @@ class Vectoriser:
         counts = runs.counts()
         sums = runs.sums(prob)
         # pieces touch an inner edge of the window (the core's other edges have no
-        # foreground beyond them)
         # foreground beyond them); each piece is given to the first inner edge it touches
         sides = [
             runs.row == 0 if 0 < w0 == r0 else None,
