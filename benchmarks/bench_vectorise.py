@@ -75,6 +75,14 @@ QUANTILE = 75
 BANDS = ("red", "green", "blue", "nir")
 
 
+def blobs(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """``rows`` x ``cols`` float32 smoothed normal noise: blobs of about 8 x 8 px."""
+    a = rng.normal(0, 1, (-(-rows // 8), -(-cols // 8))).astype(np.float32)
+    a = np.kron(a, np.ones((8, 8), np.float32))[:rows, :cols]
+    a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
+    return np.pad(a, ((0, 1), (0, 1)), mode="edge")
+
+
 def noise_tile(path: Path, seed: int = 0) -> Path:
     """2048^2 x 4 uint8: smoothed noise (blobs of about 8 x 8 px), 1 m, EPSG:32633."""
     from osgeo import gdal
@@ -87,10 +95,7 @@ def noise_tile(path: Path, seed: int = 0) -> Path:
     ds.SetGeoTransform((500000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0))
     ds.SetProjection(_wkt(32633))
     for b in range(4):
-        a = rng.normal(0, 1, (NOISE // 8, NOISE // 8)).astype(np.float32)
-        a = np.kron(a, np.ones((8, 8), np.float32))
-        a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
-        a = np.pad(a, ((0, 1), (0, 1)), mode="edge")
+        a = blobs(rng, NOISE, NOISE)
         band = ds.GetRasterBand(b + 1)
         band.WriteArray(np.clip(128 + 40 * a, 1, 255).astype(np.uint8))
         band.SetDescription(BANDS[b])
@@ -178,11 +183,7 @@ def probability_raster(path: Path, size: int, seed: int = 0) -> Path:
     band = ds.GetRasterBand(1)
     band.SetNoDataValue(-1.0)
     for r in range(0, size, NOISE):
-        rows = min(NOISE, size - r)
-        a = rng.normal(0, 1, (-(-rows // 8), -(-size // 8))).astype(np.float32)
-        a = np.kron(a, np.ones((8, 8), np.float32))[:rows, :size]
-        a = (a[:-1, :-1] + a[1:, 1:] + a[:-1, 1:] + a[1:, :-1]) / 4
-        a = np.pad(a, ((0, 1), (0, 1)), mode="edge")
+        a = blobs(rng, min(NOISE, size - r), size)
         band.WriteArray(1 / (1 + np.exp(-a)), 0, r)
     ds = None
     return path
@@ -282,13 +283,18 @@ def child(raster: str, model: str, out: str, threads: int) -> None:
     )
 
 
-def measure(raster: Path | str, model: Path, out: Path, threads: int, code: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(raster), str(model), str(out), str(threads)]
+def run_child(args: list[str], code: str) -> dict:
+    """This script with ``args`` in a fresh process measuring the tree ``code``: its JSON."""
+    cmd = [sys.executable, __file__, *args]
     env = {**os.environ, CODE_ENV: str(Path(code).resolve())}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(raster: Path | str, model: Path, out: Path, threads: int, code: str) -> dict:
+    return run_child(["--child", str(raster), str(model), str(out), str(threads)], code)
 
 
 def main() -> int:
@@ -387,13 +393,10 @@ def alone(work: Path, size: int, codes: list[tuple[str, ...]], repeat: int) -> i
     for _ in range(repeat):
         for name, code in codes:  # old and new one after the other
             out = work / "alone.gpkg"
-            cmd = [sys.executable, __file__, "--alone-child", str(prob), str(out)]
-            env = {**os.environ, CODE_ENV: str(Path(code).resolve())}
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            out.unlink(missing_ok=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
-            d = json.loads(proc.stdout.strip().splitlines()[-1])
+            try:
+                d = run_child(["--alone-child", str(prob), str(out)], code)
+            finally:
+                out.unlink(missing_ok=True)
             print(
                 f"  {name:>5}: {d['features']} polygons, CPU {d['cpu']:.1f} s, wall "
                 f"{d['wall']:.1f} s, writer {d['writer']:.1f} s (index {d['index']:.1f} s), "

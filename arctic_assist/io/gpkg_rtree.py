@@ -147,6 +147,18 @@ def node_blobs(ids: np.ndarray, box: np.ndarray, fanout: int, size: int, depth: 
     return data
 
 
+def create_index(ds: Any, table: str, column: str, fid: str | None) -> PackedIndex | None:
+    """The spatial index of the new, empty layer ``table``: its virtual table, triggers and
+    extension row made by GDAL, then a :class:`PackedIndex` to fill it; None (a warning)
+    when it cannot be packed: GDAL's triggers then index each feature as it comes."""
+    try:
+        _scalar(ds, f"SELECT CreateSpatialIndex({_lit(table)}, {_lit(column)})")
+        return PackedIndex(ds, table, column, fid or "fid")
+    except (PackError, RuntimeError) as exc:  # pragma: no cover - an unexpected GeoPackage
+        LOG.warning("spatial index not packed (%s): indexed feature by feature", exc)
+        return None
+
+
 class PackedIndex:
     """The R-tree of ``table.column`` in the GDAL GeoPackage dataset ``ds``, created empty
     by GDAL just before (see the module doc). Used from one thread at a time, between
@@ -210,10 +222,10 @@ class PackedIndex:
             f"ORDER BY {f})",
         )
         if raw:
-            ids, env = envelopes(raw)
-            if ids.size and (ids.min() <= self.last_fid or ids.max() >= 2**31):
-                raise PackError("feature ids out of order or beyond 2^31")
-            self.last_fid = int(ids.max()) if ids.size else self.last_fid
+            ids, env = envelopes(raw)  # ids > last_fid, in order (the query's)
+            if ids[-1] >= 2**31:  # packed with the leaf's number in one int64
+                raise PackError("feature ids beyond 2^31")
+            self.last_fid = int(ids[-1])
             self.wait_ids = np.concatenate([self.wait_ids, ids])
             self.wait_box = np.concatenate([self.wait_box, outward(env)])
         n = self.wait_ids.size

@@ -57,7 +57,7 @@ import numpy as np
 
 from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
 from ..core.errors import CanceledError, InputError
-from .gpkg_rtree import PackedIndex, PackError
+from .gpkg_rtree import create_index
 from .raster import _gdal, srs_traditional
 
 LOG = logging.getLogger(__name__)
@@ -179,22 +179,10 @@ class FeatureWriter:
         )
         for name, kind in FIELDS:
             self.layer.CreateField(ogr.FieldDefn(name, types[kind]))
-        # The R-tree (its virtual table, triggers and extension row) by GDAL, on the empty
-        # layer, then packed as the features are written (gpkg_rtree): SQLite's triggers
-        # would index them one at a time (about 20 us each; GDAL 3.6's deferred index
-        # costs the same at closing).
-        geom = self.layer.GetGeometryColumn()
-        quoted = [n.replace("'", "''") for n in (layer_name, geom)]
-        result = self.ds.ExecuteSQL("SELECT CreateSpatialIndex('{}', '{}')".format(*quoted))
-        if result is not None:
-            self.ds.ReleaseResultSet(result)
-        try:
-            self.index: PackedIndex | None = PackedIndex(
-                self.ds, layer_name, geom, self.layer.GetFIDColumn() or "fid"
-            )
-        except (PackError, RuntimeError) as exc:  # pragma: no cover - GDAL's triggers index
-            LOG.warning("spatial index not packed (%s): indexed feature by feature", exc)
-            self.index = None
+        # the spatial index, packed as the features are written (None: GDAL's triggers)
+        self.index = create_index(
+            self.ds, layer_name, self.layer.GetGeometryColumn(), self.layer.GetFIDColumn()
+        )
         self.defn = self.layer.GetLayerDefn()
         names = [name for name, _ in FIELDS]
         self.i_score, self.i_area = names.index("score"), names.index("area_m2")
