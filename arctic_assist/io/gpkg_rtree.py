@@ -213,20 +213,36 @@ class PackedIndex:
             self.seconds += time.perf_counter() - t0
         self.ds.CommitTransaction()
 
-    def _update(self, final: bool) -> None:
-        t, g, f = _q(self.table), _q(self.column), _q(self.fid)
-        raw = _scalar(
-            self.ds,
-            f"SELECT group_concat(printf('%016X', {f}) || hex(substr({g}, 1, 40)), '') "
-            f"FROM (SELECT {f}, {g} FROM {t} WHERE {f} > {self.last_fid} AND {g} IS NOT NULL "
-            f"ORDER BY {f})",
-        )
-        if raw:
-            ids, env = envelopes(raw)  # ids > last_fid, in order (the query's)
+    def add(self, ids: np.ndarray, env: np.ndarray) -> None:
+        """Index features whose ids (ascending, committed after the last :meth:`update`)
+        and envelopes (n x 4: min x, max x, min y, max y) the caller knows: nothing is
+        read back."""
+        if self.failed is None:
+            try:
+                if ids.size and ids[0] <= self.last_fid:
+                    raise PackError(f"feature {ids[0]} is not new")
+                self._run(self._update, final=False, known=(ids, env))
+            except (PackError, RuntimeError) as exc:
+                self.failed = str(exc)
+
+    def _update(self, final: bool, known: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        if known is None:
+            t, g, f = _q(self.table), _q(self.column), _q(self.fid)
+            raw = _scalar(
+                self.ds,
+                f"SELECT group_concat(printf('%016X', {f}) || hex(substr({g}, 1, 40)), '') "
+                f"FROM (SELECT {f}, {g} FROM {t} WHERE {f} > {self.last_fid} "
+                f"AND {g} IS NOT NULL ORDER BY {f})",
+            )
+            # ids > last_fid, in order (the query's)
+            ids, env = envelopes(raw) if raw else (np.zeros(0, np.int64), np.zeros((0, 4)))
+        else:
+            ids, env = known
+        if ids.size:
             if ids[-1] >= 2**31:  # packed with the leaf's number in one int64
                 raise PackError("feature ids beyond 2^31")
             self.last_fid = int(ids[-1])
-            self.wait_ids = np.concatenate([self.wait_ids, ids])
+            self.wait_ids = np.concatenate([self.wait_ids, ids.astype(np.int64)])
             self.wait_box = np.concatenate([self.wait_box, outward(env)])
         n = self.wait_ids.size
         if not final:

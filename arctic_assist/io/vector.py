@@ -15,12 +15,16 @@ are held, whatever the raster size or the number of polygons; per window:
 2. label the 4-connected components of the window (numpy); one ``bincount`` gives every
    component's pixel count and probability sum (the mean score; filled holes count);
 3. drop components under ``min_segment_px`` pixels or ``min_area_m2`` **before** any
-   geometry is built; a component that touches no inner window edge is whole: its pixels
-   get its mean score and ``gdal.FPolygonize`` turns the window into polygons carrying
-   their score (4-connectedness: pixels touching only at a corner are separate polygons,
-   never a self-touching ring), which :meth:`FeatureWriter.add_layer` appends to the
-   GeoPackage with ``gdal.VectorTranslate`` (area, simplification, reprojection, the
-   per-run fields: no Python per feature);
+   geometry is built; a component that touches no inner window edge is whole: its
+   outline is traced in numpy (:func:`~arctic_assist.core.outline.outline`: every
+   component of the window at once, no object per polygon), turned into GeoPackage
+   geometry blobs with their envelopes (:mod:`~arctic_assist.io.gpkg_blob`) and written
+   by :meth:`FeatureWriter.add_blobs` with its score and area in one transaction. With a
+   simplification or a reprojection asked for, the components get their mean score as
+   pixel value instead and ``gdal.FPolygonize`` turns the window into polygons, which
+   :meth:`FeatureWriter.add_layer` appends with ``gdal.VectorTranslate`` (area,
+   simplification, reprojection, the per-run fields: no Python per feature either).
+   4-connectedness both ways: pixels touching only at a corner are separate polygons;
 4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
    integer pixel coordinates, joined across the edges by a union-find over the labels on
    both sides (windows joined in order: strip by strip, each top to bottom), their counts
@@ -56,8 +60,10 @@ from typing import Any
 import numpy as np
 
 from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
+from ..core.outline import outline
 from ..core.errors import CanceledError, InputError
-from .gpkg_rtree import create_index
+from .gpkg_blob import polygon_blobs
+from .gpkg_rtree import _lit, _q, _scalar, create_index
 from .raster import _gdal, srs_traditional
 
 LOG = logging.getLogger(__name__)
@@ -77,6 +83,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
 WINDOW = 2048
 #: features per GeoPackage transaction
 BATCH = 20000
+#: rows per INSERT statement when :meth:`FeatureWriter.add_blobs` writes through GDAL
+#: (longer statements cost GDAL more per row)
+ROWS_PER_INSERT = 250
 #: threads preparing windows (reading, clean-up, labelling, polygonising) and how many
 #: windows may be prepared ahead of the one being written (bounds the memory)
 WORKERS = 2
@@ -155,10 +164,12 @@ class VectoriseStats:
 class FeatureWriter:
     """A new GeoPackage layer of proposals, written in transactions of ``batch`` features.
 
-    ``attrs`` are the per-run string fields (model, provider, ...). Two ways in:
-    :meth:`add_layer` copies a whole in-memory layer of polygons carrying a ``score`` field
-    in C (``gdal.VectorTranslate``: area, simplification, reprojection, the per-run fields,
-    no Python per feature); :meth:`add` writes one geometry (in ``srs``). :meth:`close`
+    ``attrs`` are the per-run string fields (model, provider, ...). Three ways in:
+    :meth:`add_blobs` writes ready GeoPackage geometry blobs with their scores, areas and
+    envelopes (one transaction, no geometry objects); :meth:`add_layer` copies a whole
+    in-memory layer of polygons carrying a ``score`` field in C (``gdal.VectorTranslate``:
+    area, simplification, reprojection, the per-run fields, no Python per feature);
+    :meth:`add` writes one geometry (in ``srs``). :meth:`close`
     commits and returns the count; :meth:`abort` closes without committing (the caller
     removes the file).
     """
@@ -184,6 +195,16 @@ class FeatureWriter:
             self.ds, layer_name, self.layer.GetGeometryColumn(), self.layer.GetFIDColumn()
         )
         self.defn = self.layer.GetLayerDefn()
+        self.geom_column = self.layer.GetGeometryColumn()
+        self.fid_column = self.layer.GetFIDColumn() or "fid"
+        #: the layer's srs_id in the GeoPackage (for geometry blobs made here)
+        self.srs_id = int(
+            _scalar(
+                self.ds,
+                "SELECT srs_id FROM gpkg_geometry_columns WHERE lower(table_name) = "
+                f"lower({_lit(layer_name)})",
+            )
+        )
         names = [name for name, _ in FIELDS]
         self.i_score, self.i_area = names.index("score"), names.index("area_m2")
         self.attrs = dict(attrs)
@@ -195,6 +216,9 @@ class FeatureWriter:
         self.pending = 0
         self.in_transaction = False
         self.seconds = 0.0
+        self.blobs_added = False  # features written by SQL: GDAL's layer extent is stale
+        self.path = path
+        self.sql: Any = None  # the sqlite3 connection of add_blobs (False: not usable)
 
     def _commit(self) -> None:
         if self.in_transaction:
@@ -269,6 +293,131 @@ class FeatureWriter:
                 self.index.update()
         self.seconds += time.perf_counter() - t0
 
+    def add_blobs(
+        self,
+        data: bytes,
+        size: np.ndarray,
+        score: np.ndarray,
+        area_m2: np.ndarray,
+        envelope: np.ndarray,
+    ) -> None:
+        """Append features whose geometries are GeoPackage blobs (MultiPolygons in this
+        layer's CRS and ``srs_id``, one after the other in ``data``, ``size`` bytes each),
+        with their ``score``, ``area_m2`` and ``envelope`` (n x 4: min x, max x, min y,
+        max y; for the spatial index).
+
+        Written in one transaction of Python's ``sqlite3`` on the same file (the blobs
+        bound as parameters: about 6 us per feature; GDAL is between its transactions, and
+        its layer extent is recomputed at :meth:`close`); where that module is missing or
+        fails, through GDAL's connection as INSERT statements with the blobs as literals
+        (slower)."""
+        t0 = time.perf_counter()
+        n = int(size.size)
+        if n:
+            self._commit()
+            if self.index is not None:
+                self.index.update()  # what GDAL wrote before
+            ends = np.cumsum(size).tolist()
+            starts = [0, *ends[:-1]]
+            scores = [None if math.isnan(v) else v for v in score.tolist()]
+            last = self._insert_sqlite(data, starts, ends, scores, area_m2.tolist())
+            if last is None:
+                self._insert_gdal(data, starts, ends, scores, area_m2.tolist())
+            self.count += n
+            self.blobs_added = True
+            if self.index is not None:
+                if last is None:
+                    self.index.update()  # read back from the table
+                else:  # the ids are the last ones (AUTOINCREMENT, one transaction)
+                    self.index.add(np.arange(last - n + 1, last + 1, dtype=np.int64), envelope)
+        self.seconds += time.perf_counter() - t0
+
+    def _columns(self) -> str:
+        return ",".join(map(_q, [self.geom_column, "score", "area_m2", *self.attrs]))
+
+    def _insert_sqlite(
+        self, data: bytes, starts: list, ends: list, scores: list, areas: list
+    ) -> int | None:
+        """The rows through ``sqlite3``; the last feature id (None: not written, use GDAL)."""
+        if self.sql is False:
+            return None
+        try:
+            import sqlite3
+        except ImportError:  # pragma: no cover - a Python built without it
+            self.sql = False
+            return None
+        try:
+            if self.sql is None:
+                self.sql = sqlite3.connect(
+                    self.path, timeout=10, isolation_level=None, check_same_thread=False
+                )
+                # the file is renamed into place when done: no syncing on the way
+                self.sql.execute("PRAGMA synchronous = OFF")
+                self.sql.execute("PRAGMA cache_size = -65536")
+            con, table = self.sql, _q(self.layer_name)
+            view = memoryview(data)
+            consts = tuple(str(v) for v in self.attrs.values())
+            marks = ",".join("?" * (3 + len(consts)))
+            con.execute("BEGIN")
+            try:
+                # GDAL's trigger counting features (one UPDATE per row): off while these
+                # rows go in, the count added once, in the same transaction
+                counter = con.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                    ("trigger_insert_feature_count_" + self.layer_name,),
+                ).fetchone()
+                if counter:
+                    con.execute(f"DROP TRIGGER {_q(counter[0])}")
+                con.executemany(
+                    f"INSERT INTO {table} ({self._columns()}) VALUES ({marks})",
+                    ((view[a:b], s, m, *consts) for a, b, s, m in zip(starts, ends, scores, areas)),
+                )
+                if counter:
+                    con.execute(
+                        "UPDATE gpkg_ogr_contents SET feature_count = feature_count + ? "
+                        "WHERE lower(table_name) = lower(?)",
+                        (len(starts), self.layer_name),
+                    )
+                    con.execute(counter[1])
+                (last,) = con.execute(f"SELECT max({_q(self.fid_column)}) FROM {table}").fetchone()
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return int(last)
+        except sqlite3.Error as exc:
+            LOG.warning("writing proposals through sqlite3 failed (%s): through GDAL", exc)
+            self._close_sql()
+            self.sql = False
+            return None
+
+    def _insert_gdal(
+        self, data: bytes, starts: list, ends: list, scores: list, areas: list
+    ) -> None:
+        text = data.hex()
+        consts = "".join(f",{_lit(str(v))}" for v in self.attrs.values())
+        rows = [
+            f"(X'{text[2 * a : 2 * b]}',{'NULL' if s is None else repr(s)},{m!r}{consts})"
+            for a, b, s, m in zip(starts, ends, scores, areas)
+        ]
+        head = f"INSERT INTO {_q(self.layer_name)} ({self._columns()}) VALUES "
+        self.ds.StartTransaction()
+        try:
+            for k in range(0, len(rows), ROWS_PER_INSERT):
+                self.ds.ExecuteSQL(head + ",".join(rows[k : k + ROWS_PER_INSERT]))
+        except BaseException:
+            self.ds.RollbackTransaction()
+            raise
+        self.ds.CommitTransaction()
+
+    def _close_sql(self) -> None:
+        if self.sql:
+            try:
+                self.sql.close()
+            except Exception:  # pragma: no cover - closing is best effort
+                pass
+        self.sql = None
+
     def close(self) -> int:
         """Commit, finish the spatial index, close; the number of features."""
         t0 = time.perf_counter()
@@ -276,11 +425,36 @@ class FeatureWriter:
             self._commit()
             if self.index is not None:
                 self.index.finish()
+            usable = self.sql is not False
+            self._close_sql()
+            if self.blobs_added:  # GDAL's layer extent, written to gpkg_contents at closing
+                self.ds.ExecuteSQL(f"RECOMPUTE EXTENT ON {self.layer_name}")
             self.ds.FlushCache()
             self.layer = None
             self.ds = None
+            if self.blobs_added and usable:
+                self._store_count()
         self.seconds += time.perf_counter() - t0
         return self.count
+
+    def _store_count(self) -> None:
+        """The feature count GDAL keeps in ``gpkg_ogr_contents``, as counted (GDAL did not
+        see the rows :meth:`add_blobs` wrote; left as GDAL wrote it if this fails)."""
+        import sqlite3
+
+        try:
+            con = sqlite3.connect(self.path, timeout=10)
+            try:
+                with con:
+                    con.execute(
+                        "UPDATE gpkg_ogr_contents SET feature_count = (SELECT count(*) FROM "
+                        f"{_q(self.layer_name)}) WHERE lower(table_name) = lower(?)",
+                        (self.layer_name,),
+                    )
+            finally:
+                con.close()
+        except sqlite3.Error as exc:  # pragma: no cover - GDAL's own count stays
+            LOG.debug("feature count not stored: %s", exc)
 
     @property
     def index_seconds(self) -> float:
@@ -288,6 +462,7 @@ class FeatureWriter:
         return self.index.seconds if self.index is not None else 0.0
 
     def abort(self) -> None:
+        self._close_sql()
         if self.ds is not None:
             if self.in_transaction:
                 try:
@@ -310,7 +485,9 @@ class _Window:
     piece_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     piece_sums: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pieces: dict[int, bytes] = field(default_factory=dict)  # local label -> WKB (pixels)
-    mem: Any = None  # Memory dataset of the whole components' polygons
+    mem: Any = None  # Memory dataset of the whole components' polygons (GDAL's polygons)
+    #: the whole components traced here: GeoPackage blobs, their sizes, scores and areas
+    blobs: tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     t_read: float = 0.0
     t_label: float = 0.0
     t_poly: float = 0.0
@@ -441,6 +618,10 @@ class Vectoriser:
             None if self.gsrs.IsSame(osrs) else osr.CoordinateTransformation(self.gsrs, osrs)
         )
         self.tol = simplify_m / metres_per_unit if simplify_m > 0 else 0.0
+        #: whole components traced by :func:`~arctic_assist.core.outline.outline` and
+        #: written as GeoPackage blobs (no simplification, no reprojection asked for;
+        #: else GDAL's polygons through ``VectorTranslate``)
+        self.traced = self.tol == 0 and self.to_out is None
         self.hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
         self.hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
         self.halo = self.hh + self.hf
@@ -696,7 +877,14 @@ class Vectoriser:
             lut = np.zeros(n + 1, dtype=np.float32)
             lut[1:] = sums / np.maximum(counts, 1)
             kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
-            res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, self.gsrs)
+            if self.traced:  # outlines traced here, written as GeoPackage blobs
+                o = outline(kept)
+                if o.labels.size:
+                    data, _, size, env = polygon_blobs(o, win_gt, self.writer.srs_id)
+                    area = counts[o.labels - 1] * self.pixel_area
+                    res.blobs = (data, size, lut[o.labels], area, env)
+            else:
+                res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, self.gsrs)
         if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row), polygonised
             # per edge in the box of that edge's pieces (a strip, not the whole window)
             run_side = side_of[runs.comp]
@@ -768,6 +956,11 @@ class Vectoriser:
                 self.piece_sums.append(res.piece_sums)
                 for lbl, wkb in res.pieces.items():
                     self.piece_wkb[base + lbl] = wkb
+            if res.blobs is not None:
+                self.t_consume += time.perf_counter() - t0
+                self.writer.add_blobs(*res.blobs)
+                t0 = time.perf_counter()
+                res.blobs = None
             if res.mem is not None:
                 self.t_consume += time.perf_counter() - t0
                 self.writer.add_layer(

@@ -219,16 +219,30 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
     p[20:30, 20:40] = 0.9  # 200 px
     prob = write_prob(tmp_path / "s.tif", p)
     seen = []
-    real = vector._score_polygons
+    real_gdal, real_traced = vector._score_polygons, vector.outline
 
-    def spy(scores, mask, gt, srs_):
+    def gdal_spy(scores, mask, gt, srs_):
         seen.append(int(np.count_nonzero(mask)))
-        return real(scores, mask, gt, srs_)
+        return real_gdal(scores, mask, gt, srs_)
 
-    monkeypatch.setattr(vector, "_score_polygons", spy)
-    rows = run(prob, tmp_path / "s.gpkg", min_area_m2=1000.0, cleanup=Cleanup(min_segment_px=5))
-    assert [r["area"] for r in rows] == [20000.0]
-    assert seen == [200]
+    def traced_spy(labels):
+        seen.append(int(np.count_nonzero(labels)))
+        return real_traced(labels)
+
+    monkeypatch.setattr(vector, "_score_polygons", gdal_spy)
+    monkeypatch.setattr(vector, "outline", traced_spy)
+    # traced here (the default), and GDAL's polygons (simplified output)
+    for simplify, out in ((0.0, "s.gpkg"), (1.0, "s2.gpkg")):
+        seen.clear()
+        rows = run(
+            prob,
+            tmp_path / out,
+            min_area_m2=1000.0,
+            cleanup=Cleanup(min_segment_px=5),
+            simplify_m=simplify,
+        )
+        assert [r["area"] for r in rows] == [20000.0]
+        assert seen == [200]
 
 
 def test_majority_filter_and_holes():
