@@ -10,6 +10,9 @@ each ring closed), as ``gdal.VectorTranslate -nlt PROMOTE_TO_MULTI`` would write
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 import numpy as np
 
 from ..core.outline import Outline
@@ -75,3 +78,33 @@ def polygon_blobs(
     head[:, 54:58] = np.diff(o.region_start).astype("<u4").view(np.uint8).reshape(-1, 4)
     _put(buf, reg_at[:-1], head)
     return buf.tobytes(), reg_at[:-1], reg_bytes, env
+
+
+def reshaped(
+    data: bytes,
+    start: np.ndarray,
+    size: np.ndarray,
+    srs_id: int,
+    simplify: float = 0.0,
+    transform: Any = None,
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The blobs of :func:`polygon_blobs` simplified (``SimplifyPreserveTopology``,
+    tolerance in their units; as ``ogr2ogr -simplify``), then transformed (an OGR
+    coordinate transformation, the target's ``srs_id``): ``(data, size, envelope)``.
+    One OGR geometry per blob (GEOS does the simplification)."""
+    from osgeo import ogr
+
+    head = b"GP\x00\x03" + int(srs_id).to_bytes(4, "little", signed=True)
+    env = np.empty((start.size, 4))
+    parts = []
+    for i, (a, n) in enumerate(zip(start.tolist(), size.tolist())):
+        geom = ogr.CreateGeometryFromWkb(data[a + 40 : a + n])
+        if simplify > 0:
+            simple = geom.SimplifyPreserveTopology(simplify)
+            if simple is not None and not simple.IsEmpty():
+                geom = simple
+        if transform is not None:
+            geom.Transform(transform)
+        env[i] = e = geom.GetEnvelope()
+        parts.append(head + struct.pack("<4d", *e) + geom.ExportToWkb(ogr.wkbNDR))
+    return b"".join(parts), np.array([len(p) for p in parts], np.int64), env

@@ -19,12 +19,11 @@ are held, whatever the raster size or the number of polygons; per window:
    outline is traced in numpy (:func:`~arctic_assist.core.outline.outline`: every
    component of the window at once, no object per polygon), turned into GeoPackage
    geometry blobs with their envelopes (:mod:`~arctic_assist.io.gpkg_blob`) and written
-   by :meth:`FeatureWriter.add_blobs` with its score and area in one transaction. With a
-   simplification or a reprojection asked for, the components get their mean score as
-   pixel value instead and ``gdal.FPolygonize`` turns the window into polygons, which
-   :meth:`FeatureWriter.add_layer` appends with ``gdal.VectorTranslate`` (area,
-   simplification, reprojection, the per-run fields: no Python per feature either).
-   4-connectedness both ways: pixels touching only at a corner are separate polygons;
+   by :meth:`FeatureWriter.add_blobs` with its score and area in one transaction (with a
+   simplification or a reprojection asked for, each polygon goes through OGR/GEOS for
+   that first: ``SimplifyPreserveTopology``, then ``Transform``). 4-connectedness:
+   pixels touching only at a corner are separate polygons, and a component that meets
+   itself at a corner is one valid polygon (rings touching at that point);
 4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
    integer pixel coordinates, joined across the edges by a union-find over the labels on
    both sides (windows joined in order: strip by strip, each top to bottom), their counts
@@ -62,7 +61,7 @@ import numpy as np
 from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
 from ..core.outline import outline
 from ..core.errors import CanceledError, InputError
-from .gpkg_blob import polygon_blobs
+from .gpkg_blob import polygon_blobs, reshaped
 from .gpkg_rtree import _lit, _q, _scalar, create_index
 from .raster import _gdal, srs_traditional
 
@@ -485,7 +484,6 @@ class _Window:
     piece_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     piece_sums: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pieces: dict[int, bytes] = field(default_factory=dict)  # local label -> WKB (pixels)
-    mem: Any = None  # Memory dataset of the whole components' polygons (GDAL's polygons)
     #: the whole components traced here: GeoPackage blobs, their sizes, scores and areas
     blobs: tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     t_read: float = 0.0
@@ -536,24 +534,6 @@ def _polygons(labels: np.ndarray, gt: tuple[float, ...]) -> Any:
     layer = None
     mem = None
     src = None
-
-
-def _score_polygons(scores: np.ndarray, mask: np.ndarray, gt: tuple[float, ...], srs: Any) -> Any:
-    """A Memory vector dataset with layer ``window``: one polygon (with its ``score``) per
-    4-connected region of equal score where ``mask`` is set (``gdal.FPolygonize``, in C)."""
-    gdal = _gdal()
-    from osgeo import gdal_array, ogr
-
-    src = gdal_array.OpenArray(scores)
-    src.SetGeoTransform(gt)
-    msk = gdal_array.OpenArray(mask)
-    mem = gdal.GetDriverByName("Memory").Create("window", 0, 0, 0, gdal.GDT_Unknown)
-    layer = mem.CreateLayer("window", srs=srs, geom_type=ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("score", ogr.OFTReal))
-    gdal.FPolygonize(src.GetRasterBand(1), msk.GetRasterBand(1), layer, 0, [], callback=None)
-    layer = None
-    src = msk = None
-    return mem
 
 
 class Vectoriser:
@@ -613,15 +593,14 @@ class Vectoriser:
         self.min_px = max(1, int(cleanup.min_segment_px))
         self.min_area_m2 = min_area_m2
         self.to_map = _affine(gt)
-        self.gsrs, osrs = srs_traditional(grid_srs), srs_traditional(out_srs)
+        self.gsrs = srs_traditional(grid_srs)
+        self.osrs = srs_traditional(out_srs)
         self.to_out = (
-            None if self.gsrs.IsSame(osrs) else osr.CoordinateTransformation(self.gsrs, osrs)
+            None
+            if self.gsrs.IsSame(self.osrs)
+            else osr.CoordinateTransformation(self.gsrs, self.osrs)
         )
         self.tol = simplify_m / metres_per_unit if simplify_m > 0 else 0.0
-        #: whole components traced by :func:`~arctic_assist.core.outline.outline` and
-        #: written as GeoPackage blobs (no simplification, no reprojection asked for;
-        #: else GDAL's polygons through ``VectorTranslate``)
-        self.traced = self.tol == 0 and self.to_out is None
         self.hf = cleanup.filter_size // 2 if cleanup.filter_size > 1 else 0
         self.hh = min(cleanup.fill_holes_px, MAX_HALO) if cleanup.fill_holes_px > 1 else 0
         self.halo = self.hh + self.hf
@@ -877,14 +856,19 @@ class Vectoriser:
             lut = np.zeros(n + 1, dtype=np.float32)
             lut[1:] = sums / np.maximum(counts, 1)
             kept = runs.paint(numbers, keep)  # labels: exact (a float paint could drift)
-            if self.traced:  # outlines traced here, written as GeoPackage blobs
-                o = outline(kept)
-                if o.labels.size:
-                    data, _, size, env = polygon_blobs(o, win_gt, self.writer.srs_id)
-                    area = counts[o.labels - 1] * self.pixel_area
-                    res.blobs = (data, size, lut[o.labels], area, env)
-            else:
-                res.mem = _score_polygons(lut[kept], (kept > 0).view(np.uint8), win_gt, self.gsrs)
+            o = outline(kept)
+            if o.labels.size:
+                data, start, size, env = polygon_blobs(o, win_gt, self.writer.srs_id)
+                if self.tol > 0 or self.to_out is not None:
+                    # a transformation per window: they are not shared between threads
+                    ct = None
+                    if self.to_out is not None:
+                        from osgeo import osr
+
+                        ct = osr.CoordinateTransformation(self.gsrs, self.osrs)
+                    data, size, env = reshaped(data, start, size, self.writer.srs_id, self.tol, ct)
+                area = counts[o.labels - 1] * self.pixel_area
+                res.blobs = (data, size, lut[o.labels], area, env)
         if ids.size:  # pieces: integer pixel coordinates (x = column, y = -row), polygonised
             # per edge in the box of that edge's pieces (a strip, not the whole window)
             run_side = side_of[runs.comp]
@@ -961,17 +945,6 @@ class Vectoriser:
                 self.writer.add_blobs(*res.blobs)
                 t0 = time.perf_counter()
                 res.blobs = None
-            if res.mem is not None:
-                self.t_consume += time.perf_counter() - t0
-                self.writer.add_layer(
-                    res.mem,
-                    "window",
-                    area_factor=self.mpu**2,
-                    simplify=self.tol,
-                    src_srs=self.gsrs,
-                )
-                t0 = time.perf_counter()
-                res.mem = None
             self.base += res.n
         self.t_consume += time.perf_counter() - t0
         if res.piece_local.size or self.piece_ids:

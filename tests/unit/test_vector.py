@@ -219,19 +219,13 @@ def test_small_components_never_reach_polygonize(tmp_path, monkeypatch):
     p[20:30, 20:40] = 0.9  # 200 px
     prob = write_prob(tmp_path / "s.tif", p)
     seen = []
-    real_gdal, real_traced = vector._score_polygons, vector.outline
+    real = vector.outline
 
-    def gdal_spy(scores, mask, gt, srs_):
-        seen.append(int(np.count_nonzero(mask)))
-        return real_gdal(scores, mask, gt, srs_)
-
-    def traced_spy(labels):
+    def spy(labels):
         seen.append(int(np.count_nonzero(labels)))
-        return real_traced(labels)
+        return real(labels)
 
-    monkeypatch.setattr(vector, "_score_polygons", gdal_spy)
-    monkeypatch.setattr(vector, "outline", traced_spy)
-    # traced here (the default), and GDAL's polygons (simplified output)
+    monkeypatch.setattr(vector, "outline", spy)
     for simplify, out in ((0.0, "s.gpkg"), (1.0, "s2.gpkg")):
         seen.clear()
         rows = run(
