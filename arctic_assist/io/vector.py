@@ -306,7 +306,7 @@ class FeatureWriter:
         max y; for the spatial index).
 
         Written in one transaction of Python's ``sqlite3`` on the same file (the blobs
-        bound as parameters: about 6 us per feature; GDAL is between its transactions, and
+        bound as parameters: about 7 us per feature; GDAL is between its transactions, and
         its layer extent is recomputed at :meth:`close`); where that module is missing or
         fails, through GDAL's connection as INSERT statements with the blobs as literals
         (slower)."""
