@@ -138,9 +138,7 @@ def _cycles(nxt: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def outline(lab: np.ndarray) -> Outline:
     """The outlines of the regions labelled in ``lab`` (see the module doc)."""
-    lab = np.asarray(lab)
-    h, w = lab.shape
-    gy, gx, lbl, pos, cv, pinch = _vertices(lab)
+    gy, gx, lbl, pos, cv, pinch = _vertices(np.asarray(lab))
     z = np.zeros(0, np.int32)
     if gy.size == 0:
         return Outline(z, z, np.zeros(1, np.int64), z, np.zeros(1, np.int64))

@@ -18,6 +18,7 @@ import numpy as np
 from ..core.outline import Outline
 
 _HEAD = 8 + 32 + 9 + 9  # GP header, envelope, MultiPolygon header, Polygon header
+_POLYGON_AT = 8 + 32 + 9  # where the Polygon's WKB starts in a blob
 
 
 def _put(buf: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:
@@ -78,6 +79,13 @@ def polygon_blobs(
     head[:, 54:58] = np.diff(o.region_start).astype("<u4").view(np.uint8).reshape(-1, 4)
     _put(buf, reg_at[:-1], head)
     return buf.tobytes(), reg_at[:-1], reg_bytes, env
+
+
+def polygon_wkbs(o: Outline, gt: tuple[float, ...]) -> list[bytes]:
+    """Each region's Polygon as little-endian WKB (:func:`polygon_blobs` without the
+    GeoPackage header and the MultiPolygon around it)."""
+    data, start, size, _ = polygon_blobs(o, gt, 0)
+    return [data[a + _POLYGON_AT : a + n] for a, n in zip(start.tolist(), size.tolist())]
 
 
 def reshaped(

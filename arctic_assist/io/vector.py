@@ -24,8 +24,9 @@ are held, whatever the raster size or the number of polygons; per window:
    that first: ``SimplifyPreserveTopology``, then ``Transform``). 4-connectedness:
    pixels touching only at a corner are separate polygons, and a component that meets
    itself at a corner is one valid polygon (rings touching at that point);
-4. a component that touches an inner window edge is a *piece*: pieces are polygonised in
-   integer pixel coordinates, joined across the edges by a union-find over the labels on
+4. a component that touches an inner window edge is a *piece*: pieces are outlined the
+   same way, in integer pixel coordinates (per inner edge, in the box of that edge's
+   pieces), joined across the edges by a union-find over the labels on
    both sides (windows joined in order: strip by strip, each top to bottom), their counts
    and sums added, and, as soon as a component cannot grow any more (none of its pieces
    on an edge next to a window not yet joined), the small ones dropped and the pieces of
@@ -61,7 +62,7 @@ import numpy as np
 from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
 from ..core.outline import outline
 from ..core.errors import CanceledError, InputError
-from .gpkg_blob import polygon_blobs, reshaped
+from .gpkg_blob import polygon_blobs, polygon_wkbs, reshaped
 from .gpkg_rtree import _lit, _q, _scalar, create_index
 from .raster import _gdal, srs_traditional
 
@@ -163,12 +164,10 @@ class VectoriseStats:
 class FeatureWriter:
     """A new GeoPackage layer of proposals, written in transactions of ``batch`` features.
 
-    ``attrs`` are the per-run string fields (model, provider, ...). Three ways in:
+    ``attrs`` are the per-run string fields (model, provider, ...). Two ways in:
     :meth:`add_blobs` writes ready GeoPackage geometry blobs with their scores, areas and
-    envelopes (one transaction, no geometry objects); :meth:`add_layer` copies a whole
-    in-memory layer of polygons carrying a ``score`` field in C (``gdal.VectorTranslate``:
-    area, simplification, reprojection, the per-run fields, no Python per feature);
-    :meth:`add` writes one geometry (in ``srs``). :meth:`close`
+    envelopes (one transaction, no geometry objects); :meth:`add` writes one geometry (in
+    ``srs``). :meth:`close`
     commits and returns the count; :meth:`abort` closes without committing (the caller
     removes the file).
     """
@@ -189,13 +188,11 @@ class FeatureWriter:
         )
         for name, kind in FIELDS:
             self.layer.CreateField(ogr.FieldDefn(name, types[kind]))
-        # the spatial index, packed as the features are written (None: GDAL's triggers)
-        self.index = create_index(
-            self.ds, layer_name, self.layer.GetGeometryColumn(), self.layer.GetFIDColumn()
-        )
-        self.defn = self.layer.GetLayerDefn()
         self.geom_column = self.layer.GetGeometryColumn()
         self.fid_column = self.layer.GetFIDColumn() or "fid"
+        # the spatial index, packed as the features are written (None: GDAL's triggers)
+        self.index = create_index(self.ds, layer_name, self.geom_column, self.fid_column)
+        self.defn = self.layer.GetLayerDefn()
         #: the layer's srs_id in the GeoPackage (for geometry blobs made here)
         self.srs_id = int(
             _scalar(
@@ -241,55 +238,6 @@ class FeatureWriter:
         self.pending += 1
         if self.pending >= self.batch:
             self._commit()
-        self.seconds += time.perf_counter() - t0
-
-    def add_layer(
-        self,
-        src: Any,
-        layer: str,
-        *,
-        area_factor: float,
-        simplify: float = 0.0,
-        src_srs: Any = None,
-    ) -> None:
-        """Append every polygon of ``layer`` in the vector dataset ``src`` (a ``score``
-        field; geometries in ``src_srs``, projected to this layer's CRS when they differ):
-        ``area_m2`` = geometry area x ``area_factor``, simplified first (tolerance in
-        ``src_srs`` units), the per-run fields as literals; all in C."""
-        gdal = _gdal()
-        t0 = time.perf_counter()
-        n = src.GetLayerByName(layer).GetFeatureCount()
-        if n:
-            self._commit()
-            consts = "".join(
-                f", '{str(v).replace(chr(39), chr(39) * 2)}' AS \"{k}\""
-                for k, v in self.attrs.items()
-            )
-            sql = (
-                f"SELECT score, OGR_GEOM_AREA * {float(area_factor)!r} AS area_m2{consts} "
-                f'FROM "{layer}"'
-            )
-            opts = [
-                "-append",
-                "-nln",
-                self.layer_name,
-                "-sql",
-                sql,
-                "-dialect",
-                "OGRSQL",
-                "-nlt",
-                "PROMOTE_TO_MULTI",
-                "-gt",
-                str(max(self.batch, n)),
-            ]
-            if simplify > 0:  # SimplifyPreserveTopology, before the reprojection
-                opts += ["-simplify", repr(float(simplify))]
-            if src_srs is not None and not srs_traditional(src_srs).IsSame(self.srs):
-                opts += ["-s_srs", src_srs.ExportToWkt(), "-t_srs", self.srs.ExportToWkt()]
-            gdal.VectorTranslate(self.ds, src, options=opts)
-            self.count += n
-            if self.index is not None:
-                self.index.update()
         self.seconds += time.perf_counter() - t0
 
     def add_blobs(
@@ -514,26 +462,6 @@ def _affine(gt: tuple[float, ...]) -> Any:
         f"+s12={-gt[2]!r} +s21={gt[4]!r} +s22={-gt[5]!r}"
     )
     return osr.CoordinateTransformation(None, None, opts)
-
-
-def _polygons(labels: np.ndarray, gt: tuple[float, ...]) -> Any:
-    """(label, polygon) of each 4-connected region of equal non-zero ``labels`` (int32),
-    with geotransform ``gt``; ``gdal.Polygonize`` on the array, in C."""
-    gdal = _gdal()
-    from osgeo import gdal_array, ogr
-
-    src = gdal_array.OpenArray(labels)
-    src.SetGeoTransform(gt)
-    band = src.GetRasterBand(1)
-    mem = ogr.GetDriverByName("Memory").CreateDataSource("window")
-    layer = mem.CreateLayer("window", geom_type=ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("label", ogr.OFTInteger))
-    gdal.Polygonize(band, band, layer, 0, [], callback=None)
-    for feat in layer:
-        yield feat.GetFieldAsInteger(0), feat.GetGeometryRef().Clone()
-    layer = None
-    mem = None
-    src = None
 
 
 class Vectoriser:
@@ -884,8 +812,8 @@ class Vectoriser:
                 )
                 labels = runs.paint(numbers, side_of == k, box=box)
                 box_gt = (float(c0 + box[2]), 1.0, 0.0, -float(r0 + box[0]), 0.0, -1.0)
-                for lbl, geom in _polygons(labels, box_gt):
-                    res.pieces[lbl] = bytes(geom.ExportToWkb())
+                o = outline(labels)
+                res.pieces.update(zip(o.labels.tolist(), polygon_wkbs(o, box_gt)))
         res.t_poly = time.perf_counter() - t2
         return res
 
@@ -1019,7 +947,7 @@ class Vectoriser:
                     geom = multi.UnionCascaded()
                 self._emit(
                     geom,
-                    float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as FPolygonize's
+                    float(np.float32(g_sum[k] / g_cnt[k])),  # float32, as the whole ones
                     float(g_cnt[k]) * self.pixel_area,
                 )
         keep = ~done
