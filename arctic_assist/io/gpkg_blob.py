@@ -22,9 +22,10 @@ _POLYGON_AT = 8 + 32 + 9  # where the Polygon's WKB starts in a blob
 
 
 def _put(buf: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:
-    """``buf[at[i] : at[i] + k] = rows[i]`` for every i (``rows``: n x k bytes)."""
-    if at.size:
-        buf[at[:, None] + np.arange(rows.shape[1])] = rows
+    """``buf[at[i] : at[i] + k] = rows[i]`` for every i (``rows``: n x k bytes), a byte
+    column at a time (an n x k index would take 8 x the bytes written)."""
+    for j in range(rows.shape[1]):
+        buf[at + j] = rows[:, j]
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:
