@@ -110,9 +110,9 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     k = w + 2
     pad = np.zeros((h, k), dtype=np.int8)
     pad[:, 1:-1] = mask
-    d = np.diff(pad.ravel())
-    starts = np.flatnonzero(d == 1) + 1
-    ends = np.flatnonzero(d == -1) + 1
+    # every row is padded with background, so its changes alternate: start, end, ...
+    change = np.flatnonzero(np.diff(pad.ravel())) + 1
+    starts, ends = change[0::2], change[1::2]
     row = starts // k
     return row, starts - row * k - 1, ends - row * k - 1
 
@@ -139,8 +139,8 @@ def connected_roots(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Component index 0..m-1 of each of ``n`` nodes joined by the edges (u, v); components
     are numbered in the order of their smallest node."""
     lab = _union_find(n, np.asarray(u, np.int64), np.asarray(v, np.int64))
-    roots = np.flatnonzero(lab == np.arange(n))
-    return np.searchsorted(roots, lab)
+    is_root = lab == np.arange(n)
+    return (np.cumsum(is_root) - 1)[lab]
 
 
 def label_runs(mask: np.ndarray, connectivity: int = 4) -> Runs:
@@ -148,8 +148,14 @@ def label_runs(mask: np.ndarray, connectivity: int = 4) -> Runs:
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8; got {connectivity}")
     mask = np.asarray(mask, dtype=bool)
-    h, w = mask.shape
-    row, s, e = _runs(mask)
+    return _label(mask.shape, *_runs(mask), connectivity)
+
+
+def _label(
+    shape: tuple[int, int], row: np.ndarray, s: np.ndarray, e: np.ndarray, connectivity: int
+) -> Runs:
+    """:class:`Runs` of the runs ``(row, s, e)`` (row-major order) with their components."""
+    h, w = shape
     n_runs = row.size
     if n_runs == 0:
         return Runs((h, w), row, s, e, np.zeros(0, np.int64), 0)
@@ -196,17 +202,87 @@ def majority_filter(mask: np.ndarray, valid: np.ndarray, size: int) -> np.ndarra
 
 def fill_holes(mask: np.ndarray, valid: np.ndarray, max_pixels: int) -> np.ndarray:
     """``mask`` with its holes of fewer than ``max_pixels`` pixels filled (see module doc)."""
+    mask = np.asarray(mask, dtype=bool)
     if max_pixels <= 1:
         return mask
-    runs = label_runs(~mask, connectivity=8)
-    if runs.n == 0:
-        return mask
-    fill = runs.counts() < max_pixels
+    row, s, e = _filled(mask.shape, *_runs(mask), valid, max_pixels)
     h, w = mask.shape
-    border = (runs.row == 0) | (runs.row == h - 1) | (runs.start == 0) | (runs.end == w)
-    fill[runs.comp[border]] = False
-    if fill.any() and not valid.all():
-        fill[runs.sums(~valid) > 0] = False
+    delta = np.zeros(h * w + 1, np.int8)
+    delta[row * w + s] = 1
+    delta[row * w + e] -= 1
+    return np.cumsum(delta[:-1], dtype=np.int8).reshape(h, w).astype(bool)
+
+
+def label_filled(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    max_pixels: int,
+    box: tuple[int, int, int, int] | None = None,
+) -> Runs:
+    """``label_runs(fill_holes(mask, valid, max_pixels)[r0:r1, c0:c1], 4)`` for ``box`` =
+    (r0, r1, c0, c1) (default: all), with the holes filled on the runs: the mask's pixels
+    are scanned once."""
+    mask = np.asarray(mask, dtype=bool)
+    shape = mask.shape
+    row, s, e = _runs(mask)
+    if max_pixels > 1:
+        row, s, e = _filled(shape, row, s, e, valid, max_pixels)
+    if box is not None:
+        r0, r1, c0, c1 = box
+        s, e = np.maximum(s, c0), np.minimum(e, c1)
+        keep = (row >= r0) & (row < r1) & (s < e)
+        row, s, e = row[keep] - r0, s[keep] - c0, e[keep] - c0
+        shape = (r1 - r0, c1 - c0)
+    return _label(shape, row, s, e, 4)
+
+
+def _filled(
+    shape: tuple[int, int],
+    row: np.ndarray,
+    s: np.ndarray,
+    e: np.ndarray,
+    valid: np.ndarray,
+    max_pixels: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs ``(row, s, e)`` of a mask with its holes of fewer than ``max_pixels`` pixels
+    filled: the background runs are the gaps between them (row by row: before the first
+    run, between runs, after the last), labelled 8-connected; a small one touching
+    neither the border nor an invalid pixel joins the runs on its both sides."""
+    h, w = shape
+    n = row.size
+    # row r's gaps, in order: [0, s_0), [e_0, s_1), ..., [e_last, w): one more than its runs.
+    # In the sequence gap, run, gap, ..., gap of all rows ("slots"), run i is slot
+    # 2 i + row_i + 1 and the gap before it slot 2 i + row_i
+    per_row = np.bincount(row, minlength=h)
+    first_gap = np.arange(h) + np.concatenate(([0], np.cumsum(per_row)[:-1]))
+    run_i = np.arange(n)
+    gs = np.empty(n + h, np.int64)
+    ge = np.empty(n + h, np.int64)
+    gs[first_gap] = 0
+    gs[run_i + row + 1] = e
+    ge[run_i + row] = s
+    ge[first_gap + per_row] = w
+    grow = np.repeat(np.arange(h), per_row + 1)
+    gap_slot = 2 * np.arange(n + h) - grow
+    some = np.flatnonzero(gs < ge)  # empty gaps: a run at the row's start or end
+    holes = _label(shape, grow[some], gs[some], ge[some], 8)
+    fill = holes.counts() < max_pixels
+    border = (holes.row == 0) | (holes.row == h - 1) | (holes.start == 0) | (holes.end == w)
+    fill[holes.comp[border]] = False
+    if fill.any() and not np.all(valid):
+        fill[holes.sums(~np.asarray(valid, dtype=bool)) > 0] = False
     if not fill.any():
-        return mask
-    return mask | runs.paint(np.ones(runs.n, np.int8), fill, dtype=np.int8).astype(bool)
+        return row, s, e
+    on = np.zeros(2 * n + h, bool)
+    on[2 * run_i + row + 1] = True
+    on[gap_slot[some[fill[holes.comp]]]] = True
+    start = np.empty(2 * n + h, np.int64)
+    end = np.empty(2 * n + h, np.int64)
+    start[2 * run_i + row + 1], end[2 * run_i + row + 1] = s, e
+    start[gap_slot], end[gap_slot] = gs, ge
+    # a row's first and last gaps touch the border, never filled: rows never merge
+    first = np.flatnonzero(on[1:-1] & ~on[:-2]) + 1
+    last = np.flatnonzero(on[1:-1] & ~on[2:]) + 1
+    slot_row = np.empty(2 * n + h, np.int64)
+    slot_row[2 * run_i + row + 1] = row
+    return slot_row[first], start[first], end[last]

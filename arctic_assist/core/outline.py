@@ -10,17 +10,19 @@ region. How:
 1. every grid point (pixel corner) is looked at with its 2 x 2 pixels; a pixel's corner
    is a vertex of its region's outline where both pixels beside it (sharing an edge with
    it) belong to other regions (a convex corner), or both belong to its region and the
-   diagonal one does not (a concave corner). A vertex's vertical edge has its region on
-   one side of the vertical grid line, its horizontal edge on one side of the horizontal
-   line;
+   diagonal one does not (a concave corner; the 2 x 2 as a 10-bit pattern, which pairs
+   are equal and which pixels are foreground, looked up in a table). A vertex's vertical
+   edge has its region on one side of the vertical grid line, its horizontal edge on one
+   side of the horizontal line;
 2. on one side of one grid line the edges of all regions are disjoint, so the vertices
-   sorted along it pair up into edges (two stable sorts by radix: 16-bit keys);
+   sorted along it pair up into edges (one stable sort by line, by radix: the vertices
+   come in row-major order, already along each line);
    walking with the region on the left (rows down), each vertex leaves along one of its
    two edges: that gives every vertex its successor, and the rings are the cycles;
 3. rings alternate vertical and horizontal edges, so the cycles are found among every
    other vertex, by pointer jumping: each vertex learns the smallest vertex of its cycle
    and how far ahead it is in a few doubling passes, a region's vertices dropped from
-   the passes as soon as their count says their cycles are done;
+   the passes (and the arrays) as soon as their count says their cycles are done;
 4. the sign of a ring's area tells the outer ring (one per region) from the holes.
 
 Where two pixels of the *same* region touch only at a corner (the region reaches around
@@ -67,6 +69,31 @@ _SY = np.array([-1, -1, 1, 1], np.int8)
 _SX = np.array([-1, 1, -1, 1], np.int8)
 
 
+def _corner_table() -> np.ndarray:
+    """For each 10-bit pattern of a grid point's 2 x 2 labels (which pairs are equal,
+    which pixels are foreground; see :func:`_vertices`) and each position: bit 0, the
+    pixel there has a vertex at the point; bit 1, it is convex; bit 2, a pinch (convex
+    with the diagonal pixel in the same region)."""
+    table = np.zeros((1024, 4), np.uint8)
+    pairs = {(0, 1): 0, (0, 2): 1, (0, 3): 2, (1, 2): 3, (1, 3): 4, (2, 3): 5}
+    for code in range(1024):
+
+        def same(i: int, j: int, code: int = code) -> bool:
+            return bool(code >> pairs[(min(i, j), max(i, j))] & 1)
+
+        for ip, i1, i2, iq in _POSITIONS:
+            if not code >> (6 + ip) & 1:  # background
+                continue
+            e1, e2, eq = same(ip, i1), same(ip, i2), same(ip, iq)
+            convex = not (e1 or e2)
+            if convex or (e1 and e2 and not eq):
+                table[code, ip] = 1 | convex << 1 | (convex and eq) << 2
+    return table
+
+
+_CORNERS = _corner_table()
+
+
 def _vertices(lab: np.ndarray) -> tuple[np.ndarray, ...]:
     """Every vertex, grid point by grid point in row-major order and by position within
     a point: row, column of its grid point, label, position, convex, pinch."""
@@ -76,33 +103,43 @@ def _vertices(lab: np.ndarray) -> tuple[np.ndarray, ...]:
     a, b, c, d = pad[:-1, :-1], pad[:-1, 1:], pad[1:, :-1], pad[1:, 1:]
     # a point can be a vertex only where the 2 x 2 changes both across and down
     gy, gx = np.nonzero(((a != b) | (c != d)) & ((a != c) | (b != d)))
-    quad = np.stack((a[gy, gx], b[gy, gx], c[gy, gx], d[gy, gx]), axis=1)
-    hit = np.empty(quad.shape, bool)
-    convex = np.empty(quad.shape, bool)
-    pinch = np.empty(quad.shape, bool)
-    for ip, i1, i2, iq in _POSITIONS:
-        p, q = quad[:, ip], quad[:, iq]
-        e1, e2 = quad[:, i1] == p, quad[:, i2] == p
-        convex[:, ip] = cv = ~(e1 | e2)
-        hit[:, ip] = (cv | (e1 & e2 & (q != p))) & (p != 0)
-        pinch[:, ip] = cv & (q == p)
-    k, pos = np.nonzero(hit)  # (point, position): row-major, then by position
+    flat = pad.ravel()
+    at = gy * (w + 2) + gx
+    quad = np.empty((4, gy.size), np.int32)
+    np.take(flat, at, out=quad[0])
+    np.take(flat, at + 1, out=quad[1])
+    np.take(flat, at + (w + 2), out=quad[2])
+    np.take(flat, at + (w + 3), out=quad[3])
+    qa, qb, qc, qd = quad
+    code = (qa == qb).astype(np.int16)
+    for bit, (u, v) in enumerate(((qa, qc), (qa, qd), (qb, qc), (qb, qd), (qc, qd)), 1):
+        code |= (u == v).astype(np.int16) << bit
+    for bit, u in enumerate(quad, 6):
+        code |= (u != 0).astype(np.int16) << bit
+    kind = _CORNERS[code]
+    k, pos = np.nonzero(kind)  # (point, position): row-major, then by position
+    kk = kind[k, pos]
     return (
         gy[k].astype(np.int32),
         gx[k].astype(np.int32),
-        quad[k, pos],
+        quad[pos, k],
         pos.astype(np.int8),
-        convex[k, pos],
-        pinch[k, pos],
+        (kk & 2) > 0,
+        (kk & 4) > 0,
     )
 
 
-def _partners(line: np.ndarray, along: np.ndarray) -> np.ndarray:
-    """Each entry's partner: entries 0-1, 2-3, ... in the order by ``line`` then
-    ``along`` (two stable sorts, by radix when the keys fit 16 bits)."""
-    dt = np.uint16 if max(int(line.max()), int(along.max())) < 2**16 else np.int64
-    order = np.argsort(along.astype(dt), kind="stable")
-    order = order[np.argsort(line.astype(dt)[order], kind="stable")].astype(np.int32)
+def _partners(line: np.ndarray, point: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """Each entry's partner: entries 0-1, 2-3, ... in the order by ``line``, then
+    ``point``, then ``late``. The entries come in the order of their ``point`` within
+    each line (the vertices' row-major order), so one stable sort by line (by radix when
+    the line fits 16 bits) orders them but for a pair at one point (at most two share a
+    line and a point), put in order by ``late`` after."""
+    dt = np.uint16 if int(line.max()) < 2**16 else np.int64
+    order = np.argsort(line.astype(dt), kind="stable").astype(np.int32)
+    ln, pt, lt = line[order], point[order], late[order]
+    swap = np.flatnonzero((ln[1:] == ln[:-1]) & (pt[1:] == pt[:-1]) & lt[:-1] & ~lt[1:])
+    order[swap], order[swap + 1] = order[swap + 1], order[swap].copy()
     part = np.empty(line.size, np.int32)
     part[order[0::2]] = order[1::2]
     part[order[1::2]] = order[0::2]
@@ -111,27 +148,37 @@ def _partners(line: np.ndarray, along: np.ndarray) -> np.ndarray:
 
 def _cycles(nxt: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For the permutation ``nxt`` (disjoint cycles): each entry's cycle head (its smallest
-    entry) and its position from the head; ``bound``: a bound on each entry's cycle length.
+    entry) and its position from the head; ``bound``: a bound on each entry's cycle length
+    (the same for all entries of a cycle).
 
     Pointer jumping: after round k each entry knows the smallest entry among the 2^k from
-    it on and how far ahead that one is; entries whose cycle is at most 2^k long are done.
+    it on and how far ahead that one is (packed in one integer, head above ahead, so that
+    the minimum picks both); entries whose cycle is at most 2^k long are done, and are
+    dropped from the arrays (their cycle with them) once they are a quarter of them.
     """
     n = nxt.size
-    idx = np.arange(n, dtype=np.int32)
-    head = idx.copy()
-    ahead = np.zeros(n, np.int32)
-    p = nxt.copy()
-    act = idx
+    key = np.arange(n, dtype=np.int64) << 32
+    out = np.empty(n, np.int64)
+    p = nxt.astype(np.int64)
+    idx = np.arange(n)  # the entries still in the arrays
+    bound = np.asarray(bound)
     span = 1
-    while act.size:
-        pa = p[act]
-        h1, h2 = head[act], head[pa]
-        later = h2 < h1
-        head[act] = np.where(later, h2, h1)
-        ahead[act] = np.where(later, ahead[pa] + span, ahead[act])
-        p[act] = p[pa]
+    while idx.size:
+        np.minimum(key, key[p] + span, out=key)
+        p = p[p]
         span *= 2
-        act = act[bound[act] > span]
+        done = bound <= span
+        n_done = int(np.count_nonzero(done))
+        if n_done == idx.size:
+            out[idx] = key
+            break
+        if 4 * n_done >= idx.size:
+            out[idx[done]] = key[done]
+            live = ~done
+            pos = np.cumsum(live) - 1  # where the live entries go (cycles stay whole)
+            idx, key, bound, p = idx[live], key[live], bound[live], pos[p[live]]
+    head = (out >> 32).astype(np.int32)
+    ahead = (out & 0xFFFFFFFF).astype(np.int32)
     size = np.bincount(head, minlength=n).astype(np.int32)[head]
     return head, (size - ahead) % size
 
@@ -154,8 +201,8 @@ def outline(lab: np.ndarray) -> Outline:
     # shared point the edge coming from above / from the left first) they pair up
     vdir = np.where(cv, sy, -sy) > 0  # the vertical edge goes down from the point
     hdir = np.where(cv, sx, -sx) > 0  # the horizontal edge goes right
-    vpart = _partners(gx * 2 + (sx > 0), gy * 2 + vdir)
-    hpart = _partners(gy * 2 + (sy > 0), gx * 2 + hdir)
+    vpart = _partners(gx * 2 + (sx > 0), gy, vdir)
+    hpart = _partners(gy * 2 + (sy > 0), gx, hdir)
     # walking with the region on the left (rows down): leave along the vertical edge at
     # the convex corners of the top-left and bottom-right pixels and at the concave ones of
     # the other two

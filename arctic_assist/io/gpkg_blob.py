@@ -22,10 +22,15 @@ _POLYGON_AT = 8 + 32 + 9  # where the Polygon's WKB starts in a blob
 
 
 def _put(buf: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:
-    """``buf[at[i] : at[i] + k] = rows[i]`` for every i (``rows``: n x k bytes), a byte
-    column at a time (an n x k index would take 8 x the bytes written)."""
-    for j in range(rows.shape[1]):
-        buf[at + j] = rows[:, j]
+    """``buf[at[i] : at[i] + k] = rows[i]`` for every i (``rows``: n x k bytes; the
+    slices do not overlap): one scatter of k-byte items through a view of ``buf`` whose
+    item j is ``buf[j : j + k]`` (a stride of one byte), so no n x k index is built."""
+    n, k = rows.shape
+    if n == 0:
+        return
+    item = np.dtype((np.void, k))
+    view = np.ndarray((buf.size - k + 1,), dtype=item, buffer=buf, strides=(1,))
+    view[at] = np.ascontiguousarray(rows).view(item).ravel()
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:

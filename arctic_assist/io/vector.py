@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.components import connected_roots, fill_holes, label_runs, majority_filter
+from ..core.components import connected_roots, label_filled, majority_filter
 from ..core.outline import outline
 from ..core.errors import CanceledError, InputError
 from .gpkg_blob import polygon_blobs, polygon_wkbs, reshaped
@@ -732,11 +732,10 @@ class Vectoriser:
             mask = majority_filter(mask, valid, cleanup.filter_size)
             sl = (slice(ar0 - er0, ar1 - er0), slice(ac0 - ec0, ac1 - ec0))
             mask, valid, prob = mask[sl], valid[sl], prob[sl]
-        if hh:
-            mask = fill_holes(mask, valid, cleanup.fill_holes_px)
-        sl = (slice(r0 - ar0, r1 - ar0), slice(c0 - ac0, c1 - ac0))
-        mask, prob = mask[sl], prob[sl]
-        runs = label_runs(mask, 4)
+        # holes filled on region A, the core's runs labelled (one pass over the pixels)
+        box = (r0 - ar0, r1 - ar0, c0 - ac0, c1 - ac0)
+        runs = label_filled(mask, valid, cleanup.fill_holes_px if hh else 0, box)
+        prob = prob[box[0] : box[1], box[2] : box[3]]
         n = res.n = runs.n
         if n == 0:
             return res
