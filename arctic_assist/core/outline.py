@@ -98,27 +98,34 @@ def _vertices(lab: np.ndarray) -> tuple[np.ndarray, ...]:
     """Every vertex, grid point by grid point in row-major order and by position within
     a point: row, column of its grid point, label, position, convex, pinch."""
     h, w = lab.shape
-    pad = np.zeros((h + 2, w + 2), np.int32)
+    wp = w + 2
+    pad = np.zeros((h + 2, wp), np.int32)
     pad[1:-1, 1:-1] = lab
-    a, b, c, d = pad[:-1, :-1], pad[:-1, 1:], pad[1:, :-1], pad[1:, 1:]
-    # a point can be a vertex only where the 2 x 2 changes both across and down
-    gy, gx = np.nonzero(((a != b) | (c != d)) & ((a != c) | (b != d)))
     flat = pad.ravel()
-    at = gy * (w + 2) + gx
-    quad = np.empty((4, gy.size), np.int32)
+    # a point can be a vertex only where the 2 x 2 changes both across and down: point i
+    # (flat index of its top-left pixel in ``pad``) has a, b = flat[i], flat[i + 1] above
+    # and c, d = flat[i + wp], flat[i + wp + 1] below (points of the last padding column
+    # compare zeros only: never)
+    n = (h + 1) * wp - 1
+    across = flat[:-1] != flat[1:]
+    down = flat[:-wp] != flat[wp:]
+    at = np.flatnonzero((across[:n] | across[wp : n + wp]) & (down[:n] | down[1 : n + 1]))
+    gy, gx = np.divmod(at, wp)
+    quad = np.empty((4, at.size), np.int32)
     np.take(flat, at, out=quad[0])
     np.take(flat, at + 1, out=quad[1])
-    np.take(flat, at + (w + 2), out=quad[2])
-    np.take(flat, at + (w + 3), out=quad[3])
+    np.take(flat, at + wp, out=quad[2])
+    np.take(flat, at + (wp + 1), out=quad[3])
     qa, qb, qc, qd = quad
     code = (qa == qb).astype(np.int16)
     for bit, (u, v) in enumerate(((qa, qc), (qa, qd), (qb, qc), (qb, qd), (qc, qd)), 1):
         code |= (u == v).astype(np.int16) << bit
     for bit, u in enumerate(quad, 6):
         code |= (u != 0).astype(np.int16) << bit
-    kind = _CORNERS[code]
-    k, pos = np.nonzero(kind)  # (point, position): row-major, then by position
-    kk = kind[k, pos]
+    kind = _CORNERS[code].ravel()
+    hit = np.flatnonzero(kind)  # (point, position): row-major, then by position
+    k, pos = hit >> 2, hit & 3
+    kk = kind[hit]
     return (
         gy[k].astype(np.int32),
         gx[k].astype(np.int32),
