@@ -102,7 +102,9 @@ def apply_normalization(raw: np.ndarray, norm: Normalization) -> np.ndarray:
         for b in range(raw.shape[0]):
             lut = _lut(raw.dtype.str, norm, b if norm.type == "standardize" else 0)
             idx = raw[b].astype(np.int32) + offset if offset else raw[b]
-            np.take(lut, idx, out=out[b])
+            # the table covers every value of the dtype: "clip" never clips, and skips
+            # the bounds checks ("raise" buffers the output; about 1.7 x slower)
+            np.take(lut, idx, out=out[b], mode="clip")
         return out
     if norm.type == "none":
         return raw.astype(np.float32)
