@@ -92,8 +92,10 @@ WORKERS = 2
 AHEAD = 3
 #: how much nicer than the process the vectoriser's threads run while the model streams
 #: (Linux; elsewhere they run at the process's priority): they take the cores onnxruntime
-#: leaves idle instead of preempting its threads, which wait for each other
-NICE = 10
+#: leaves idle instead of preempting its threads, which wait for each other (19, the
+#: lowest: a CFS weight of 15 against 110 at 10 and 1024 at 0; when the vectoriser falls
+#: behind, the stream waits for it and it has the cores; README, "nice 19")
+NICE = 19
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
 MAX_HALO = 256
