@@ -13,7 +13,9 @@ of pixels for the run finding and to the number of runs for the rest:
   are foreground);
 - :func:`fill_holes`: background components (8-connected, the dual of 4-connected
   foreground) with fewer than ``max_pixels`` pixels that touch neither the array's border
-  nor an invalid pixel become foreground.
+  nor an invalid pixel become foreground; found on the runs too (the background runs are
+  the gaps between the foreground runs), and :func:`label_filled` labels the filled runs
+  directly, so the vectoriser scans a window's pixels once.
 """
 
 from __future__ import annotations
