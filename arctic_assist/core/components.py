@@ -208,11 +208,8 @@ def fill_holes(mask: np.ndarray, valid: np.ndarray, max_pixels: int) -> np.ndarr
     if max_pixels <= 1:
         return mask
     row, s, e = _filled(mask.shape, *_runs(mask), valid, max_pixels)
-    h, w = mask.shape
-    delta = np.zeros(h * w + 1, np.int8)
-    delta[row * w + s] = 1
-    delta[row * w + e] -= 1
-    return np.cumsum(delta[:-1], dtype=np.int8).reshape(h, w).astype(bool)
+    runs = Runs(mask.shape, row, s, e, np.zeros(row.size, np.int64), 1)
+    return runs.paint(np.ones(1, np.int8), dtype=np.int8).astype(bool)
 
 
 def label_filled(
@@ -275,16 +272,18 @@ def _filled(
         fill[holes.sums(~np.asarray(valid, dtype=bool)) > 0] = False
     if not fill.any():
         return row, s, e
+    run_slot = 2 * run_i + row + 1
     on = np.zeros(2 * n + h, bool)
-    on[2 * run_i + row + 1] = True
+    on[run_slot] = True
     on[gap_slot[some[fill[holes.comp]]]] = True
     start = np.empty(2 * n + h, np.int64)
     end = np.empty(2 * n + h, np.int64)
-    start[2 * run_i + row + 1], end[2 * run_i + row + 1] = s, e
+    start[run_slot], end[run_slot] = s, e
     start[gap_slot], end[gap_slot] = gs, ge
-    # a row's first and last gaps touch the border, never filled: rows never merge
+    slot_row = np.empty(2 * n + h, np.int64)
+    slot_row[run_slot] = row
+    # a row's first and last gaps touch the border, never filled: rows never merge, and a
+    # merged run starts and ends with a run (a filled gap has a run on both sides)
     first = np.flatnonzero(on[1:-1] & ~on[:-2]) + 1
     last = np.flatnonzero(on[1:-1] & ~on[2:]) + 1
-    slot_row = np.empty(2 * n + h, np.int64)
-    slot_row[2 * run_i + row + 1] = row
     return slot_row[first], start[first], end[last]

@@ -94,7 +94,8 @@ AHEAD = 3
 #: (Linux; elsewhere they run at the process's priority): they take the cores onnxruntime
 #: leaves idle instead of preempting its threads, which wait for each other (19, the
 #: lowest: a CFS weight of 15 against 110 at 10 and 1024 at 0; when the vectoriser falls
-#: behind, the stream waits for it and it has the cores; README, "nice 19")
+#: behind, the stream waits for it and it has the cores; README, "The vectoriser's
+#: CPU, again, and its priority")
 NICE = 19
 #: the largest halo read around a window for the clean-up (holes up to this many pixels
 #: are filled whatever the windows; larger limits still fill holes inside one window)
