@@ -380,6 +380,7 @@ def child_aa(
         "provider": res.provider,
         "tiles": res.tiles_run,
         "batch_size": 4,
+        "calls": res.calls,
         "cleanup": cleanup.describe() + (f", MIN_AREA {min_area:g} m2" if min_area else ""),
         "peak_rss_mb": vm_kb("VmHWM") / 1024,
         "base_rss_mb": base_rss / 1024,
@@ -616,7 +617,8 @@ def _note(d: dict) -> str:
             + f", rest of run() {d['run_seconds'] - sum(d['phases'].values()):.1f}"
         )
     tm = ", ".join(f"{k} {v:.1f}" for k, v in d["timings"].items() if k != "total")
-    return f"{d['tiles']} tiles ({d['provider']}), {d['cleanup']}; {tm}"
+    calls = f"; {d['calls']}" if d.get("calls") else ""
+    return f"{d['tiles']} tiles ({d['provider']}{calls}), {d['cleanup']}; {tm}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,10 +51,68 @@ ORT_MAX_OPSET = {
     (1, 31): 26,
 }
 DEVICES = ("auto", "cpu", "cuda")
+#: times each candidate number of tiles per ``session.run`` is measured (interleaved, after
+#: one call of each to warm it up) before a CPU run settles on the fastest (:class:`CallSizer`)
+TUNE_ROUNDS = 3
+#: onnxruntime's CPU threads claim a parallel loop's iterations in shrinking blocks instead
+#: of equal fixed shares, so a thread preempted by the vectoriser's threads holds up less
+DYNAMIC_BLOCK_BASE = "4"
 TASK_WORDS = {
     "contour": "a calving-front (contour) model",
     "segmentation": "a segmentation (thaw-slump) model",
 }
+
+
+class CallSizer:
+    """How many tiles one ``session.run`` gets on the CPU, chosen by timing the first calls.
+
+    A larger batch is not always faster per tile on the CPU: it is for the bundled
+    thaw-slump model (192 px), it is not for a 256 px U-Net whose activations for four tiles
+    no longer fit the caches (README, "Tiles per session.run"). The stream's batch of
+    ``batch`` tiles is run whole or in calls of 2 or 1 tiles: each size once to warm it up
+    (onnxruntime plans its memory for each new shape), then ``rounds`` times, interleaved,
+    timed in ``session.run`` only; the size with the shortest median time per tile is kept.
+    Batches shorter than ``batch`` (the end of a row of tiles) run whole and are not timed.
+    """
+
+    def __init__(self, batch: int, rounds: int | None = None) -> None:
+        self.batch = max(1, int(batch))
+        self.sizes = sorted({s for s in (self.batch, 2, 1) if s <= self.batch}, reverse=True)
+        rounds = max(1, TUNE_ROUNDS if rounds is None else int(rounds))
+        self.plan = [s for _ in range(rounds + 1) for s in self.sizes]
+        self.per_tile: dict[int, list[float]] = {s: [] for s in self.sizes}
+        self.done = 0
+        #: the size chosen (None while measuring)
+        self.chosen: int | None = self.sizes[0] if len(self.sizes) == 1 else None
+
+    def size(self, n: int) -> int:
+        """Tiles per call for a batch of ``n`` tiles."""
+        if self.chosen is not None:
+            return min(self.chosen, n)
+        return self.plan[self.done] if n == self.batch else n
+
+    def record(self, size: int, n: int, seconds: float) -> None:
+        """A batch of ``n`` tiles ran in calls of ``size`` for ``seconds`` in onnxruntime."""
+        if self.chosen is not None or n != self.batch or size != self.plan[self.done]:
+            return
+        if self.done >= len(self.sizes):  # the first round only warms up
+            self.per_tile[size].append(seconds / n)
+        self.done += 1
+        if self.done == len(self.plan):
+            self.chosen = min(self.sizes, key=lambda s: statistics.median(self.per_tile[s]))
+            LOG.info("onnxruntime: %s", self.describe())
+
+    def describe(self) -> str:
+        if self.chosen is not None:
+            text = f"{self.chosen} tile(s) per session.run"
+        else:
+            text = f"tiles per session.run not chosen (too few batches of {self.batch})"
+        timed = [s for s in self.sizes if self.per_tile[s]]
+        if timed:
+            ms = " / ".join(f"{1000 * statistics.median(self.per_tile[s]):.1f}" for s in timed)
+            sizes = " / ".join(str(s) for s in timed)
+            text += f" (median ms per tile with {sizes} per call: {ms})"
+        return text
 
 
 def _ort():
@@ -252,6 +311,8 @@ class OnnxModel:
         )
         self.inference_seconds = 0.0
         self.calls = 0
+        #: chooses the tiles per call on the CPU once :meth:`tune_calls` is called
+        self.sizer: CallSizer | None = None
         #: the options of a CPU session whose idle threads sleep (see :meth:`yield_cpu`);
         #: None on other providers
         self._yielding_options: Any = None
@@ -315,6 +376,7 @@ class OnnxModel:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = int(threads)
+        opts.add_session_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)
         stamp = _file_stamp(path)
         try:
             if device == "auto" and len(providers) > 1:
@@ -359,6 +421,7 @@ class OnnxModel:
             quiet.log_severity_level = opts.log_severity_level
             quiet.intra_op_num_threads = opts.intra_op_num_threads
             quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            quiet.add_session_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)
             model._yielding_options, model._stamp = quiet, stamp
         LOG.info(
             "loaded %s (%s %s, task %s, opset %s) on %s",
@@ -412,19 +475,48 @@ class OnnxModel:
 
         The first output named in the metadata is used; its ``activation`` (none, sigmoid,
         softmax) is applied. A multi-class (softmax) output gives the last class's
-        probability, as Deepness models do for a foreground class.
+        probability, as Deepness models do for a foreground class. The tiles go to
+        onnxruntime in calls of the graph's fixed batch size, of the size :meth:`tune_calls`
+        chose, or all at once.
         """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        fb = self.fixed_batch
-        if fb is not None and batch.shape[0] != fb:  # the graph runs exactly fb tiles
-            n = batch.shape[0]
-            parts = []
-            for i in range(0, n, fb):
-                part = batch[i : i + fb]
-                if part.shape[0] < fb:  # pad the last call by repeating its last tile
-                    part = np.concatenate([part, np.repeat(part[-1:], fb - part.shape[0], 0)])
-                parts.append(self.predict(part))
-            return np.concatenate(parts)[:n]
+        n = batch.shape[0]
+        if self.fixed_batch is not None:  # the graph runs exactly fixed_batch tiles
+            return self._predict_calls(batch, self.fixed_batch)
+        sizer = self.sizer
+        if sizer is None:
+            return self._predict_call(batch)
+        size = sizer.size(n)
+        t0 = self.inference_seconds
+        out = self._predict_calls(batch, size)
+        sizer.record(size, n, self.inference_seconds - t0)
+        return out
+
+    def tune_calls(self, batch: int) -> bool:
+        """From now on, choose how many of the ``batch`` tiles :meth:`predict` gets go into
+        one ``session.run`` by timing the first calls (:class:`CallSizer`). CPU only, and
+        not for a graph with a fixed batch size; True if tuning."""
+        if self.provider != "CPUExecutionProvider" or self.fixed_batch is not None:
+            return False
+        self.sizer = CallSizer(batch)
+        return True
+
+    def _predict_calls(self, batch: np.ndarray, size: int) -> np.ndarray:
+        """:meth:`_predict_call` on ``size`` tiles at a time (a graph with a fixed batch:
+        the last call padded by repeating its last tile)."""
+        n = batch.shape[0]
+        if n == size or (n < size and self.fixed_batch is None):
+            return self._predict_call(batch)
+        parts = []
+        for i in range(0, n, size):
+            part = batch[i : i + size]
+            if self.fixed_batch is not None and part.shape[0] < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - part.shape[0], 0)])
+            parts.append(self._predict_call(part))
+        return np.concatenate(parts)[:n]
+
+    def _predict_call(self, batch: np.ndarray) -> np.ndarray:
+        """One ``session.run``: the probabilities of the metadata's first output."""
         out_spec = self.spec.outputs[0]
         name = out_spec.name if out_spec.name in self.output_names else self.output_names[0]
         (out,) = self.run(batch, [name])

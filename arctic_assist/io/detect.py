@@ -134,6 +134,9 @@ class DetectResult:
     #: stream_waited (the stream waiting for the vectoriser's threads to catch up),
     #: after_stream (wall time from the end of the stream to the end) and total
     timings: dict[str, float] = field(default_factory=dict)
+    #: how the tiles went to onnxruntime, e.g. "1 tile(s) per session.run (median ms per
+    #: tile with 4 / 2 / 1 per call: ...)" (CPU, chosen by timing the first calls); "" else
+    calls: str = ""
 
 
 def _check_output(path: str, what: str, suffixes: tuple[str, ...]) -> str:
@@ -356,6 +359,7 @@ def run_detection(
                 say(plan.message)
             reader.offset, reader.adaptation = req.offset, plan.adaptation
             model.reset_timer()
+            model.tune_calls(req.batch_size)
 
             def predict(batch: np.ndarray) -> np.ndarray:
                 # Once the stream has had to wait for the vectoriser YIELD_AFTER times (a
@@ -393,6 +397,7 @@ def run_detection(
                 say(
                     f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
                     f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime"
+                    + (f", {model.sizer.describe()}" if model.sizer else "")
                 )
                 check_cancel()
                 report(90.0)
@@ -490,4 +495,5 @@ def run_detection(
         seconds=seconds,
         inference_seconds=model.inference_seconds,
         timings=timings,
+        calls=model.sizer.describe() if model.sizer else "",
     )

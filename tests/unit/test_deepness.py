@@ -48,8 +48,9 @@ def test_keys_deepness_code_reads_and_fixed_size_wins(tmp_path):
     model = OnnxModel.load(str(path), "cpu")
     assert model.fixed_batch == 1
     x = np.random.default_rng(0).random((3, 3, 256, 256), dtype=np.float32)
+    assert model.tune_calls(4) is False and model.sizer is None  # the graph decides
     p = model.predict(x)  # 3 tiles through a batch-1 graph
-    assert p.shape == (3, 1, 256, 256)
+    assert p.shape == (3, 1, 256, 256) and model.calls == 3
     z = np.tensordot(WEIGHTS, x.astype(np.float64), axes=([0], [1])) + BIAS
     np.testing.assert_allclose(p[:, 0], 1 / (1 + np.exp(-z)), atol=1e-5)
 

@@ -440,10 +440,12 @@ def test_polygons_made_during_the_stream_match_the_written_probability(
     strip and window edges): the polygons vectorised from the rows in memory while the
     model runs are exactly those of the probability GeoTIFF vectorised in one window. The
     vectoriser is slowed down so that the stream waits for it: onnxruntime's threads are
-    switched to sleeping in the middle of the run, which changes no result."""
+    switched to sleeping in the middle of the run, and the tiles per ``session.run`` are
+    chosen by timing the first calls (some of them split in two): neither changes a result."""
     import functools
     import time
 
+    from arctic_assist.core import onnx_model
     from arctic_assist.io import detect, vector
     from arctic_assist.io.vector import Cleanup, FeatureWriter, vectorise
 
@@ -461,6 +463,7 @@ def test_polygons_made_during_the_stream_match_the_written_probability(
     monkeypatch.setattr(detect, "STREAM_WINDOW_ROWS", 16)
     monkeypatch.setattr(vector, "AHEAD", 2)
     monkeypatch.setattr(detect, "YIELD_AFTER", 2)
+    monkeypatch.setattr(onnx_model, "TUNE_ROUNDS", 1)  # tiles per call chosen mid-run
     compute = vector.Vectoriser._compute
 
     def slow_compute(self, *args):
@@ -472,11 +475,14 @@ def test_polygons_made_during_the_stream_match_the_written_probability(
     out, prob = tmp_path / "s.gpkg", tmp_path / "p.tif"
     messages: list[str] = []
     res = run_detection(
-        DetectRequest(str(src), model(tmp_path), str(out), str(prob), cleanup=cleanup),
+        DetectRequest(
+            str(src), model(tmp_path), str(out), str(prob), cleanup=cleanup, batch_size=2
+        ),
         log=messages.append,
     )
     assert res.timings["stream_waited"] > 0.05
     assert any("onnxruntime's idle threads now sleep" in m for m in messages)
+    assert any("tile(s) per session.run (median ms per tile" in m for m in messages)
     s = osr.SpatialReference()
     s.ImportFromEPSG(32608)
     writer = FeatureWriter(str(tmp_path / "ref.gpkg"), "p", s, {})

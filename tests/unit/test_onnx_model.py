@@ -19,6 +19,7 @@ from onnx_factory import (
 
 from arctic_assist.core.errors import ModelError
 from arctic_assist.core.onnx_model import (
+    CallSizer,
     OnnxModel,
     max_supported_opset,
     read_model_info,
@@ -64,6 +65,58 @@ def test_yield_cpu_switches_to_sleeping_threads_once(tmp_path):
     kept = other.session
     assert other.yield_cpu() is False and other.session is kept
     np.testing.assert_array_equal(other.predict(x), before)
+
+
+def test_call_sizer_warms_up_then_keeps_the_fastest_size_per_tile():
+    sizer = CallSizer(4, rounds=2)
+    assert sizer.sizes == [4, 2, 1] and sizer.chosen is None
+    # made-up times per tile: 2 tiles per call is the fastest, the warm-up round is slow
+    per_tile = {4: 0.012, 2: 0.009, 1: 0.010}
+    seen = []
+    for call in range(9):
+        size = sizer.size(4)
+        seen.append(size)
+        slow = 10.0 if call < 3 else 1.0
+        sizer.record(size, 4, 4 * per_tile[size] * slow)
+        if call < 8:
+            assert sizer.chosen is None
+            # a short batch (end of a row of tiles) runs whole and is not counted
+            assert sizer.size(3) == 3
+            sizer.record(3, 3, 100.0)
+    assert seen == [4, 2, 1] * 3
+    assert sizer.per_tile == {4: [0.012] * 2, 2: [0.009] * 2, 1: [0.010] * 2}
+    assert sizer.chosen == 2 and sizer.size(4) == 2 and sizer.size(1) == 1
+    assert sizer.describe() == (
+        "2 tile(s) per session.run (median ms per tile with 4 / 2 / 1 per call: 12.0 / 9.0 / 10.0)"
+    )
+    sizer.record(2, 4, 100.0)  # chosen: nothing more is measured
+    assert sizer.per_tile[2] == [0.009] * 2
+    one = CallSizer(1)
+    assert one.chosen == 1 and one.describe() == "1 tile(s) per session.run"
+    assert "not chosen" in CallSizer(4).describe()
+
+
+def test_tuned_calls_split_the_batch_and_give_the_same_probabilities(tmp_path):
+    path = weighted_sum_model(tmp_path / "m.onnx", [1.0, -0.5, 0.25, 2.0], bias=-0.1)
+    model = OnnxModel.load(str(path), "cpu")
+    opts = model.session.get_session_options()
+    assert opts.get_session_config_entry("session.dynamic_block_base") == "4"
+    x = np.random.default_rng(2).normal(size=(4, 4, 16, 16)).astype(np.float32)
+    whole = model.predict(x)
+    assert model.tune_calls(4) is True
+    calls = []
+    for _ in range(3 * (1 + 3)):  # warm-up + TUNE_ROUNDS, three sizes
+        size = model.sizer.size(4)
+        before = model.calls
+        np.testing.assert_array_equal(model.predict(x), whole)
+        calls.append((size, model.calls - before))
+    assert calls[:3] == [(4, 1), (2, 2), (1, 4)]
+    assert model.sizer.chosen in (4, 2, 1)
+    assert all(len(t) == 3 for t in model.sizer.per_tile.values())
+    assert model.yield_cpu() is True  # the sleeping session keeps the dynamic blocks
+    opts = model.session.get_session_options()
+    assert opts.get_session_config_entry("session.dynamic_block_base") == "4"
+    np.testing.assert_array_equal(model.predict(x[:3]), whole[:3])
 
 
 def test_auto_reports_the_provider_that_really_runs(tmp_path):
