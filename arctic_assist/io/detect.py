@@ -397,7 +397,7 @@ def run_detection(
                 say(
                     f"{stats.tiles_run} tile(s) of {tile} px predicted, {stats.tiles_skipped} "
                     f"skipped (no valid pixel); {model.inference_seconds:.1f} s in onnxruntime"
-                    + (f", {model.sizer.describe()}" if model.sizer else "")
+                    + (f", {model.sizer.describe()}" if model.sizer and model.sizer.chosen else "")
                 )
                 check_cancel()
                 report(90.0)
