@@ -68,10 +68,11 @@ class CallSizer:
 
     A larger batch is not always faster per tile on the CPU: it is for the bundled
     thaw-slump model (192 px), it is not for a 256 px U-Net whose activations for four tiles
-    no longer fit the caches (README, "Tiles per session.run"). The stream's batch of
-    ``batch`` tiles is run whole or in calls of 2 or 1 tiles: each size once to warm it up
-    (onnxruntime plans its memory for each new shape), then ``rounds`` times, interleaved,
-    timed in ``session.run`` only; the size with the shortest median time per tile is kept.
+    no longer fit the caches (README, "Tiles per `session.run`, chosen per run"). The
+    stream's batch of ``batch`` tiles is run whole or in calls of 2 or 1 tiles: each size
+    once to warm it up (onnxruntime plans its memory for each new shape), then ``rounds``
+    times, interleaved, timed in ``session.run`` only; the size with the shortest median
+    time per tile is kept.
     Batches shorter than ``batch`` (the end of a row of tiles) run whole and are not timed.
     """
 
@@ -113,6 +114,20 @@ class CallSizer:
             sizes = " / ".join(str(s) for s in timed)
             text += f" (median ms per tile with {sizes} per call: {ms})"
         return text
+
+
+def _session_options(threads: int | None, spinning: bool) -> Any:
+    """onnxruntime's options for a model's session: quiet, ``threads`` intra-op threads
+    (None: its default), dynamic blocks; idle threads that spin or that sleep
+    (:meth:`OnnxModel.yield_cpu`)."""
+    opts = _ort().SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
 
 
 def _ort():
@@ -372,11 +387,7 @@ class OnnxModel:
                     "provider (install 'onnxruntime-gpu' with CUDA 12/13 and cuDNN 9), or "
                     "choose device 'auto' or 'cpu'."
                 )
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.add_session_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)
+        opts = _session_options(threads, spinning=True)
         stamp = _file_stamp(path)
         try:
             if device == "auto" and len(providers) > 1:
@@ -417,12 +428,8 @@ class OnnxModel:
             [o.name for o in session.get_outputs()],
         )
         if running[0] == "CPUExecutionProvider":
-            quiet = ort.SessionOptions()
-            quiet.log_severity_level = opts.log_severity_level
-            quiet.intra_op_num_threads = opts.intra_op_num_threads
-            quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            quiet.add_session_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)
-            model._yielding_options, model._stamp = quiet, stamp
+            model._yielding_options = _session_options(threads, spinning=False)
+            model._stamp = stamp
         LOG.info(
             "loaded %s (%s %s, task %s, opset %s) on %s",
             path,
@@ -480,12 +487,12 @@ class OnnxModel:
         chose, or all at once.
         """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        n = batch.shape[0]
         if self.fixed_batch is not None:  # the graph runs exactly fixed_batch tiles
             return self._predict_calls(batch, self.fixed_batch)
         sizer = self.sizer
         if sizer is None:
             return self._predict_call(batch)
+        n = batch.shape[0]
         size = sizer.size(n)
         t0 = self.inference_seconds
         out = self._predict_calls(batch, size)
