@@ -123,7 +123,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prob", help="a float32 probability GeoTIFF (default: a synthetic one)")
     ap.add_argument("--size", type=int, default=8192, help="synthetic raster size (px)")
-    ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument(
+        "--threshold", type=float, default=0.6, help="foreground above it (for --prob: the model's)"
+    )
     ap.add_argument("--workdir", help="keep the synthetic raster here")
     ap.add_argument("--repeat", type=int, default=3, help="runs per step, the best kept")
     args = ap.parse_args()
