@@ -91,6 +91,7 @@ def _measure(prob_path: str, args: argparse.Namespace, cv2) -> tuple[dict, int, 
     """Every window of the raster through both (see :func:`_window`)."""
     from osgeo import gdal
 
+    gdal.UseExceptions()
     ds = gdal.Open(prob_path)
     band = ds.GetRasterBand(1)
     nodata = band.GetNoDataValue()
@@ -137,9 +138,6 @@ def main() -> int:
     except ImportError:
         print("skipped: OpenCV (cv2) not importable; set DEEPNESS_SITE (see the docstring)")
         return 0
-    from osgeo import gdal
-
-    gdal.UseExceptions()
     with tempfile.TemporaryDirectory(prefix="bench_labelling_") as tmp:
         prob_path = args.prob
         if not prob_path:
